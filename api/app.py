@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.nudge import Nudger
+from api.routes import jobs, kie, meta
+from models.db import async_session_factory, make_async_engine
+from soraq.config import get_settings
+from soraq.logs import setup_logging
+
+
+def _send_nudge() -> None:
+    from worker.app import celery_app  # the Celery app only, not the tasks
+
+    # No publish retries here: a request must not wait on a broker. The sweep covers a miss.
+    celery_app.send_task("soraq.dispatch", retry=False, expires=60)
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    setup_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_async_engine(settings.resolved_database_url)
+        app.state.sessionmaker = async_session_factory(engine)
+        app.state.nudger = Nudger(_send_nudge)
+        yield
+        await app.state.nudger.drain()
+        await engine.dispose()
+
+    app = FastAPI(
+        title="soraq",
+        version="0.1.0",
+        description="Durable, observable jobs for AI video generation through Kie.ai.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(meta.router)
+    app.include_router(jobs.router)
+    app.include_router(kie.router)
+    return app

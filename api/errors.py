@@ -1,0 +1,123 @@
+"""One error shape for every failure: {"error": {"code": "...", "message": "...", ...}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from models.catalogue import InvalidRequest
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.headers = headers
+        self.extra = extra
+
+
+class NotFound(APIError):
+    status_code = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(APIError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(APIError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class Unauthorized(APIError):
+    status_code = 401
+    code = "unauthorized"
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def validation_error(fields: list[dict[str, str]]) -> JSONResponse:
+    first = fields[0]
+    message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+    return JSONResponse(error_body("validation_error", message, fields=fields), status_code=422)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    # ("body", "prompt") -> "prompt"; ("query", "limit") -> "limit"
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts)
+
+
+def pydantic_fields(errors: list[Any]) -> list[dict[str, str]]:
+    return [
+        {"field": _field_name(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
+        for e in errors
+    ] or [{"field": "", "message": "invalid request"}]
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def api_error(_: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(
+            error_body(exc.code, exc.message, **exc.extra),
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(InvalidRequest)
+    async def invalid_request(_: Request, exc: InvalidRequest) -> JSONResponse:
+        return validation_error([{"field": exc.field, "message": exc.message}])
+
+    @app.exception_handler(RequestValidationError)
+    async def request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_error(pydantic_fields(list(exc.errors())))
+
+    @app.exception_handler(ValidationError)
+    async def model_validation(_: Request, exc: ValidationError) -> JSONResponse:
+        return validation_error(pydantic_fields(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.error("database error: %s", type(exc).__name__)
+        return JSONResponse(
+            error_body("database_unavailable", "The database is unavailable; try again shortly."),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(
+            error_body("internal_error", "Something went wrong on our side."), status_code=500
+        )

@@ -1,0 +1,48 @@
+"""Wakes the worker's dispatcher after a job is committed, without a broker publish per request.
+
+A burst of N new jobs costs about one publish per publish round trip, not N: while a publish
+is in flight, further nudges only mark that one more is needed. A nudge that fails is logged
+and forgotten: the job row is committed, and the beat-driven sweep finds it anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import anyio.to_thread
+
+log = logging.getLogger(__name__)
+
+
+class Nudger:
+    def __init__(self, send: Callable[[], object]) -> None:
+        self._send = send
+        self._again = False
+        self._task: asyncio.Task[None] | None = None
+
+    def nudge(self) -> None:
+        if self._task is not None:
+            self._again = True
+            return
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                self._again = False
+                try:
+                    await anyio.to_thread.run_sync(self._send)
+                except Exception as exc:  # the broker is down: the sweep covers for it
+                    log.warning(
+                        "could not nudge the worker (%s); the sweep will pick the job up", exc
+                    )
+                if not self._again:
+                    return
+        finally:
+            self._task = None
+
+    async def drain(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.datastructures import UploadFile
+
+from api import service
+from api.deps import NudgerDep, SessionDep, SettingsDep
+from api.errors import PayloadTooLarge, UnsupportedMediaType
+from api.schemas import ErrorBody, JobCreate, JobOut, JobPage
+from models.catalogue import InvalidRequest, get_catalogue
+from models.job import JobStatus
+from soraq.images import MAX_IMAGE_BYTES
+
+router = APIRouter(tags=["jobs"])
+
+# A 10 MB image in base64 plus the other fields; anything larger is refused before it is read.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (404, 413, 415, 422, 503)
+}
+_MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": ["prompt"],
+    "properties": {
+        **{
+            name: {"type": "string"}
+            for name in ("prompt", "model", "aspect_ratio", "size", "image_url")
+        },
+        "duration": {"type": "integer"},
+        "remove_watermark": {"type": "boolean"},
+        "metadata": {"type": "string", "description": "a JSON object"},
+        "image": {"type": "string", "format": "binary", "description": "jpeg/png/webp, ≤10 MB"},
+    },
+}
+
+
+async def _read_multipart(request: Request) -> tuple[JobCreate, service.ImageBytes | None]:
+    form = await request.form(max_files=1, max_fields=50, max_part_size=MAX_BODY_BYTES)
+    fields: dict[str, Any] = {}
+    upload = None
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            if name != "image":
+                raise InvalidRequest(name, "only the `image` part may be a file")
+            data = await value.read(MAX_IMAGE_BYTES + 1)
+            upload = service.check_image(data, "image", None)
+        elif name == "metadata":
+            try:
+                fields[name] = json.loads(value)
+            except ValueError:
+                raise InvalidRequest("metadata", "must be a JSON object") from None
+        else:
+            fields[name] = value
+    model = fields.get("model") or get_catalogue().default_model(has_image=upload is not None)
+    spec = get_catalogue().models.get(model)
+    if spec is not None:  # form values are strings: type the model's own parameters
+        for name, param in spec.params.items():
+            if isinstance(fields.get(name), str):
+                fields[name] = param.from_form(fields[name])
+    return JobCreate.model_validate(fields), upload
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobOut,
+    responses=ERRORS,
+    summary="Create a video job",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": JobCreate.model_json_schema()},
+                "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
+            },
+        }
+    },
+)
+async def create_job(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    nudger: NudgerDep,
+    settings: SettingsDep,
+) -> JobOut:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        payload, upload = JobCreate.model_validate_json(await request.body()), None
+    elif content_type == "multipart/form-data":
+        payload, upload = await _read_multipart(request)
+    else:
+        raise UnsupportedMediaType("send application/json or multipart/form-data")
+    job = await service.create_job(session, payload, upload, settings=settings, nudger=nudger)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return JobOut.of(job)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="Get a job")
+async def get_job(job_id: str, session: SessionDep) -> JobOut:
+    return JobOut.of(await service.get_job(session, job_id))
+
+
+@router.get("/jobs", response_model=JobPage, responses=ERRORS, summary="List jobs, newest first")
+async def list_jobs(
+    session: SessionDep,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JobPage:
+    jobs, next_cursor = await service.list_jobs(session, status=status, limit=limit, cursor=cursor)
+    return JobPage(data=[JobOut.of(job) for job in jobs], next_cursor=next_cursor)

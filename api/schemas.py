@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.job import Job, JobStatus
+
+
+class JobCreate(BaseModel):
+    """A new job. Fields beyond these are model parameters, checked against the catalogue."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"examples": [{"prompt": "A cute cat playing in a garden"}]},
+    )
+
+    prompt: str = Field(min_length=1, description="What the video shows (1–5000 characters).")
+    model: str | None = Field(
+        None,
+        description="A model id from GET /models. Default: "
+        "sora-2-text-to-video, or sora-2-image-to-video with an image.",
+    )
+    aspect_ratio: str | None = Field(None, description="Sora 2: landscape or portrait.")
+    duration: int | None = Field(None, description="Seconds; Sora 2: 10 or 15.")
+    remove_watermark: bool | None = None
+    size: str | None = Field(None, description="Pro models only: standard or high.")
+    image_url: str | None = Field(None, description="An https URL, passed to Kie as it is.")
+    image_base64: str | None = Field(
+        None, description="Raw base64 or a data: URL (jpeg/png/webp, ≤10 MB)."
+    )
+    metadata: dict[str, Any] | None = Field(
+        None, description="Small free JSON object, echoed back."
+    )
+
+    def model_params(self) -> dict[str, Any]:
+        """The parameters the catalogue checks: the known optional ones plus any extra field."""
+        known = {
+            name: getattr(self, name)
+            for name in ("aspect_ratio", "duration", "remove_watermark", "size")
+        }
+        return {k: v for k, v in {**known, **(self.model_extra or {})}.items() if v is not None}
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    kie_fail_code: str | None = None
+
+
+class JobResult(BaseModel):
+    video_urls: list[str]
+    watermarked_video_urls: list[str] = []
+
+
+class JobOut(BaseModel):
+    id: str
+    status: JobStatus
+    model: str
+    input: dict[str, Any]
+    progress: int | None
+    kie_task_id: str | None
+    result: JobResult | None
+    error: JobError | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    metadata: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        shown = dict(job.input)
+        if job.image_url:
+            shown["image_url"] = job.image_url
+        return cls(
+            id=job.id,
+            status=JobStatus(job.status),
+            model=job.model,
+            input=shown,
+            progress=job.progress,
+            kie_task_id=job.kie_task_id,
+            result=JobResult(**job.result) if job.result else None,
+            error=JobError(
+                code=job.error_code,
+                message=job.error_message or "",
+                kie_fail_code=job.kie_fail_code,
+            )
+            if job.error_code
+            else None,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            metadata=job.meta,
+        )
+
+
+class JobPage(BaseModel):
+    data: list[JobOut]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

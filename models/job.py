@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"  # stored; not yet picked up
+    UPLOADING = "uploading"  # sending the input image to imgbb
+    SUBMITTING = "submitting"  # createTask in flight: never call it again for this job
+    WAITING = "waiting"  # at Kie, mirroring Kie's own states
+    QUEUING = "queuing"
+    GENERATING = "generating"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+def new_job_id() -> str:
+    return "job_" + secrets.token_hex(12)
+
+
+def new_callback_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_job_id)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
+    model: Mapped[str] = mapped_column(String(100))
+    # What the client asked for, as validated (never image bytes).
+    input: Mapped[dict[str, Any]] = mapped_column(JSON)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, default=None)
+
+    kie_task_id: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
+    callback_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_callback_token)
+    image_url: Mapped[str | None] = mapped_column(Text, default=None)  # after upload, or given
+    progress: Mapped[int | None] = mapped_column(Integer, default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    kie_fail_code: Mapped[str | None] = mapped_column(String(64), default=None)  # Kie's failCode
+
+    # Scheduling. A non-terminal job always has next_check_at; a terminal one never does.
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # consecutive transient failures
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    callback_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    __table_args__ = (
+        # The sweep's index: only rows that still need work are in it.
+        Index(
+            "ix_jobs_due",
+            "next_check_at",
+            postgresql_where=text("next_check_at IS NOT NULL"),
+            sqlite_where=text("next_check_at IS NOT NULL"),
+        ),
+        # Newest-first listing (keyset pagination), optionally by status.
+        Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_status_created", "status", "created_at", "id"),
+    )
+
+
+class JobImage(Base):
+    """Input image bytes waiting to be uploaded; deleted once imgbb has them."""
+
+    __tablename__ = "job_images"
+
+    job_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    content_type: Mapped[str] = mapped_column(String(32))
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,42 @@
+"""Faults on demand, asked for by keywords in a prompt, e.g. "a cat [kie:402]".
+
+[kie:402] [kie:401] [kie:422] ...  createTask answers that code (HTTP 200, code in the body)
+[kie:500x2]      the first 2 createTask calls for this prompt answer 500, then it succeeds
+[kie:429x3]      the same with 429 and a Retry-After header
+[kie:http500x1]  an HTTP 500 with an HTML body (no JSON envelope)
+[kie:hang]       createTask answers only after SANDBOX_HANG_SECONDS (past a client timeout)
+[kie:malformed]  createTask answers HTTP 200 with a body that is not JSON
+[kie:fail]       the task ends in state "fail" with a failCode/failMsg
+[kie:slow=5]     the task takes 5 s to generate
+[kie:stuck]      the task stays "generating" forever
+[kie:nocallback] no callback is sent for the task
+[kie:checkfail500x2]  the first 2 recordInfo calls for the task answer 500
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_KEYWORD = re.compile(r"\[kie:([a-z]*)(\d*)(?:x(\d+))?(?:=([\d.]+))?\]")
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str  # "code", "http", "hang", "malformed", "fail", "slow", "stuck", "nocallback", ...
+    code: int | None = None
+    times: int | None = None  # None: every time
+    value: float | None = None
+
+
+def parse(prompt: str) -> list[Fault]:
+    return [
+        Fault(
+            name=name or "code",
+            code=int(number) if number else None,
+            times=int(times) if times else None,
+            value=float(value) if value else None,
+        )
+        for name, number, times, value in _KEYWORD.findall(prompt)
+        if name or number
+    ]

@@ -1,0 +1,1 @@
+"""soraq: durable, observable jobs for AI video generation."""

@@ -1,0 +1,203 @@
+"""`soraq`: migrate · api · worker · beat · sandbox · dev."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from soraq.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, get_settings
+from soraq.logs import setup_logging
+
+log = logging.getLogger("soraq")
+
+
+def migrate(database_url: str | None = None) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    import migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.attributes["configure_logging"] = False
+    if database_url:
+        config.attributes["database_url"] = database_url
+    command.upgrade(config, "head")
+
+
+def run_api(host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=True,
+        limit_concurrency=2000,
+    )
+
+
+def run_worker(with_beat: bool | None = None) -> None:
+    from worker.tasks import celery_app
+
+    settings = get_settings()
+    beat = settings.embedded_broker if with_beat is None else with_beat
+    args = [
+        "worker",
+        "--loglevel",
+        settings.log_level,
+        "--pool",
+        settings.worker_pool,
+        "--concurrency",
+        str(settings.worker_concurrency),
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    if settings.embedded_broker:
+        args.append("--without-heartbeat")  # the file broker has no broadcast to carry them
+    if beat:
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        args += ["--beat", "--schedule", str((settings.var_dir / "celerybeat-schedule").resolve())]
+    celery_app.worker_main(args)
+
+
+def run_beat() -> None:
+    from worker.tasks import celery_app
+
+    settings = get_settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    celery_app.start(
+        [
+            "beat",
+            "--loglevel",
+            settings.log_level,
+            "--schedule",
+            str((settings.var_dir / "celerybeat-schedule").resolve()),
+        ]
+    )
+
+
+def run_sandbox(host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run("sandbox.app:create_app", factory=True, host=host, port=port, log_level="warning")
+
+
+def _wait_for_port(port: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def dev(host: str, port: int, sandbox_port: int) -> int:
+    """Migrate, then run the sandbox (when no Kie key is set), the API and a worker together."""
+    settings = get_settings()
+    migrate()
+    env = dict(os.environ)
+    children: list[subprocess.Popen[bytes]] = []
+    me = [sys.executable, "-m", "soraq.cli"]
+    if settings.kie_api_key is None:
+        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        env.update(
+            KIE_BASE_URL=sandbox_url,
+            IMGBB_BASE_URL=sandbox_url,
+            KIE_API_KEY=SANDBOX_KIE_KEY,
+            IMGBB_API_KEY=SANDBOX_IMGBB_KEY,
+        )
+        env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
+        log.warning(
+            "KIE_API_KEY is not set: using the bundled sandbox at %s for Kie and imgbb "
+            "(fake videos, no cost). Set KIE_API_KEY and IMGBB_API_KEY for real ones.",
+            sandbox_url,
+        )
+        children.append(subprocess.Popen([*me, "sandbox", "--port", str(sandbox_port)], env=env))
+        if not _wait_for_port(sandbox_port):
+            log.error("the sandbox did not start on port %d", sandbox_port)
+    children.append(subprocess.Popen([*me, "api", "--host", host, "--port", str(port)], env=env))
+    children.append(subprocess.Popen([*me, "worker"], env=env))
+    log.info("soraq is starting: API on http://%s:%d (Ctrl-C stops everything)", host, port)
+
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    while not stopping:
+        for child in children:
+            if child.poll() is not None:
+                log.error("%s exited with %s; stopping the others", child.args, child.returncode)
+                stopping, code = True, 1
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + 15
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="soraq", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("migrate", help="bring the database schema up to date")
+    api = verbs.add_parser("api", help="run the HTTP API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    worker = verbs.add_parser(
+        "worker", help="run a Celery worker (plus beat on the embedded broker)"
+    )
+    worker.add_argument(
+        "--beat",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run the beat schedule (default: only on the embedded broker)",
+    )
+    verbs.add_parser("beat", help="run the beat schedule (exactly one per deployment)")
+    sandbox = verbs.add_parser("sandbox", help="run the Kie + imgbb stand-in")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8765)
+    dev_parser = verbs.add_parser("dev", help="migrate, then sandbox + api + worker together")
+    dev_parser.add_argument("--host", default="127.0.0.1")
+    dev_parser.add_argument("--port", type=int, default=8000)
+    dev_parser.add_argument("--sandbox-port", type=int, default=8765)
+    args = parser.parse_args(argv)
+
+    setup_logging(get_settings().log_level)
+    if args.verb == "migrate":
+        migrate()
+    elif args.verb == "api":
+        run_api(args.host, args.port)
+    elif args.verb == "worker":
+        run_worker(args.beat)
+    elif args.verb == "beat":
+        run_beat()
+    elif args.verb == "sandbox":
+        run_sandbox(args.host, args.port)
+    elif args.verb == "dev":
+        return dev(args.host, args.port, args.sandbox_port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

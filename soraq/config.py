@@ -1,0 +1,108 @@
+"""One typed settings object, read from the environment (and an optional `.env`) once."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The sandbox accepts these keys; production refuses them (see `_refuse_sandbox_in_production`).
+SANDBOX_KIE_KEY = "sandbox-kie-key"
+SANDBOX_IMGBB_KEY = "sandbox-imgbb-key"
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    var_dir: Path = Path("var")
+
+    database_url: str = ""  # empty: a SQLite file under var_dir
+    celery_broker_url: str = ""  # empty: kombu's filesystem transport under var_dir/broker
+
+    kie_api_key: SecretStr | None = None
+    kie_base_url: str = "https://api.kie.ai"
+    imgbb_api_key: SecretStr | None = None
+    imgbb_base_url: str = "https://api.imgbb.com"
+    public_url: str | None = None  # how Kie reaches /kie/callback; unset: no callbacks
+    kie_webhook_hmac_key: SecretStr | None = None  # set when the Kie account signs callbacks
+
+    model_catalogue: Path | None = None  # a TOML file replacing the bundled catalogue
+    prompt_max_length: int = Field(5000, ge=1)
+
+    # Outbound calls: every one has a timeout; retries are scheduled through the job row.
+    kie_timeout: float = Field(30.0, gt=0)
+    imgbb_timeout: float = Field(30.0, gt=0)
+    imgbb_expiration: int = Field(86400, ge=60, le=15552000)
+    max_attempts: int = Field(6, ge=1)  # consecutive transient failures before a job fails
+    retry_base_delay: float = Field(2.0, gt=0)
+    retry_max_delay: float = Field(300.0, gt=0)
+
+    # Watching Kie: rows carry next_check_at; a beat-driven sweep picks up what is due.
+    check_initial_delay: float = Field(3.0, ge=0)
+    check_max_interval: float = Field(30.0, gt=0)
+    check_backoff: float = Field(1.5, ge=1)
+    callback_check_interval: float = Field(60.0, gt=0)  # safety-net polling when callbacks are on
+    pending_grace: float = Field(60.0, ge=0)  # how long "recordInfo is null" counts as pending
+    job_timeout: float = Field(1200.0, gt=0)  # from submission to Kie until error.code=timeout
+    submit_lease: float = Field(120.0, gt=0)  # a job stuck in submitting longer is submit_unknown
+    claim_lease: float = Field(60.0, gt=0)  # a dispatched job is re-dispatched after this
+    sweep_interval: float = Field(2.0, gt=0)
+    sweep_batch: int = Field(500, ge=1)
+
+    worker_pool: Literal["threads", "prefork", "solo"] = "threads"
+    worker_concurrency: int = Field(8, ge=1)
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_sandbox_in_production(self) -> Settings:
+        if self.environment != "production":
+            return self
+        problems = []
+        for name, key, sandbox_key in (
+            ("KIE_API_KEY", self.kie_api_key, SANDBOX_KIE_KEY),
+            ("IMGBB_API_KEY", self.imgbb_api_key, SANDBOX_IMGBB_KEY),
+        ):
+            if key is None or not key.get_secret_value():
+                problems.append(f"{name} is not set")
+            elif key.get_secret_value() == sandbox_key:
+                problems.append(f"{name} is the sandbox key")
+        for name, url in (
+            ("KIE_BASE_URL", self.kie_base_url),
+            ("IMGBB_BASE_URL", self.imgbb_base_url),
+        ):
+            if (urlsplit(url).hostname or "") in _LOOPBACK_HOSTS:
+                problems.append(f"{name} points at this machine ({url}), not the real service")
+        if problems:
+            raise ValueError("production settings refused: " + "; ".join(problems))
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.var_dir / 'soraq.db').resolve()}"
+
+    @property
+    def broker_dir(self) -> Path:
+        return (self.var_dir / "broker").resolve()
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.celery_broker_url or "filesystem://localhost//"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.resolved_broker_url.startswith("filesystem://")
+
+    @property
+    def callbacks_enabled(self) -> bool:
+        return bool(self.public_url)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

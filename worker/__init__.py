@@ -1,0 +1,1 @@
+"""The Celery worker: tasks, the pipeline they run, and the Kie and imgbb clients."""
