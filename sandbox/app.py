@@ -193,6 +193,8 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
                 "createTask",
                 prompt=prompt,
                 code=code,
+                model=body.get("model"),
+                input=body.get("input"),
                 callback_url=body.get("callBackUrl"),
                 task_id=(data or {}).get("taskId"),
             )

@@ -1,0 +1,209 @@
+"""End to end: API, a real Celery worker and the HTTP sandbox, on the embedded default."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.db import make_engine
+from models.job import Job, JobStatus
+from soraq.config import Settings
+from tests.images import PNG
+from tests.integration.conftest import Stack
+from worker.app import create_celery
+
+
+def unique(prompt: str) -> str:
+    # The sandbox counts createTask calls per prompt: keep every test's prompt its own.
+    return f"{prompt} #{uuid.uuid4().hex[:8]}"
+
+
+def test_text_job_succeeds_with_the_sandbox_video(stack: Stack) -> None:
+    response = stack.api.post("/jobs", json={"prompt": unique("A cute cat playing in a garden")})
+    assert response.status_code == 202
+    created = response.json()
+    assert created["status"] == "queued"
+    assert response.headers["location"] == f"/jobs/{created['id']}"
+
+    job = stack.wait(created["id"])
+
+    assert job["status"] == "succeeded", job
+    assert job["model"] == "sora-2-text-to-video"
+    assert job["progress"] == 100
+    assert job["kie_task_id"].startswith("task_sora-2-text-to-video_")
+    [url] = job["result"]["video_urls"]
+    assert url.startswith(stack.sandbox_url) and url.endswith(".mp4")
+    assert stack.sandbox.get(url.removeprefix(stack.sandbox_url)).status_code == 200
+    assert job["started_at"] and job["finished_at"] and job["error"] is None
+
+
+def test_kie_receives_the_catalogue_mapped_input(stack: Stack) -> None:
+    prompt = unique("A portrait of a dog")
+    job = stack.create(prompt=prompt, aspect_ratio="portrait", duration=15, remove_watermark=False)
+    assert stack.wait(job["id"])["status"] == "succeeded"
+    [call] = [c for c in stack.calls("createTask") if c["prompt"] == prompt]
+    assert call["model"] == "sora-2-text-to-video"
+    assert call["input"] == {
+        "prompt": prompt,
+        "aspect_ratio": "portrait",
+        "n_frames": "15",
+        "remove_watermark": False,
+    }
+    assert call["callback_url"].startswith(stack.env["PUBLIC_URL"] + "/kie/callback/")
+
+
+def test_base64_image_is_uploaded_to_imgbb_then_sent_to_kie(stack: Stack) -> None:
+    prompt = unique("The cat starts to dance")
+    data_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    job = stack.wait(stack.create(prompt=prompt, image_base64=data_url)["id"])
+
+    assert job["status"] == "succeeded", job
+    assert job["model"] == "sora-2-image-to-video"
+    assert job["input"]["image"] == {"content_type": "image/png", "bytes": len(PNG)}
+    [call] = [c for c in stack.calls("createTask") if c["prompt"] == prompt]
+    [image_url] = call["input"]["image_urls"]
+    assert image_url == job["input"]["image_url"]
+    assert stack.sandbox.get(image_url.removeprefix(stack.sandbox_url)).content == PNG
+
+
+def test_multipart_image_job_succeeds(stack: Stack) -> None:
+    prompt = unique("Waves roll in")
+    response = stack.api.post(
+        "/jobs",
+        data={"prompt": prompt, "duration": "15", "metadata": '{"user": 7}'},
+        files={"image": ("waves.png", PNG, "image/png")},
+    )
+    assert response.status_code == 202, response.text
+    job = stack.wait(response.json()["id"])
+    assert job["status"] == "succeeded", job
+    assert job["metadata"] == {"user": 7}
+    [call] = [c for c in stack.calls("createTask") if c["prompt"] == prompt]
+    assert call["input"]["n_frames"] == "15"
+    assert call["input"]["image_urls"][0].startswith(stack.sandbox_url + "/i/")
+
+
+def test_image_url_is_passed_to_kie_as_is(stack: Stack) -> None:
+    prompt = unique("Zoom out")
+    job = stack.wait(stack.create(prompt=prompt, image_url="https://i.ibb.co/abc/cat.png")["id"])
+    assert job["status"] == "succeeded"
+    [call] = [c for c in stack.calls("createTask") if c["prompt"] == prompt]
+    assert call["input"]["image_urls"] == ["https://i.ibb.co/abc/cat.png"]
+    assert not [c for c in stack.calls("imgbb_upload") if c.get("job") == job["id"]]
+
+
+def test_insufficient_credits_fails_the_job_at_once(stack: Stack) -> None:
+    prompt = unique("Too expensive [kie:402]")
+    job = stack.wait(stack.create(prompt=prompt)["id"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "kie_insufficient_credits"
+    assert "top up" in job["error"]["message"]
+    assert stack.creates_for(prompt) == 1  # a permanent error is not retried
+
+
+def test_a_kie_500_is_retried_and_then_succeeds(stack: Stack) -> None:
+    prompt = unique("Flaky Kie [kie:500x1]")
+    job = stack.wait(stack.create(prompt=prompt)["id"])
+    assert job["status"] == "succeeded", job
+    assert stack.creates_for(prompt) == 2
+
+
+def test_a_429_with_retry_after_is_retried(stack: Stack) -> None:
+    prompt = unique("Busy Kie [kie:429x2]")
+    job = stack.wait(stack.create(prompt=prompt)["id"])
+    assert job["status"] == "succeeded", job
+    assert stack.creates_for(prompt) == 3
+
+
+def test_a_failed_generation_surfaces_kies_fail_code_and_message(stack: Stack) -> None:
+    job = stack.wait(stack.create(prompt=unique("Forbidden things [kie:fail]"))["id"])
+    assert job["status"] == "failed"
+    assert job["error"] == {
+        "code": "kie_task_failed",
+        "message": "The prompt was flagged by the content policy.",
+        "kie_fail_code": "content_policy",
+    }
+
+
+def test_without_a_callback_polling_finds_the_result(stack: Stack) -> None:
+    prompt = unique("Quiet Kie [kie:nocallback] [kie:slow=2.5]")
+    job = stack.wait(stack.create(prompt=prompt)["id"])
+    assert job["status"] == "succeeded"
+    task_id = job["kie_task_id"]
+    assert not [c for c in stack.calls("callback") if c["task_id"] == task_id]
+    checks = [c for c in stack.calls("recordInfo") if c["task_id"] == task_id]
+    assert len(checks) >= 2  # it was watched while generating, then seen done
+
+
+def test_a_createtask_without_answer_is_never_resubmitted(stack: Stack) -> None:
+    prompt = unique("Kie hangs [kie:hang]")
+    job = stack.wait(stack.create(prompt=prompt)["id"], timeout=30)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "submit_unknown"
+    assert stack.creates_for(prompt) == 1
+
+
+def test_a_task_stuck_at_kie_times_out(stack: Stack) -> None:
+    job = stack.wait(stack.create(prompt=unique("Forever [kie:stuck]"))["id"], timeout=30)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "timeout"
+
+
+def test_duplicate_task_delivery_creates_one_kie_task(stack: Stack) -> None:
+    prompt = unique("Delivered many times [kie:slow=1]")
+    job = stack.create(prompt=prompt)
+    celery = create_celery(Settings(var_dir=stack.var_dir, celery_broker_url=""))
+    for _ in range(5):
+        celery.send_task("soraq.advance", (job["id"],))
+    assert stack.wait(job["id"])["status"] == "succeeded"
+    assert stack.creates_for(prompt) == 1
+
+
+def _insert(stack: Stack, **values: object) -> str:
+    engine = make_engine(stack.env["DATABASE_URL"])
+    now = utcnow()
+    with Session(engine) as session:
+        job = Job(created_at=now, updated_at=now, next_check_at=now, **values)
+        session.add(job)
+        session.commit()
+        job_id = job.id
+    engine.dispose()
+    return job_id
+
+
+def test_a_job_whose_message_was_lost_is_found_by_the_sweep(stack: Stack) -> None:
+    # A row committed with no message at all, as if the API died right after the commit.
+    prompt = unique("Never enqueued")
+    job_id = _insert(stack, model="sora-2-text-to-video", input={"prompt": prompt})
+    job = stack.wait(job_id)
+    assert job["status"] == "succeeded"
+    assert stack.creates_for(prompt) == 1
+
+
+def test_a_job_abandoned_while_submitting_fails_as_submit_unknown(stack: Stack) -> None:
+    # A worker died between recording "submitting" and recording Kie's answer.
+    past = utcnow() - timedelta(seconds=1)
+    prompt = unique("Worker died")
+    job_id = _insert(
+        stack,
+        model="sora-2-text-to-video",
+        input={"prompt": prompt},
+        status=JobStatus.SUBMITTING,
+        deadline_at=past,
+    )
+    job = stack.wait(job_id)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "submit_unknown"
+    assert stack.creates_for(prompt) == 0
+
+
+def test_invalid_input_is_refused_with_the_field_named(stack: Stack) -> None:
+    response = stack.api.post("/jobs", json={"prompt": "x", "duration": 11})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["fields"][0]["field"] == "duration"
+    assert "10, 15" in error["message"]
