@@ -14,9 +14,7 @@ def job_by_id(job_id: str) -> Select[Job]:
     return select(Job).where(Job.id == job_id)
 
 
-def jobs_page(
-    *, status: str | None, limit: int, after: tuple[datetime, str] | None
-) -> Select[Job]:
+def jobs_page(*, status: str | None, limit: int, after: tuple[datetime, str] | None) -> Select[Job]:
     """Newest first; `after` is the (created_at, id) of the last row of the previous page."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
     if status is not None:

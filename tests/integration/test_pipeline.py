@@ -36,9 +36,12 @@ def test_text_job_succeeds_with_the_sandbox_video(stack: Stack) -> None:
     assert job["progress"] == 100
     assert job["kie_task_id"].startswith("task_sora-2-text-to-video_")
     [url] = job["result"]["video_urls"]
-    assert url.startswith(stack.sandbox_url) and url.endswith(".mp4")
+    assert url.startswith(stack.sandbox_url)
+    assert url.endswith(".mp4")
     assert stack.sandbox.get(url.removeprefix(stack.sandbox_url)).status_code == 200
-    assert job["started_at"] and job["finished_at"] and job["error"] is None
+    assert job["started_at"]
+    assert job["finished_at"]
+    assert job["error"] is None
 
 
 def test_kie_receives_the_catalogue_mapped_input(stack: Stack) -> None:

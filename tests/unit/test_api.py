@@ -1,0 +1,212 @@
+"""The API in process: what a client sees for good and bad input (no worker needed)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.images import JPEG_HEADER, PNG
+from tests.unit.conftest import count_jobs
+
+
+def test_create_answers_202_with_location_and_the_job(client: TestClient) -> None:
+    response = client.post("/jobs", json={"prompt": "A cat", "metadata": {"order": 12}})
+    assert response.status_code == 202
+    job = response.json()
+    assert response.headers["location"] == f"/jobs/{job['id']}"
+    assert job["status"] == "queued"
+    assert job["model"] == "sora-2-text-to-video"
+    assert job["input"] == {
+        "prompt": "A cat",
+        "aspect_ratio": "landscape",
+        "duration": 10,
+        "remove_watermark": True,
+    }
+    assert job["metadata"] == {"order": 12}
+    assert client.get(f"/jobs/{job['id']}").json() == job
+
+
+def test_an_image_picks_the_image_to_video_model(client: TestClient) -> None:
+    response = client.post(
+        "/jobs", json={"prompt": "Move", "image_base64": base64.b64encode(PNG).decode()}
+    )
+    assert response.status_code == 202
+    job = response.json()
+    assert job["model"] == "sora-2-image-to-video"
+    assert job["input"]["image"] == {"content_type": "image/png", "bytes": len(PNG)}
+    assert "image_base64" not in job["input"]
+
+
+def test_pro_models_take_a_size_and_default_it(client: TestClient) -> None:
+    response = client.post("/jobs", json={"prompt": "x", "model": "sora-2-pro-text-to-video"})
+    assert response.json()["input"]["size"] == "high"
+
+
+def test_a_non_sora_model_takes_its_own_params(client: TestClient) -> None:
+    body = {"prompt": "x", "model": "kling-2.6/text-to-video", "duration": 5, "sound": True}
+    response = client.post("/jobs", json=body)
+    assert response.status_code == 202, response.text
+    assert response.json()["input"] == {
+        "prompt": "x",
+        "aspect_ratio": "16:9",
+        "duration": 5,
+        "sound": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "fragment"),
+    [
+        ({}, "prompt", "Field required"),
+        ({"prompt": ""}, "prompt", "at least 1 character"),
+        ({"prompt": "   "}, "prompt", "blank"),
+        ({"prompt": "x" * 5001}, "prompt", "limit is 5000"),
+        ({"prompt": 42}, "prompt", "valid string"),
+        ({"prompt": "x", "model": "sora-9"}, "model", "unknown model"),
+        ({"prompt": "x", "duration": 11}, "duration", "one of 10, 15"),
+        ({"prompt": "x", "duration": "ten"}, "duration", "valid integer"),
+        ({"prompt": "x", "aspect_ratio": "square"}, "aspect_ratio", "landscape, portrait"),
+        ({"prompt": "x", "size": "high"}, "size", "does not take 'size'"),
+        ({"prompt": "x", "sound": True}, "sound", "does not take 'sound'"),
+        ({"prompt": "x", "model": "sora-2-image-to-video"}, "image", "needs an image"),
+        ({"prompt": "x", "image_url": "http://example.com/a.png"}, "image_url", "https"),
+        ({"prompt": "x", "image_url": "https://10.0.0.1/a.png"}, "image_url", "public host"),
+        ({"prompt": "x", "image_url": "https://localhost/a.png"}, "image_url", "public host"),
+        ({"prompt": "x", "image_base64": "!!!notbase64"}, "image_base64", "base64"),
+        (
+            {"prompt": "x", "image_base64": base64.b64encode(b"GIF89a....").decode()},
+            "image_base64",
+            "not a JPEG, PNG or WebP",
+        ),
+        (
+            {
+                "prompt": "x",
+                "image_base64": "data:image/jpeg;base64," + base64.b64encode(PNG).decode(),
+            },
+            "image_base64",
+            "declared as image/jpeg",
+        ),
+        (
+            {"prompt": "x", "image_url": "https://a.test/a.png", "image_base64": "AAAA"},
+            "image",
+            "give one image",
+        ),
+        ({"prompt": "x", "metadata": {"k": "v" * 9000}}, "metadata", "at most"),
+        ({"prompt": "x", "metadata": [1, 2]}, "metadata", "an object"),
+        (
+            {
+                "prompt": "x",
+                "model": "bytedance/v1-pro-text-to-video",
+                "image_url": "https://a.test/a.png",
+            },
+            "image",
+            "does not take an image",
+        ),
+    ],
+)
+def test_bad_input_is_refused_with_the_field_named_and_nothing_stored(
+    client: TestClient, body: dict[str, object], field: str, fragment: str
+) -> None:
+    before = count_jobs()
+    response = client.post("/jobs", json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["fields"][0]["field"] == field
+    assert fragment in error["message"]
+    assert count_jobs() == before
+
+
+def test_an_image_over_10_mb_is_refused(client: TestClient) -> None:
+    big = JPEG_HEADER + b"\x00" * (10 * 1024 * 1024)
+    response = client.post(
+        "/jobs", files={"image": ("big.jpg", big, "image/jpeg")}, data={"prompt": "x"}
+    )
+    assert response.status_code == 422
+    assert "10 MB" in response.json()["error"]["message"]
+
+
+def test_multipart_checks_the_bytes_not_the_file_name(client: TestClient) -> None:
+    response = client.post(
+        "/jobs",
+        files={"image": ("cat.png", b"not an image at all", "image/png")},
+        data={"prompt": "x"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == "image"
+
+
+def test_multipart_types_form_fields_by_the_catalogue(client: TestClient) -> None:
+    response = client.post(
+        "/jobs",
+        files={"image": ("cat.png", PNG, "image/png")},
+        data={"prompt": "x", "duration": "15", "remove_watermark": "false"},
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["input"]["duration"] == 15
+    assert response.json()["input"]["remove_watermark"] is False
+
+
+def test_a_body_declared_too_large_is_refused_before_reading(client: TestClient) -> None:
+    response = client.post(
+        "/jobs",
+        content=b"{}",
+        headers={"content-type": "application/json", "content-length": str(50 << 20)},
+    )
+    assert response.status_code == 413
+
+
+def test_other_content_types_are_refused(client: TestClient) -> None:
+    response = client.post("/jobs", content=b"prompt=x", headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+
+
+def test_malformed_json_is_a_422(client: TestClient) -> None:
+    response = client.post(
+        "/jobs", content=b'{"prompt": ', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_unknown_job_is_a_404(client: TestClient) -> None:
+    response = client.get("/jobs/job_doesnotexist")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_listing_is_newest_first_with_a_cursor(client: TestClient) -> None:
+    ids = [client.post("/jobs", json={"prompt": f"list {i}"}).json()["id"] for i in range(5)]
+    page1 = client.get("/jobs", params={"limit": 3}).json()
+    page2 = client.get("/jobs", params={"limit": 3, "cursor": page1["next_cursor"]}).json()
+    seen = [job["id"] for job in page1["data"] + page2["data"]]
+    assert seen[:5] == ids[::-1]
+    assert len(set(seen)) == len(seen)
+
+
+def test_listing_filters_by_status(client: TestClient) -> None:
+    client.post("/jobs", json={"prompt": "filter me"})
+    jobs = client.get("/jobs", params={"status": "queued", "limit": 100}).json()["data"]
+    assert jobs
+    assert all(job["status"] == "queued" for job in jobs)
+    assert client.get("/jobs", params={"status": "succeeded"}).json()["data"] == []
+    assert client.get("/jobs", params={"status": "bogus"}).status_code == 422
+    assert client.get("/jobs", params={"cursor": "garbage"}).status_code == 400
+
+
+def test_models_lists_the_catalogue(client: TestClient) -> None:
+    body = client.get("/models").json()
+    ids = {model["id"] for model in body["data"]}
+    assert {"sora-2-text-to-video", "sora-2-pro-image-to-video", "kling-2.6/text-to-video"} <= ids
+    assert body["default_text_model"] == "sora-2-text-to-video"
+
+
+def test_a_callback_for_an_unknown_token_is_a_404(client: TestClient) -> None:
+    response = client.post("/kie/callback/not-a-token", json={"code": 200, "data": {"taskId": "t"}})
+    assert response.status_code == 404
+
+
+def test_healthz(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
