@@ -1,0 +1,76 @@
+"""`soraq dev` (what `make run` starts): sandbox + API + worker from nothing, stopped by Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from soraq.localstack import free_port, wait_http
+
+
+def test_soraq_dev_runs_a_job_against_the_sandbox_and_stops_cleanly(tmp_path: Path) -> None:
+    api_port, sandbox_port = free_port(), free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "KIE_API_KEY",
+            "IMGBB_API_KEY",
+            "DATABASE_URL",
+            "VAR_DIR",
+            "PUBLIC_URL",
+            "KIE_BASE_URL",
+            "IMGBB_BASE_URL",
+        )
+    }
+    log = (tmp_path / "dev.log").open("wb")
+    dev = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "soraq.cli",
+            "dev",
+            "--port",
+            str(api_port),
+            "--sandbox-port",
+            str(sandbox_port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{api_port}/healthz", timeout=60)
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as api:
+            job = api.post("/jobs", json={"prompt": "A cute cat playing in a garden"}).json()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                job = api.get(f"/jobs/{job['id']}").json()
+                if job["status"] in ("succeeded", "failed"):
+                    break
+                time.sleep(0.2)
+        assert job["status"] == "succeeded", job
+        assert job["result"]["video_urls"][0].startswith(f"http://127.0.0.1:{sandbox_port}/v/")
+    finally:
+        dev.send_signal(signal.SIGINT)
+        code = dev.wait(timeout=30)
+    output = (tmp_path / "dev.log").read_text()
+    assert "KIE_API_KEY is not set: using the bundled sandbox" in output
+    assert code == 0
+    assert (tmp_path / "var" / "soraq.db").exists()  # the default database, under ./var
+    # Every child is gone: nothing listens on the ports any more.
+    for port in (api_port, sandbox_port):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            raise AssertionError(f"port {port} still answers")
+        except httpx.ConnectError:
+            pass
