@@ -6,7 +6,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.errors import Unauthorized
 from api.nudge import Nudger
+from models.client import Client
+from models.client_queries import active_client_by_key
 from soraq.config import Settings, get_settings
 
 
@@ -24,3 +27,18 @@ def get_nudger(request: Request) -> Nudger:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 NudgerDep = Annotated[Nudger, Depends(get_nudger)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def current_client(request: Request, session: SessionDep) -> Client:
+    """The client whose `Authorization: Bearer <key>` this is. Every failure reads the same."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key or len(key) > 200:
+        raise Unauthorized()
+    client = await session.scalar(active_client_by_key(key))
+    if client is None:
+        raise Unauthorized()
+    return client
+
+
+CurrentClient = Annotated[Client, Depends(current_client)]

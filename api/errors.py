@@ -26,12 +26,14 @@ class APIError(Exception):
         message: str,
         *,
         code: str | None = None,
+        status_code: int | None = None,
         headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.code
+        self.status_code = status_code or self.status_code
         self.headers = headers
         self.extra = extra
 
@@ -54,6 +56,19 @@ class UnsupportedMediaType(APIError):
 class Unauthorized(APIError):
     status_code = 401
     code = "unauthorized"
+
+    def __init__(self, message: str = "A valid API key is required.") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class JobFinished(APIError):
+    status_code = 409
+    code = "job_finished"
+
+
+class TooManyJobs(APIError):
+    status_code = 429
+    code = "too_many_active_jobs"
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

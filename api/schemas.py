@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.job import Job, JobStatus
+from models.webhook import WebhookDelivery
 
 
 class JobCreate(BaseModel):
@@ -33,6 +34,9 @@ class JobCreate(BaseModel):
     metadata: dict[str, Any] | None = Field(
         None, description="Small free JSON object, echoed back."
     )
+    webhook_url: str | None = Field(
+        None, description="Where to POST the signed completion event (Standard Webhooks)."
+    )
 
     def model_params(self) -> dict[str, Any]:
         """The parameters the catalogue checks: the known optional ones plus any extra field."""
@@ -54,6 +58,15 @@ class JobResult(BaseModel):
     watermarked_video_urls: list[str] = []
 
 
+class WebhookStatus(BaseModel):
+    event_id: str
+    state: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+
+
 class JobOut(BaseModel):
     id: str
     status: JobStatus
@@ -67,9 +80,11 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     metadata: dict[str, Any] | None
+    webhook_url: str | None = None
+    webhook: WebhookStatus | None = None
 
     @classmethod
-    def of(cls, job: Job) -> JobOut:
+    def of(cls, job: Job, delivery: WebhookDelivery | None = None) -> JobOut:
         shown = dict(job.input)
         if job.image_url:
             shown["image_url"] = job.image_url
@@ -92,6 +107,17 @@ class JobOut(BaseModel):
             started_at=job.started_at,
             finished_at=job.finished_at,
             metadata=job.meta,
+            webhook_url=job.webhook_url,
+            webhook=WebhookStatus(
+                event_id=delivery.id,
+                state=delivery.state,
+                attempts=delivery.attempts,
+                last_status_code=delivery.last_status_code,
+                last_error=delivery.last_error,
+                delivered_at=delivery.delivered_at,
+            )
+            if delivery
+            else None,
         )
 
 

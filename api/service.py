@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import ipaddress
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio.to_thread
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import APIError, NotFound
+from api.errors import APIError, JobFinished, NotFound, TooManyJobs
 from api.nudge import Nudger
 from api.schemas import JobCreate
 from models.base import utcnow
 from models.catalogue import InvalidRequest, get_catalogue
-from models.job import Job, JobImage
-from models.job_queries import check_now_by_callback_token, job_by_id, jobs_page
+from models.client import Client
+from models.idempotency import IdempotencyKey
+from models.job import Job, JobImage, JobStatus
+from models.job_queries import active_job_count, check_now_by_callback_token, job_by_id, jobs_page
+from models.lifecycle import TERMINAL, transition
+from models.webhook import WebhookDelivery
 from soraq.config import Settings
 from soraq.images import MAX_IMAGE_BYTES, sniff_image_type
+from soraq.netguard import UnsafeURL, resolve
 
 MAX_METADATA_BYTES = 8 * 1024
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IGNORECASE)
@@ -92,14 +101,44 @@ def check_image_url(url: str) -> str:
     return url
 
 
+def request_fingerprint(request: JobCreate, upload: ImageBytes | None) -> str:
+    """What makes two requests "the same body" for Idempotency-Key purposes."""
+    digest = hashlib.sha256(request.model_dump_json(exclude_none=True).encode())
+    if upload is not None:
+        digest.update(hashlib.sha256(upload.data).digest())
+    return digest.hexdigest()
+
+
+async def check_webhook_url(url: str, settings: Settings) -> str:
+    try:
+        await anyio.to_thread.run_sync(
+            lambda: resolve(
+                url, allow_http=settings.webhook_allow_http, allowed=settings.allowed_networks
+            )
+        )
+    except UnsafeURL as exc:
+        raise InvalidRequest("webhook_url", str(exc)) from None
+    return url
+
+
 async def create_job(
     session: AsyncSession,
+    client: Client,
     request: JobCreate,
     upload: ImageBytes | None,
     *,
+    idempotency_key: str | None,
     settings: Settings,
     nudger: Nudger,
-) -> Job:
+) -> tuple[Job, bool]:
+    """Store a new job, commit, then nudge the worker. Returns (job, replayed)."""
+    now = utcnow()
+    fingerprint = request_fingerprint(request, upload)
+    if idempotency_key is not None:
+        replay = await _idempotent_replay(session, client.id, idempotency_key, fingerprint, now)
+        if replay is not None:
+            return replay, True
+
     sources = [s for s in (request.image_url, request.image_base64, upload) if s]
     if len(sources) > 1:
         raise InvalidRequest("image", "give one image: image_url, image_base64 or an image file")
@@ -119,31 +158,109 @@ async def create_job(
         )
     if request.metadata is not None and len(json.dumps(request.metadata)) > MAX_METADATA_BYTES:
         raise InvalidRequest("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
+    webhook_url = (
+        await check_webhook_url(request.webhook_url, settings) if request.webhook_url else None
+    )
+
+    active = await session.scalar(active_job_count(client.id)) or 0
+    if active >= client.max_active_jobs:
+        raise TooManyJobs(
+            f"{active} of your jobs are unfinished, the most allowed at once is "
+            f"{client.max_active_jobs}; retry when some finish",
+            headers={"Retry-After": "30"},
+        )
 
     shown_input: dict[str, Any] = {"prompt": request.prompt, **params}
     if image is not None:
         shown_input["image"] = {"content_type": image.content_type, "bytes": len(image.data)}
     job = Job(
+        client_id=client.id,
         model=spec.id,
         input=shown_input,
         meta=request.metadata,
         image_url=image_url,
-        created_at=utcnow(),
+        webhook_url=webhook_url,
+        created_at=now,
+        updated_at=now,
+        next_check_at=now,
     )
-    job.updated_at = job.created_at
-    job.next_check_at = job.created_at
     session.add(job)
+    await session.flush()
     if image is not None:
-        await session.flush()
         session.add(JobImage(job_id=job.id, content_type=image.content_type, data=image.data))
+    if idempotency_key is not None:
+        # An expired key may still hold the row: it no longer counts, so it makes way.
+        await session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.client_id == client.id,
+                IdempotencyKey.key == idempotency_key,
+                IdempotencyKey.expires_at <= now,
+            )
+        )
+        session.add(
+            IdempotencyKey(
+                client_id=client.id,
+                key=idempotency_key,
+                request_hash=fingerprint,
+                job_id=job.id,
+                status_code=202,
+                created_at=now,
+                expires_at=now + timedelta(seconds=settings.idempotency_ttl),
+            )
+        )
     # Commit before anything is enqueued: the row is what a lost message is recovered from.
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError:
+        # A concurrent request with the same key won the insert: answer with its job.
+        await session.rollback()
+        if idempotency_key is None:
+            raise
+        replay = await _idempotent_replay(session, client.id, idempotency_key, fingerprint, now)
+        if replay is None:
+            raise
+        return replay, True
     nudger.nudge()
-    return job
+    return job, False
 
 
-async def get_job(session: AsyncSession, job_id: str) -> Job:
-    job = await session.scalar(job_by_id(job_id))
+async def _idempotent_replay(
+    session: AsyncSession, client_id: str, key: str, fingerprint: str, now: datetime
+) -> Job | None:
+    record = await session.get(IdempotencyKey, (client_id, key), populate_existing=True)
+    if record is None or record.expires_at <= now:
+        return None
+    if record.request_hash != fingerprint:
+        raise APIError(
+            "this Idempotency-Key was used with a different request body",
+            code="idempotency_key_reused",
+            status_code=422,
+        )
+    return await get_job(session, record.job_id, client_id)
+
+
+async def cancel_job(session: AsyncSession, client: Client, job_id: str, *, nudger: Nudger) -> Job:
+    """Cancel now: a job not yet at Kie is never submitted; one at Kie is no longer watched, and
+    a late result cannot bring it back (every worker update is a compare-and-set)."""
+    for _ in range(5):
+        job = await get_job(session, job_id, client.id)
+        status = JobStatus(job.status)
+        if status == JobStatus.CANCELED:
+            return job
+        if status in TERMINAL:
+            raise JobFinished(f"job {job_id} already {status.value}")
+        moved = await session.run_sync(transition, job_id, status, JobStatus.CANCELED)
+        await session.commit()
+        if moved:
+            nudger.nudge()  # its completion webhook, if any, is due now
+            return await get_job(session, job_id, client.id)
+    raise APIError("the job kept changing; try again", code="conflict", status_code=409)
+
+
+async def get_job(session: AsyncSession, job_id: str, client_id: str | None) -> Job:
+    job = await session.scalar(
+        job_by_id(job_id, client_id).execution_options(populate_existing=True)
+    )
     if job is None:
         raise NotFound(f"no job {job_id}")
     return job
@@ -163,13 +280,29 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise APIError("cursor is not one this API gave out", code="invalid_cursor") from None
 
 
+async def latest_deliveries(session: AsyncSession, jobs: list[Job]) -> dict[str, WebhookDelivery]:
+    with_webhook = [job.id for job in jobs if job.webhook_url]
+    if not with_webhook:
+        return {}
+    rows = await session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.job_id.in_(with_webhook))
+        .order_by(WebhookDelivery.created_at)
+    )
+    return {delivery.job_id: delivery for delivery in rows}  # the newest one wins
+
+
 async def list_jobs(
-    session: AsyncSession, *, status: str | None, limit: int, cursor: str | None
+    session: AsyncSession,
+    *,
+    client_id: str | None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
 ) -> tuple[list[Job], str | None]:
     after = decode_cursor(cursor) if cursor else None
-    rows = list(
-        (await session.scalars(jobs_page(status=status, limit=limit + 1, after=after))).all()
-    )
+    page = jobs_page(client_id=client_id, status=status, limit=limit + 1, after=after)
+    rows = list((await session.scalars(page)).all())
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 

@@ -66,9 +66,7 @@ def main() -> None:
     succeeded = sum(j["status"] == "succeeded" for j in jobs.values())
     print(f"embedded default, {args.jobs} jobs, callbacks {'off' if args.no_callbacks else 'on'}")
     print(f"  POSTs accepted in      {submitted:6.2f} s ({args.jobs / submitted:.0f}/s, 8 threads)")
-    print(
-        f"  all terminal after     {wall:6.2f} s  (ok {succeeded}, unfinished {len(pending)})"
-    )
+    print(f"  all terminal after     {wall:6.2f} s  (ok {succeeded}, unfinished {len(pending)})")
     if latencies:
         p95 = latencies[max(0, int(len(latencies) * 0.95) - 1)]
         print(f"  per job created→done  p50 {statistics.median(latencies):.2f} s, p95 {p95:.2f} s")

@@ -1,6 +1,18 @@
 """Database models, engine/session setup, the job state machine and the queries beside them."""
 
 from models.base import Base
+from models.client import Client
+from models.idempotency import IdempotencyKey
 from models.job import Job, JobImage, JobStatus
+from models.webhook import DeliveryState, WebhookDelivery
 
-__all__ = ["Base", "Job", "JobImage", "JobStatus"]
+__all__ = [
+    "Base",
+    "Client",
+    "DeliveryState",
+    "IdempotencyKey",
+    "Job",
+    "JobImage",
+    "JobStatus",
+    "WebhookDelivery",
+]

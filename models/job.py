@@ -20,6 +20,7 @@ class JobStatus(StrEnum):
     GENERATING = "generating"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELED = "canceled"
 
 
 def new_job_id() -> str:
@@ -34,11 +35,15 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_job_id)
+    client_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("clients.id", ondelete="RESTRICT"), default=None
+    )
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     model: Mapped[str] = mapped_column(String(100))
     # What the client asked for, as validated (never image bytes).
     input: Mapped[dict[str, Any]] = mapped_column(JSON)
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, default=None)
+    webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
 
     kie_task_id: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
     callback_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_callback_token)
@@ -72,6 +77,14 @@ class Job(Base):
         # Newest-first listing (keyset pagination), optionally by status.
         Index("ix_jobs_created", "created_at", "id"),
         Index("ix_jobs_status_created", "status", "created_at", "id"),
+        Index("ix_jobs_client_created", "client_id", "created_at", "id"),
+        # Counting a client's unfinished jobs (its limit) reads only unfinished rows.
+        Index(
+            "ix_jobs_client_active",
+            "client_id",
+            postgresql_where=text("next_check_at IS NOT NULL"),
+            sqlite_where=text("next_check_at IS NOT NULL"),
+        ),
     )
 
 

@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Select, Update, and_, any_, case, func, or_, select, update
 
 from models.job import Job
 from models.lifecycle import AT_KIE
+from models.webhook import WebhookDelivery
 
 
-def job_by_id(job_id: str) -> Select[Job]:
-    return select(Job).where(Job.id == job_id)
+def job_by_id(job_id: str, client_id: str | None = None) -> Select[Job]:
+    """A job; scoped to one client when `client_id` is given (another client's job is absent)."""
+    query = select(Job).where(Job.id == job_id)
+    if client_id is not None:
+        query = query.where(Job.client_id == client_id)
+    return query
 
 
-def jobs_page(*, status: str | None, limit: int, after: tuple[datetime, str] | None) -> Select[Job]:
+def jobs_page(
+    *,
+    client_id: str | None,
+    status: str | None,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> Select[Job]:
     """Newest first; `after` is the (created_at, id) of the last row of the previous page."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    if client_id is not None:
+        query = query.where(Job.client_id == client_id)
     if status is not None:
         query = query.where(Job.status == status)
     if after is not None:
@@ -27,30 +41,73 @@ def jobs_page(*, status: str | None, limit: int, after: tuple[datetime, str] | N
     return query
 
 
-def claim_due(dialect: str, *, now: datetime, limit: int, lease: timedelta) -> Update:
-    """Claim up to `limit` due jobs by pushing their next_check_at past a lease; RETURNING ids.
+def active_job_count(client_id: str) -> Select[Any]:
+    # Unfinished jobs are exactly those with a next_check_at (see models.lifecycle).
+    return select(func.count()).where(Job.client_id == client_id, Job.next_check_at.is_not(None))
 
-    A claimed job whose message is lost is due again when the lease ends. On Postgres, parallel
-    sweeps skip each other's rows (SKIP LOCKED); SQLite has a single writer, so the statement is
-    atomic there as it stands.
-    """
+
+def _claim(
+    dialect: str,
+    model: Any,
+    due_column: Any,
+    *,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    returning: tuple[Any, ...],
+) -> Update:
     due = (
-        select(Job.id)
-        .where(Job.next_check_at.is_not(None), Job.next_check_at <= now)
-        .order_by(Job.next_check_at)
+        select(model.id)
+        .where(due_column.is_not(None), due_column <= now)
+        .order_by(due_column)
         .limit(limit)
     )
     if dialect == "postgresql":
-        # `id = ANY(ARRAY(...))` lets the planner use the partial index (see stack measurements).
-        target = Job.id == any_(func.array(due.with_for_update(skip_locked=True).scalar_subquery()))
+        # `id = ANY(ARRAY(...))` lets the planner use the partial index (see stack measurements);
+        # SKIP LOCKED lets parallel sweeps take different rows.
+        target = model.id == any_(
+            func.array(due.with_for_update(skip_locked=True).scalar_subquery())
+        )
     else:
-        target = Job.id.in_(due.scalar_subquery())
+        target = model.id.in_(due.scalar_subquery())  # SQLite: one writer, atomic as it stands
     return (
-        update(Job)
+        update(model)
         .where(target)
-        .values(next_check_at=now + lease)
-        .returning(Job.id)
+        .values({due_column.key: now + lease})
+        .returning(*returning)
         .execution_options(synchronize_session=False)
+    )
+
+
+def claim_due(dialect: str, *, now: datetime, limit: int, lease: timedelta) -> Update:
+    """Claim up to `limit` due jobs by pushing their next_check_at past a lease; RETURNING ids.
+
+    A claimed job whose message is lost is simply due again when the lease ends.
+    """
+    return _claim(
+        dialect, Job, Job.next_check_at, now=now, limit=limit, lease=lease, returning=(Job.id,)
+    )
+
+
+def claim_due_deliveries(dialect: str, *, now: datetime, limit: int, lease: timedelta) -> Update:
+    """The same for webhook deliveries; RETURNING (id, attempts) — the attempt to make."""
+    return _claim(
+        dialect,
+        WebhookDelivery,
+        WebhookDelivery.next_attempt_at,
+        now=now,
+        limit=limit,
+        lease=lease,
+        returning=(WebhookDelivery.id, WebhookDelivery.attempts),
+    )
+
+
+def latest_delivery(job_id: str) -> Select[WebhookDelivery]:
+    return (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.job_id == job_id)
+        .order_by(WebhookDelivery.created_at.desc())
+        .limit(1)
     )
 
 
@@ -58,11 +115,12 @@ def check_now_by_callback_token(token: str, *, now: datetime) -> Update:
     """A Kie callback arrived: make the job due at once (the check itself re-reads Kie)."""
     return (
         update(Job)
-        .where(Job.callback_token == token, Job.next_check_at.is_not(None))
+        .where(Job.callback_token == token)
         .values(
             callback_at=now,
             # A job still submitting keeps its lease; recording callback_at makes the
-            # transition to "at Kie" schedule its first check at once.
+            # transition to "at Kie" schedule its first check at once. A finished job
+            # stays finished: a late callback does not bring it back.
             next_check_at=case((Job.status.in_(list(AT_KIE)), now), else_=Job.next_check_at),
         )
         .returning(Job.id, Job.status)

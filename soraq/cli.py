@@ -32,6 +32,73 @@ def migrate(database_url: str | None = None) -> None:
     command.upgrade(config, "head")
 
 
+def clients_command(args: argparse.Namespace) -> int:
+    from models.db import session_scope
+    from soraq import clients
+
+    with session_scope() as session:
+        try:
+            if args.action == "create":
+                created = clients.create(session, args.name, max_active_jobs=args.max_active_jobs)
+                print(f"client:          {created.client.name} ({created.client.id})")
+                print(f"API key:         {created.api_key}")
+                print(f"webhook secret:  {created.client.webhook_secret}")
+                print("Store both now: the API key is not shown again.")
+            elif args.action == "rotate-key":
+                rotated = clients.rotate_key(session, args.name)
+                print(f"new API key for {rotated.client.name}: {rotated.api_key}")
+                print("The old key stops working now.")
+            elif args.action == "disable":
+                clients.set_active(session, args.name, False)
+                print(f"client {args.name} disabled: its key no longer works")
+            else:
+                print(f"{'name':<24} {'id':<20} {'key':<12} {'active':<7} {'max jobs':>8}  created")
+                for client in clients.all_clients(session):
+                    print(
+                        f"{client.name:<24} {client.id:<20} {client.key_prefix + '…':<12} "
+                        f"{'yes' if client.active else 'no':<7} {client.max_active_jobs:>8}  "
+                        f"{client.created_at:%Y-%m-%d %H:%M}"
+                    )
+        except clients.ClientError as exc:
+            print(f"soraq: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def ensure_demo_client(settings_var_dir: Path) -> str:
+    """The dev sandbox's client. Its key lives in var/demo-api-key so that restarts keep it."""
+    from models.client import hash_api_key
+    from models.db import session_scope
+    from soraq import clients
+
+    key_file = settings_var_dir / "demo-api-key"
+    with session_scope() as session:
+        try:
+            demo = clients.get(session, "demo")
+        except clients.ClientError:
+            key = clients.create(session, "demo", max_active_jobs=1000).api_key
+        else:
+            key = key_file.read_text().strip() if key_file.exists() else ""
+            if not demo.active or not key or hash_api_key(key) != demo.key_hash:
+                clients.set_active(session, "demo", True)
+                key = clients.rotate_key(session, "demo").api_key
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    return key
+
+
+def disable_demo_client() -> None:
+    """With a real Kie key, the demo client (whose key sits in a file) must not spend money."""
+    from models.db import session_scope
+    from soraq import clients
+
+    with session_scope() as session:
+        try:
+            clients.set_active(session, "demo", False)
+        except clients.ClientError:
+            pass
+
+
 def run_api(host: str, port: int) -> None:
     import uvicorn
 
@@ -126,6 +193,12 @@ def dev(host: str, port: int, sandbox_port: int) -> int:
         children.append(subprocess.Popen([*me, "sandbox", "--port", str(sandbox_port)], env=env))
         if not _wait_for_port(sandbox_port):
             log.error("the sandbox did not start on port %d", sandbox_port)
+        demo_key = ensure_demo_client(settings.var_dir)
+        log.warning(
+            "demo client API key: %s  (also in %s/demo-api-key)", demo_key, settings.var_dir
+        )
+    else:
+        disable_demo_client()
     children.append(subprocess.Popen([*me, "api", "--host", host, "--port", str(port)], env=env))
     children.append(subprocess.Popen([*me, "worker"], env=env))
     log.info("soraq is starting: API on http://%s:%d (Ctrl-C stops everything)", host, port)
@@ -174,6 +247,16 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the beat schedule (default: only on the embedded broker)",
     )
     verbs.add_parser("beat", help="run the beat schedule (exactly one per deployment)")
+    clients_parser = verbs.add_parser("clients", help="manage API clients")
+    client_actions = clients_parser.add_subparsers(dest="action", required=True)
+    create = client_actions.add_parser("create", help="create a client; prints its key once")
+    create.add_argument("name")
+    create.add_argument(
+        "--max-active-jobs", type=int, default=get_settings().default_max_active_jobs
+    )
+    client_actions.add_parser("list", help="list clients")
+    client_actions.add_parser("rotate-key", help="give a client a new key").add_argument("name")
+    client_actions.add_parser("disable", help="disable a client's key").add_argument("name")
     sandbox = verbs.add_parser("sandbox", help="run the Kie + imgbb stand-in")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8765)
@@ -192,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         run_worker(args.beat)
     elif args.verb == "beat":
         run_beat()
+    elif args.verb == "clients":
+        return clients_command(args)
     elif args.verb == "sandbox":
         run_sandbox(args.host, args.port)
     elif args.verb == "dev":

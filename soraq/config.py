@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -55,6 +56,15 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(2.0, gt=0)
     sweep_batch: int = Field(500, ge=1)
 
+    # Clients and their completion webhooks (Standard Webhooks).
+    default_max_active_jobs: int = Field(100, ge=1)
+    idempotency_ttl: float = Field(86400.0, gt=0)
+    webhook_allow_http: bool = False  # plain http receivers: development only
+    webhook_allowed_networks: str = ""  # CIDRs exempt from the private-address guard
+    webhook_timeout: float = Field(10.0, gt=0)
+    # Seconds before each attempt: the spec's schedule (immediately, 5 s, 5 min, 30 min, 2 h, …).
+    webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     worker_concurrency: int = Field(8, ge=1)
     log_level: str = "INFO"
@@ -81,6 +91,18 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("production settings refused: " + "; ".join(problems))
         return self
+
+    @property
+    def webhook_schedule(self) -> list[float]:
+        return [float(part) for part in self.webhook_retry_schedule.split(",") if part.strip()]
+
+    @property
+    def allowed_networks(self) -> list[IPv4Network | IPv6Network]:
+        return [
+            ip_network(part.strip(), strict=False)
+            for part in self.webhook_allowed_networks.split(",")
+            if part.strip()
+        ]
 
     @property
     def resolved_database_url(self) -> str:

@@ -32,6 +32,8 @@ def broker_options(settings: Settings) -> dict[str, Any]:
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery("soraq", broker=settings.resolved_broker_url)
+    if settings.embedded_broker:
+        app.conf.broker_transport = "worker.broker:Transport"
     app.conf.update(
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,

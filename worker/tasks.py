@@ -6,11 +6,18 @@ import logging
 from datetime import timedelta
 from functools import lru_cache
 
+import httpx
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
 from models.base import utcnow
-from models.db import get_engine, session_scope
-from models.job_queries import claim_due
+from models.db import get_engine, get_session_factory, session_scope
+from models.job_queries import claim_due, claim_due_deliveries
+from models.lifecycle import NEW_DELIVERIES
 from soraq.config import get_settings
+from worker import webhooks
 from worker.app import celery_app
+from worker.http import make_client
 from worker.imgbb import ImgbbClient
 from worker.kie import KieClient
 from worker.pipeline import Clients, advance
@@ -35,34 +42,58 @@ def clients() -> Clients:
     )
 
 
+@lru_cache
+def webhook_http() -> httpx.Client:
+    # Redirects are not followed: a receiver must not bounce a signed event elsewhere.
+    return make_client("", timeout=get_settings().webhook_timeout)
+
+
+@event.listens_for(get_session_factory(), "after_commit")
+def _publish_new_deliveries(session: Session) -> None:
+    """The fast path for webhooks: send a new event at once. The sweep is the backstop."""
+    for event_id in session.info.pop(NEW_DELIVERIES, []):
+        try:
+            deliver_webhook.apply_async((event_id, 0))
+        except Exception as exc:  # the broker is down: the sweep finds the row
+            log.warning("could not enqueue webhook %s: %s", event_id, exc)
+
+
 @celery_app.task(name="soraq.dispatch", acks_late=True, ignore_result=True)
 def dispatch() -> int:
-    """The sweep: claim every due job and hand each to an `advance` task.
+    """The sweep: claim every due job and webhook delivery, and hand each to a task.
 
-    Run by beat every SWEEP_INTERVAL and nudged by the API after each new job. Claiming pushes
-    a job's next_check_at past a lease, so a job whose message is lost is simply due again.
+    Run by beat every SWEEP_INTERVAL and nudged by the API after new work is committed.
+    Claiming pushes the row's due time past a lease, so work whose message is lost is simply
+    due again.
     """
     settings = get_settings()
+    dialect, now = get_engine().dialect.name, utcnow()
+    lease = timedelta(seconds=settings.claim_lease)
     with session_scope() as session:
-        claimed = session.scalars(
-            claim_due(
-                get_engine().dialect.name,
-                now=utcnow(),
-                limit=settings.sweep_batch,
-                lease=timedelta(seconds=settings.claim_lease),
-            )
+        jobs = session.scalars(
+            claim_due(dialect, now=now, limit=settings.sweep_batch, lease=lease)
+        ).all()
+        deliveries = session.execute(
+            claim_due_deliveries(dialect, now=now, limit=settings.sweep_batch, lease=lease)
         ).all()
         session.commit()
-    if claimed:
+    if jobs or deliveries:
         with celery_app.producer_or_acquire() as producer:
-            for job_id in claimed:
+            for job_id in jobs:
                 advance_job.apply_async((job_id,), producer=producer)
-        log.debug("dispatched %d due jobs", len(claimed))
-    return len(claimed)
+            for delivery_id, attempt in deliveries:
+                deliver_webhook.apply_async((delivery_id, attempt), producer=producer)
+    return len(jobs) + len(deliveries)
 
 
-# No time limit: every outbound call in a step has its own timeout.
+# No time limits: every outbound call in a step has its own timeout.
 @celery_app.task(name="soraq.advance", acks_late=True, ignore_result=True)
 def advance_job(job_id: str) -> None:
     with session_scope() as session:
         advance(session, job_id, clients(), get_settings())
+
+
+@celery_app.task(name="soraq.deliver", acks_late=True, ignore_result=True)
+def deliver_webhook(delivery_id: str, attempt: int) -> None:
+    with session_scope() as session:
+        webhooks.deliver(session, delivery_id, attempt, get_settings(), webhook_http())

@@ -3,11 +3,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from starlette.datastructures import UploadFile
 
 from api import service
-from api.deps import NudgerDep, SessionDep, SettingsDep
+from api.deps import CurrentClient, NudgerDep, SessionDep, SettingsDep
 from api.errors import PayloadTooLarge, UnsupportedMediaType
 from api.schemas import ErrorBody, JobCreate, JobOut, JobPage
 from models.catalogue import InvalidRequest, get_catalogue
@@ -16,10 +16,12 @@ from soraq.images import MAX_IMAGE_BYTES
 
 router = APIRouter(tags=["jobs"])
 
+JobId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^job_[0-9a-f]{24}$")]
+
 # A 10 MB image in base64 plus the other fields; anything larger is refused before it is read.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (404, 413, 415, 422, 503)
+    code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422, 429, 503)
 }
 _MULTIPART_SCHEMA = {
     "type": "object",
@@ -82,9 +84,11 @@ async def _read_multipart(request: Request) -> tuple[JobCreate, service.ImageByt
 async def create_job(
     request: Request,
     response: Response,
+    client: CurrentClient,
     session: SessionDep,
     nudger: NudgerDep,
     settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobOut:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
@@ -96,22 +100,49 @@ async def create_job(
         payload, upload = await _read_multipart(request)
     else:
         raise UnsupportedMediaType("send application/json or multipart/form-data")
-    job = await service.create_job(session, payload, upload, settings=settings, nudger=nudger)
+    job, replayed = await service.create_job(
+        session,
+        client,
+        payload,
+        upload,
+        idempotency_key=idempotency_key,
+        settings=settings,
+        nudger=nudger,
+    )
     response.headers["Location"] = f"/jobs/{job.id}"
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return JobOut.of(job)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="Get a job")
-async def get_job(job_id: str, session: SessionDep) -> JobOut:
-    return JobOut.of(await service.get_job(session, job_id))
+async def get_job(job_id: JobId, client: CurrentClient, session: SessionDep) -> JobOut:
+    job = await service.get_job(session, job_id, client.id)
+    deliveries = await service.latest_deliveries(session, [job])
+    return JobOut.of(job, deliveries.get(job.id))
+
+
+@router.post(
+    "/jobs/{job_id}/cancel", response_model=JobOut, responses=ERRORS, summary="Cancel a job"
+)
+async def cancel_job(
+    job_id: JobId, client: CurrentClient, session: SessionDep, nudger: NudgerDep
+) -> JobOut:
+    return JobOut.of(await service.cancel_job(session, client, job_id, nudger=nudger))
 
 
 @router.get("/jobs", response_model=JobPage, responses=ERRORS, summary="List jobs, newest first")
 async def list_jobs(
+    client: CurrentClient,
     session: SessionDep,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobPage:
-    jobs, next_cursor = await service.list_jobs(session, status=status, limit=limit, cursor=cursor)
-    return JobPage(data=[JobOut.of(job) for job in jobs], next_cursor=next_cursor)
+    jobs, next_cursor = await service.list_jobs(
+        session, client_id=client.id, status=status, limit=limit, cursor=cursor
+    )
+    deliveries = await service.latest_deliveries(session, jobs)
+    return JobPage(
+        data=[JobOut.of(job, deliveries.get(job.id)) for job in jobs], next_cursor=next_cursor
+    )

@@ -57,8 +57,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     with local_stack(var_dir, **overrides) as running:
         try:
+            key = running.create_client("integration")
             with (
-                httpx.Client(base_url=running.api_url, timeout=10) as api,
+                httpx.Client(
+                    base_url=running.api_url, timeout=10, headers={"authorization": f"Bearer {key}"}
+                ) as api,
                 httpx.Client(base_url=running.sandbox_url, timeout=10) as sandbox,
             ):
                 yield Stack(api, sandbox, running.sandbox_url, running.env, var_dir)

@@ -50,7 +50,12 @@ def test_soraq_dev_runs_a_job_against_the_sandbox_and_stops_cleanly(tmp_path: Pa
     )
     try:
         wait_http(f"http://127.0.0.1:{api_port}/healthz", timeout=60)
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as api:
+        # The README's quick start: the demo client's key, as `soraq dev` left it.
+        key = (tmp_path / "var" / "demo-api-key").read_text().strip()
+        headers = {"authorization": f"Bearer {key}"}
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{api_port}", timeout=10, headers=headers
+        ) as api:
             job = api.post("/jobs", json={"prompt": "A cute cat playing in a garden"}).json()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -65,6 +70,7 @@ def test_soraq_dev_runs_a_job_against_the_sandbox_and_stops_cleanly(tmp_path: Pa
         code = dev.wait(timeout=30)
     output = (tmp_path / "dev.log").read_text()
     assert "KIE_API_KEY is not set: using the bundled sandbox" in output
+    assert f"demo client API key: {key}" in output
     assert code == 0
     assert (tmp_path / "var" / "soraq.db").exists()  # the default database, under ./var
     # Every child is gone: nothing listens on the ports any more.

@@ -6,9 +6,11 @@ import base64
 import uuid
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.client import Client
 from models.db import make_engine
 from models.job import Job, JobStatus
 from soraq.config import Settings
@@ -169,7 +171,8 @@ def _insert(stack: Stack, **values: object) -> str:
     engine = make_engine(stack.env["DATABASE_URL"])
     now = utcnow()
     with Session(engine) as session:
-        job = Job(created_at=now, updated_at=now, next_check_at=now, **values)
+        client = session.scalars(select(Client).where(Client.name == "integration")).one()
+        job = Job(client_id=client.id, created_at=now, updated_at=now, next_check_at=now, **values)
         session.add(job)
         session.commit()
         job_id = job.id

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -8,9 +9,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.app import create_app
-from models.db import get_engine
+from models.db import get_engine, session_scope
 from models.job import Job
+from soraq import clients
 from soraq.cli import migrate
+
+_names = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -18,10 +22,25 @@ def migrated() -> None:
     migrate()
 
 
+def new_client_key(max_active_jobs: int = 100) -> str:
+    with session_scope() as session:
+        return clients.create(
+            session, f"client-{next(_names)}", max_active_jobs=max_active_jobs
+        ).api_key
+
+
 @pytest.fixture
-def client(migrated: None) -> Iterator[TestClient]:
+def app_client(migrated: None) -> Iterator[TestClient]:
+    """The API without credentials."""
     with TestClient(create_app()) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def client(app_client: TestClient) -> TestClient:
+    """The API as one fresh client."""
+    app_client.headers["authorization"] = f"Bearer {new_client_key()}"
+    return app_client
 
 
 def count_jobs() -> int:

@@ -172,9 +172,16 @@ def test_malformed_json_is_a_422(client: TestClient) -> None:
 
 
 def test_unknown_job_is_a_404(client: TestClient) -> None:
-    response = client.get("/jobs/job_doesnotexist")
+    response = client.get("/jobs/job_" + "0" * 24)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("bad_id", ["job_doesnotexist", "1 OR 1=1", "job_" + "0" * 300])
+def test_a_path_id_that_is_no_job_id_is_a_422(client: TestClient, bad_id: str) -> None:
+    response = client.get(f"/jobs/{bad_id}")
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == "job_id"
 
 
 def test_listing_is_newest_first_with_a_cursor(client: TestClient) -> None:

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from datetime import datetime
+
+from sqlalchemy import Boolean, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+
+API_KEY_PREFIX = "sk_"
+
+
+def new_client_id() -> str:
+    return "cl_" + secrets.token_hex(8)
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> str:
+    # Keys are 256 random bits: a fast hash is enough, and keeps every request's lookup cheap.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class Client(Base):
+    """Someone who submits jobs: an API key (stored as a hash) and a webhook signing secret."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_client_id)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(12))  # enough to recognise a key in a list
+    webhook_secret: Mapped[str] = mapped_column(String(100), default=new_webhook_secret)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_active_jobs: Mapped[int] = mapped_column(Integer, default=100)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

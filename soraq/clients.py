@@ -1,0 +1,65 @@
+"""Managing clients (the CLI's `soraq clients …` and the dev demo client)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.client import Client, hash_api_key, new_api_key
+from models.client_queries import client_by_name
+
+
+class ClientError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Shown once, at creation or rotation: only the key's hash is stored."""
+
+    client: Client
+    api_key: str
+
+
+def _with_new_key(client: Client) -> str:
+    key = new_api_key()
+    client.key_hash = hash_api_key(key)
+    client.key_prefix = key[:10]
+    return key
+
+
+def create(session: Session, name: str, *, max_active_jobs: int) -> Credentials:
+    if session.scalar(client_by_name(name)) is not None:
+        raise ClientError(f"a client named {name!r} exists already")
+    client = Client(name=name, max_active_jobs=max_active_jobs, active=True)
+    key = _with_new_key(client)
+    session.add(client)
+    session.commit()
+    return Credentials(client, key)
+
+
+def get(session: Session, name: str) -> Client:
+    client = session.scalar(client_by_name(name))
+    if client is None:
+        raise ClientError(f"no client named {name!r}")
+    return client
+
+
+def rotate_key(session: Session, name: str) -> Credentials:
+    client = get(session, name)
+    key = _with_new_key(client)
+    session.commit()
+    return Credentials(client, key)
+
+
+def set_active(session: Session, name: str, active: bool) -> Client:
+    client = get(session, name)
+    client.active = active
+    session.commit()
+    return client
+
+
+def all_clients(session: Session) -> list[Client]:
+    return list(session.scalars(select(Client).order_by(Client.created_at)))

@@ -1,0 +1,158 @@
+"""Sending completion webhooks, signed per the Standard Webhooks specification.
+
+One delivery row per event; each attempt is claimed with a compare-and-set on its attempt
+count, sent to the address the SSRF guard vetted, and its outcome recorded with the time of the
+next attempt. Retries are rows with a time on them, like everything else here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+from standardwebhooks import Webhook
+
+from api.schemas import JobOut
+from models.base import utcnow
+from models.client import Client
+from models.job import Job
+from models.webhook import DeliveryState, WebhookDelivery
+from soraq.config import Settings
+from soraq.netguard import UnsafeURL, resolve
+from worker.errors import parse_retry_after
+from worker.http import USER_AGENT
+
+log = logging.getLogger(__name__)
+
+
+def event_body(delivery: WebhookDelivery, job: Job, now: datetime) -> str:
+    data = JobOut.of(job).model_dump(mode="json", exclude={"webhook"})
+    return json.dumps(
+        {"type": delivery.event_type, "timestamp": now.isoformat(), "data": data},
+        separators=(",", ":"),
+    )
+
+
+def deliver(
+    session: Session, delivery_id: str, attempt: int, settings: Settings, http: httpx.Client
+) -> None:
+    delivery = session.get(WebhookDelivery, delivery_id, populate_existing=True)
+    if delivery is None or delivery.state != DeliveryState.PENDING or delivery.attempts != attempt:
+        return  # already sent, or a stale duplicate of an earlier attempt's message
+    job = session.get(Job, delivery.job_id)
+    client = session.get(Client, job.client_id) if job and job.client_id else None
+    now = utcnow()
+    body = delivery.body or (event_body(delivery, job, now) if job else None)
+    lease = now + timedelta(seconds=settings.webhook_timeout + 30)
+    claimed = session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery.id,
+            WebhookDelivery.attempts == attempt,
+            WebhookDelivery.state == DeliveryState.PENDING,
+        )
+        .values(attempts=attempt + 1, body=body, next_attempt_at=lease)
+    ).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    if not claimed:
+        return
+    if body is None or client is None:
+        _record(
+            session, delivery.id, state=DeliveryState.FAILED, error="the job or its client is gone"
+        )
+        return
+    try:
+        checked = resolve(
+            delivery.url, allow_http=settings.webhook_allow_http, allowed=settings.allowed_networks
+        )
+    except UnsafeURL as exc:
+        _record(session, delivery.id, state=DeliveryState.FAILED, error=f"refused: URL {exc}")
+        return
+
+    timestamp = utcnow()
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": delivery.id,
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": Webhook(client.webhook_secret).sign(delivery.id, timestamp, body),
+    }
+    status, error, retry_after = None, None, None
+    try:
+        response = http.post(
+            _pinned_url(checked.url, checked.address),
+            content=body.encode(),
+            headers={**headers, "host": _host_header(checked.host, checked.port, checked.scheme)},
+            extensions={"sni_hostname": checked.host},
+        )
+        status = response.status_code
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+
+    if status is not None and 200 <= status < 300:
+        _record(session, delivery.id, state=DeliveryState.DELIVERED, status=status, delivered=True)
+        log.info("webhook %s for job %s delivered (%s)", delivery.id, delivery.job_id, status)
+    elif status == 410:
+        _record(
+            session,
+            delivery.id,
+            state=DeliveryState.DISABLED,
+            status=status,
+            error="the receiver answered 410 Gone: no more attempts",
+        )
+    else:
+        schedule = settings.webhook_schedule
+        error = error or f"HTTP {status}"
+        if attempt + 1 >= len(schedule):
+            _record(session, delivery.id, state=DeliveryState.FAILED, status=status, error=error)
+        else:
+            delay = max(schedule[attempt + 1], retry_after or 0.0)
+            _record(
+                session,
+                delivery.id,
+                state=DeliveryState.PENDING,
+                status=status,
+                error=error,
+                next_attempt_at=utcnow() + timedelta(seconds=delay),
+            )
+        log.info("webhook %s attempt %d failed: %s", delivery.id, attempt + 1, error)
+
+
+def _pinned_url(url: str, address: str) -> httpx.URL:
+    # Connect to the vetted address; Host and SNI still name the receiver's host.
+    return httpx.URL(url).copy_with(host=address)
+
+
+def _host_header(host: str, port: int, scheme: str) -> str:
+    default = 443 if scheme == "https" else 80
+    return host if port == default else f"{host}:{port}"
+
+
+def _record(
+    session: Session,
+    delivery_id: str,
+    *,
+    state: DeliveryState,
+    status: int | None = None,
+    error: str | None = None,
+    delivered: bool = False,
+    next_attempt_at: datetime | None = None,
+) -> None:
+    values: dict[str, Any] = {
+        "state": state,
+        "last_status_code": status,
+        "last_error": error,
+        "next_attempt_at": next_attempt_at,
+    }
+    if delivered:
+        values["delivered_at"] = utcnow()
+    session.execute(
+        update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(**values)
+    )
+    session.commit()
