@@ -21,14 +21,14 @@ from kombu.utils.json import dumps
 
 
 class Channel(filesystem.Channel):
-    def _put(self, queue: Any, message: Any, **kwargs: Any) -> None:
+    def _put(self, queue: Any, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         # The name kombu's _get() expects: sortable time prefix, then "<queue>.msg".
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         # A leading dot keeps the half-written file out of _get()'s "<queue>.msg" match.
         fd, partial = tempfile.mkstemp(dir=self.data_folder_out, prefix=".", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(str_to_bytes(dumps(message)))
+                f.write(str_to_bytes(dumps(payload)))
             os.replace(partial, os.path.join(self.data_folder_out, name))
         except OSError as exc:
             with suppress(OSError):
