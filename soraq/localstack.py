@@ -69,25 +69,20 @@ class LocalStack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
-    def create_client(self, name: str, max_active_jobs: int = 10_000) -> str:
-        """A client through the real CLI; returns its API key."""
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "soraq.cli",
-                "clients",
-                "create",
-                name,
-                "--max-active-jobs",
-                str(max_active_jobs),
-            ],
+    def cli(self, *args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "soraq.cli", *args],
             env=self.env,
             check=True,
             capture_output=True,
             text=True,
         ).stdout
-        return next(line.split()[-1] for line in out.splitlines() if line.startswith("API key:"))
+
+    def create_client(self, name: str, max_active_jobs: int = 10_000) -> tuple[str, str]:
+        """A client through the real CLI; returns its API key and webhook secret."""
+        out = self.cli("clients", "create", name, "--max-active-jobs", str(max_active_jobs))
+        shown = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        return shown["API key"].strip(), shown["webhook secret"].strip()
 
     def log_tail(self, lines: int = 25) -> str:
         out = []

@@ -52,7 +52,8 @@ def create_celery(settings: Settings) -> Celery:
                 "schedule": settings.sweep_interval,
                 # A sweep nobody ran in time is worthless: the next one does the same work.
                 "options": {"expires": max(settings.sweep_interval * 5, 10.0)},
-            }
+            },
+            "cleanup": {"task": "soraq.cleanup", "schedule": 3600.0, "options": {"expires": 600}},
         },
     )
     return app

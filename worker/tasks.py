@@ -7,11 +7,12 @@ from datetime import timedelta
 from functools import lru_cache
 
 import httpx
-from sqlalchemy import event
+from sqlalchemy import delete, event
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.db import get_engine, get_session_factory, session_scope
+from models.idempotency import IdempotencyKey
 from models.job_queries import claim_due, claim_due_deliveries
 from models.lifecycle import NEW_DELIVERIES
 from soraq.config import get_settings
@@ -84,6 +85,17 @@ def dispatch() -> int:
             for delivery_id, attempt in deliveries:
                 deliver_webhook.apply_async((delivery_id, attempt), producer=producer)
     return len(jobs) + len(deliveries)
+
+
+@celery_app.task(name="soraq.cleanup", acks_late=True, ignore_result=True)
+def cleanup() -> int:
+    """Forget Idempotency-Keys past their 24 hours."""
+    with session_scope() as session:
+        removed = session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow())
+        ).rowcount  # type: ignore[attr-defined]
+        session.commit()
+    return int(removed or 0)
 
 
 # No time limits: every outbound call in a step has its own timeout.

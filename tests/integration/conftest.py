@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from soraq.localstack import local_stack
+from soraq.localstack import LocalStack, local_stack
 
 TERMINAL = {"succeeded", "failed"}
 
@@ -23,6 +23,8 @@ class Stack:
     sandbox_url: str
     env: dict[str, str]
     var_dir: Path
+    local: LocalStack
+    webhook_secret: str
 
     def create(self, **body: Any) -> dict[str, Any]:
         response = self.api.post("/jobs", json=body)
@@ -54,16 +56,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "KIE_TIMEOUT": "2",
         "PENDING_GRACE": "5",
         "SANDBOX_HANG_SECONDS": "4",
+        # Webhook receivers in tests are plain http on this machine, with a short schedule.
+        "WEBHOOK_ALLOW_HTTP": "true",
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+        "WEBHOOK_RETRY_SCHEDULE": "0,0.5,0.5,0.5",
     }
     with local_stack(var_dir, **overrides) as running:
         try:
-            key = running.create_client("integration")
+            key, secret = running.create_client("integration")
             with (
                 httpx.Client(
                     base_url=running.api_url, timeout=10, headers={"authorization": f"Bearer {key}"}
                 ) as api,
                 httpx.Client(base_url=running.sandbox_url, timeout=10) as sandbox,
             ):
-                yield Stack(api, sandbox, running.sandbox_url, running.env, var_dir)
+                yield Stack(
+                    api, sandbox, running.sandbox_url, running.env, var_dir, running, secret
+                )
         finally:
             print(running.log_tail())

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.images import JPEG_HEADER, PNG
-from tests.unit.conftest import count_jobs
+from tests.unit.conftest import count_jobs, new_client_key
 
 
 def test_create_answers_202_with_location_and_the_job(client: TestClient) -> None:
@@ -217,3 +217,44 @@ def test_a_callback_for_an_unknown_token_is_a_404(client: TestClient) -> None:
 
 def test_healthz(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("https://10.0.0.1/hook", "private"),
+        ("https://169.254.169.254/latest/meta-data", "private"),
+        ("https://127.0.0.1/hook", "private"),
+        ("https://[::1]/hook", "private"),
+        ("https://localhost/hook", "private"),
+        ("http://example.com/hook", "https"),
+        ("https://user:pw@example.com/hook", "credentials"),
+        ("https://no-such-host.invalid/hook", "does not resolve"),
+    ],
+)
+def test_unsafe_webhook_urls_are_refused(client: TestClient, url: str, fragment: str) -> None:
+    before = count_jobs()
+    response = client.post("/jobs", json={"prompt": "x", "webhook_url": url})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["fields"][0]["field"] == "webhook_url"
+    assert fragment in error["message"]
+    assert count_jobs() == before
+
+
+def test_a_client_over_its_active_job_limit_gets_429(app_client: TestClient) -> None:
+    app_client.headers["authorization"] = f"Bearer {new_client_key(max_active_jobs=2)}"
+    for _ in range(2):
+        assert app_client.post("/jobs", json={"prompt": "x"}).status_code == 202
+    refused = app_client.post("/jobs", json={"prompt": "x"})
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "30"
+    assert refused.json()["error"]["code"] == "too_many_active_jobs"
+    assert "2" in refused.json()["error"]["message"]
+
+
+def test_no_key_is_a_401_with_a_json_error(app_client: TestClient) -> None:
+    response = app_client.get("/jobs")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["error"]["code"] == "unauthorized"
