@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint fmt clean
+.PHONY: install services run test lint fmt clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,22 @@ install: $(STAMP)
 run: install
 	$(BIN)/soraq dev
 
-## test: lint, then the whole suite
-test: install lint
+## services: the servers the integration suite starts itself (Redis; PostgreSQL 15 if absent)
+services:
+	@command -v redis-server >/dev/null 2>&1 || $(MAKE) --no-print-directory apt PKG=redis-server
+	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
+		|| $(MAKE) --no-print-directory apt PKG=postgresql
+	@command -v redis-server >/dev/null 2>&1 || echo "!!! redis-server is missing: the Postgres+Redis run will be skipped"
+
+apt:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing $(PKG) (apt)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $(PKG)) >/dev/null 2>&1 || echo "!!! could not install $(PKG)"; \
+	else echo "!!! $(PKG) is not installed (install it to run the Postgres+Redis suite)"; fi
+
+## test: lint, then the whole suite (integration twice: SQLite + file broker, Postgres + Redis)
+test: install services lint
 	$(BIN)/pytest
 
 lint: install

@@ -133,9 +133,10 @@ async def create_job(
 ) -> tuple[Job, bool]:
     """Store a new job, commit, then nudge the worker. Returns (job, replayed)."""
     now = utcnow()
+    client_id = client.id  # read before any rollback expires the client object
     fingerprint = request_fingerprint(request, upload)
     if idempotency_key is not None:
-        replay = await _idempotent_replay(session, client.id, idempotency_key, fingerprint, now)
+        replay = await _idempotent_replay(session, client_id, idempotency_key, fingerprint, now)
         if replay is not None:
             return replay, True
 
@@ -216,7 +217,7 @@ async def create_job(
         await session.rollback()
         if idempotency_key is None:
             raise
-        replay = await _idempotent_replay(session, client.id, idempotency_key, fingerprint, now)
+        replay = await _idempotent_replay(session, client_id, idempotency_key, fingerprint, now)
         if replay is None:
             raise
         return replay, True

@@ -69,6 +69,18 @@ class LocalStack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
+    def send_task(self, name: str, *args: object) -> None:
+        """Publish a task to this stack's broker, as a stray or duplicate message would arrive."""
+        from soraq.config import Settings
+        from worker.app import create_celery
+
+        settings = Settings(var_dir=self.var_dir, celery_broker_url=self.env["CELERY_BROKER_URL"])
+        celery = create_celery(settings)
+        try:
+            celery.send_task(name, args)
+        finally:
+            celery.close()
+
     def cli(self, *args: str) -> str:
         return subprocess.run(
             [sys.executable, "-m", "soraq.cli", *args],
@@ -130,6 +142,8 @@ def local_stack(var_dir: Path, *, callbacks: bool = True, **overrides: str) -> I
         stack.start("sandbox", "sandbox", "--port", str(sandbox_port))
         stack.start("api", "api", "--port", str(api_port))
         stack.start("worker", "worker")
+        if env["CELERY_BROKER_URL"].startswith("redis"):
+            stack.start("beat", "beat")  # the embedded broker's worker runs beat itself
         wait_http(f"{sandbox_url}/healthz")
         wait_http(f"{api_url}/healthz")
         yield stack

@@ -1,7 +1,10 @@
-"""The real stack: `soraq sandbox`, `soraq api` and `soraq worker` as processes, over HTTP."""
+"""The real stack: `soraq sandbox`, `soraq api`, `soraq worker` (and `soraq beat` on Redis) as
+processes, over HTTP — once on the embedded default (SQLite + file broker), once on
+PostgreSQL + Redis, which this suite starts itself."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,9 +14,18 @@ from typing import Any
 import httpx
 import pytest
 
+from soraq.localservices import Postgres, Redis, Unavailable, start_postgres, start_redis
 from soraq.localstack import LocalStack, local_stack
 
-TERMINAL = {"succeeded", "failed"}
+TERMINAL = {"succeeded", "failed", "canceled"}
+EMBEDDED, PRODUCTION = "sqlite+filesystem", "postgres+redis"
+_databases = itertools.count()
+
+
+@dataclass
+class Services:
+    postgres: Postgres
+    redis: Redis
 
 
 @dataclass
@@ -25,6 +37,8 @@ class Stack:
     var_dir: Path
     local: LocalStack
     webhook_secret: str
+    backend: str
+    services: Services | None
 
     def create(self, **body: Any) -> dict[str, Any]:
         response = self.api.post("/jobs", json=body)
@@ -49,7 +63,39 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def services(request: pytest.FixtureRequest) -> Iterator[Services | None]:
+    try:
+        redis = start_redis()
+    except Unavailable as exc:
+        _shout(request, f"Postgres+Redis integration run SKIPPED: {exc} (make test installs it)")
+        yield None
+        return
+    try:
+        postgres = start_postgres()
+    except Unavailable as exc:
+        redis.close()
+        _shout(request, f"Postgres+Redis integration run SKIPPED: {exc}")
+        yield None
+        return
+    try:
+        yield Services(postgres, redis)
+    finally:
+        postgres.close()
+        redis.close()
+
+
+def _shout(request: pytest.FixtureRequest, line: str) -> None:
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"!!! {line}", red=True, bold=True)
+
+
+@pytest.fixture(scope="session", params=[EMBEDDED, PRODUCTION])
+def stack(
+    request: pytest.FixtureRequest,
+    services: Services | None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
     var_dir = tmp_path_factory.mktemp("stack")
     overrides = {
         "JOB_TIMEOUT": "6",
@@ -61,6 +107,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
         "WEBHOOK_RETRY_SCHEDULE": "0,0.5,0.5,0.5",
     }
+    if request.param == PRODUCTION:
+        if services is None:
+            pytest.skip("PostgreSQL or Redis is not installed on this machine")
+        overrides["DATABASE_URL"] = services.postgres.create_database(f"soraq_{next(_databases)}")
+        overrides["CELERY_BROKER_URL"] = services.redis.url
     with local_stack(var_dir, **overrides) as running:
         try:
             key, secret = running.create_client("integration")
@@ -71,7 +122,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 httpx.Client(base_url=running.sandbox_url, timeout=10) as sandbox,
             ):
                 yield Stack(
-                    api, sandbox, running.sandbox_url, running.env, var_dir, running, secret
+                    api,
+                    sandbox,
+                    running.sandbox_url,
+                    running.env,
+                    var_dir,
+                    running,
+                    secret,
+                    request.param,
+                    services,
                 )
         finally:
             print(running.log_tail())

@@ -19,10 +19,8 @@ from models.base import utcnow
 from models.client import Client
 from models.db import make_engine
 from models.job import Job
-from soraq.config import Settings
 from tests.integration.conftest import Stack
 from tests.integration.receiver import Receiver, webhook_receiver
-from worker.app import create_celery
 
 
 def unique(prompt: str) -> str:
@@ -149,8 +147,7 @@ def test_cancel_before_submit_means_no_kie_call_ever(stack: Stack) -> None:
     assert response.status_code == 200
     assert response.json()["status"] == "canceled"
     # A message for the job that was already on its way arrives after the cancel.
-    celery = create_celery(Settings(var_dir=stack.var_dir, celery_broker_url=""))
-    celery.send_task("soraq.advance", (job_id,))
+    stack.local.send_task("soraq.advance", job_id)
     time.sleep(2)
     assert stack.api.get(f"/jobs/{job_id}").json()["status"] == "canceled"
     assert stack.creates_for(prompt) == 0

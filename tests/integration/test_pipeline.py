@@ -13,10 +13,8 @@ from models.base import utcnow
 from models.client import Client
 from models.db import make_engine
 from models.job import Job, JobStatus
-from soraq.config import Settings
 from tests.images import PNG
 from tests.integration.conftest import Stack
-from worker.app import create_celery
 
 
 def unique(prompt: str) -> str:
@@ -160,9 +158,8 @@ def test_a_task_stuck_at_kie_times_out(stack: Stack) -> None:
 def test_duplicate_task_delivery_creates_one_kie_task(stack: Stack) -> None:
     prompt = unique("Delivered many times [kie:slow=1]")
     job = stack.create(prompt=prompt)
-    celery = create_celery(Settings(var_dir=stack.var_dir, celery_broker_url=""))
     for _ in range(5):
-        celery.send_task("soraq.advance", (job["id"],))
+        stack.local.send_task("soraq.advance", job["id"])
     assert stack.wait(job["id"])["status"] == "succeeded"
     assert stack.creates_for(prompt) == 1
 

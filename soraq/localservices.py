@@ -1,0 +1,175 @@
+"""Throwaway Redis and PostgreSQL servers on this machine, for the test suite and benchmarks.
+
+Each runs from a temporary folder on a free port and is stopped by its pid. As root, Postgres
+runs as the `postgres` user (initdb refuses root).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from soraq.localstack import free_port
+
+PG_BIN_DIRS = ("/usr/local/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
+
+
+class Unavailable(RuntimeError):
+    """The server's binaries are not on this machine."""
+
+
+def _find(binary: str, extra_dirs: tuple[str, ...] = ()) -> str:
+    for folder in extra_dirs:
+        candidate = Path(folder) / binary
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(binary)
+    if found is None:
+        raise Unavailable(f"{binary} is not installed")
+    return found
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+@dataclass
+class Redis:
+    port: int
+    folder: Path
+    binary: str
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=(self.folder / "redis.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        _wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@dataclass
+class Postgres:
+    port: int
+    folder: Path
+    bin_dir: str
+
+    @property
+    def data(self) -> Path:
+        return self.folder / "data"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            _as_postgres([f"{self.bin_dir}/pg_ctl", "-D", str(self.data), *args]),
+            check=True,
+            capture_output=True,
+        )
+
+    def init(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+        subprocess.run(
+            _as_postgres(
+                [
+                    f"{self.bin_dir}/initdb",
+                    "-D",
+                    str(self.data),
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        # Durability off: a test server, started and thrown away in seconds.
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=300"
+        )
+        self._ctl("-w", "-l", str(self.folder / "postgres.log"), "-o", options, "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-w", "-m", mode, "stop")
+
+    def close(self) -> None:
+        try:
+            self.stop("immediate")
+        except subprocess.CalledProcessError:
+            pass  # already stopped
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+def _wait_port(port: int, timeout: float = 20.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+
+
+def start_redis() -> Redis:
+    redis = Redis(free_port(), Path(tempfile.mkdtemp(prefix="soraq-redis-")), _find("redis-server"))
+    redis.start()
+    return redis
+
+
+def start_postgres() -> Postgres:
+    bin_dir = str(Path(_find("pg_ctl", PG_BIN_DIRS)).parent)
+    _find("initdb", (bin_dir,))
+    postgres = Postgres(free_port(), Path(tempfile.mkdtemp(prefix="soraq-pg-")), bin_dir)
+    postgres.init()
+    postgres.start()
+    return postgres
