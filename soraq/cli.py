@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from soraq.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, get_settings
 from soraq.logs import setup_logging
@@ -18,8 +19,8 @@ from soraq.logs import setup_logging
 log = logging.getLogger("soraq")
 
 
-def migrate(database_url: str | None = None) -> None:
-    from alembic import command
+def alembic_config(database_url: str | None = None) -> Any:
+    """Alembic's config for the installed migrations, independent of the working directory."""
     from alembic.config import Config
 
     import migrations
@@ -29,7 +30,13 @@ def migrate(database_url: str | None = None) -> None:
     config.attributes["configure_logging"] = False
     if database_url:
         config.attributes["database_url"] = database_url
-    command.upgrade(config, "head")
+    return config
+
+
+def migrate(database_url: str | None = None, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(database_url), revision)
 
 
 def clients_command(args: argparse.Namespace) -> int:

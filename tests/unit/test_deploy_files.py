@@ -1,0 +1,72 @@
+"""docker-compose.yml and the Dockerfile, read as a reviewer would (no engine runs here)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from soraq.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "docker-compose.yml").read_text()))
+
+
+def test_compose_has_the_production_services(compose: dict[str, Any]) -> None:
+    assert {"postgres", "redis", "migrate", "api", "worker", "beat"} <= set(compose["services"])
+    assert compose["services"]["sandbox"]["profiles"] == ["dev"]
+    assert "pgdata" in compose["volumes"]
+    assert any("pgdata:" in v for v in compose["services"]["postgres"]["volumes"])
+
+
+def test_databases_have_healthchecks_and_the_app_waits_for_them(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("postgres", "redis"):
+        assert services[name]["healthcheck"]["test"]
+    for name in ("api", "worker", "beat"):
+        depends = services[name]["depends_on"]
+        assert depends["postgres"]["condition"] == "service_healthy"
+        assert depends["redis"]["condition"] == "service_healthy"
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+    assert services["migrate"]["command"] == ["soraq", "migrate"]
+
+
+def test_worker_and_beat_run_the_cli_verbs(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["worker"]["command"] == ["soraq", "worker"]
+    assert "deploy" not in services["worker"] or "replicas" not in services["worker"]["deploy"]
+    assert services["beat"]["command"] == ["soraq", "beat"]
+    assert services["beat"]["deploy"]["replicas"] == 1  # exactly one scheduler
+
+
+def test_no_secret_is_written_inline(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        environment = service.get("environment") or {}
+        for key, value in environment.items():
+            if re.search(r"KEY|SECRET|PASSWORD|TOKEN", key):
+                assert str(value).startswith("${"), f"{name}.{key} is written inline"
+        if name not in ("postgres", "redis"):
+            assert service.get("env_file") == ".env"
+
+
+def test_env_example_documents_every_setting() -> None:
+    example = (ROOT / ".env.example").read_text()
+    for setting in Settings.model_fields:
+        assert re.search(rf"^#? ?{setting.upper()}=", example, re.MULTILINE), setting
+    for required in ("DATABASE_URL", "CELERY_BROKER_URL", "KIE_API_KEY", "IMGBB_API_KEY"):
+        assert re.search(rf"^{required}=", example, re.MULTILINE), required
+
+
+def test_dockerfile_is_slim_non_root_and_without_dev_dependencies() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.\d+-slim", dockerfile, re.MULTILINE)
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
+    assert "pip install ." in dockerfile
+    assert "[dev]" not in dockerfile
