@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
+from api.limits import BodySizeLimit
 from api.nudge import Nudger
 from api.routes import jobs, kie, meta
 from models.db import async_session_factory, make_async_engine
@@ -40,6 +41,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(BodySizeLimit)
     app.include_router(meta.router)
     app.include_router(jobs.router)
     app.include_router(kie.router)

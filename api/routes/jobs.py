@@ -8,7 +8,8 @@ from starlette.datastructures import UploadFile
 
 from api import service
 from api.deps import CurrentClient, NudgerDep, SessionDep, SettingsDep
-from api.errors import PayloadTooLarge, UnsupportedMediaType
+from api.errors import UnsupportedMediaType
+from api.limits import MAX_BODY_BYTES
 from api.schemas import ErrorBody, JobCreate, JobOut, JobPage
 from models.catalogue import InvalidRequest, get_catalogue
 from models.job import JobStatus
@@ -18,8 +19,6 @@ router = APIRouter(tags=["jobs"])
 
 JobId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^job_[0-9a-f]{24}$")]
 
-# A 10 MB image in base64 plus the other fields; anything larger is refused before it is read.
-MAX_BODY_BYTES = 16 * 1024 * 1024
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422, 429, 503)
 }
@@ -90,9 +89,6 @@ async def create_job(
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobOut:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
         payload, upload = JobCreate.model_validate_json(await request.body()), None

@@ -210,3 +210,12 @@ def test_invalid_input_is_refused_with_the_field_named(stack: Stack) -> None:
     assert error["code"] == "validation_error"
     assert error["fields"][0]["field"] == "duration"
     assert "10, 15" in error["message"]
+
+
+def test_a_streamed_50_mb_body_is_refused_by_the_real_server(stack: Stack) -> None:
+    before = len(stack.api.get("/jobs?limit=100").json()["data"])
+    chunks = (b"x" * (1 << 20) for _ in range(50))  # chunked: no Content-Length to trust
+    response = stack.api.post("/jobs", content=chunks, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert len(stack.api.get("/jobs?limit=100").json()["data"]) == before

@@ -258,3 +258,29 @@ def test_no_key_is_a_401_with_a_json_error(app_client: TestClient) -> None:
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.json()["error"]["code"] == "unauthorized"
+
+
+def test_a_streamed_50_mb_body_is_refused(client: TestClient) -> None:
+    # No Content-Length: the body is counted as it arrives (tests/integration checks that a
+    # real server stops reading it early).
+    chunks = (b"x" * (1 << 20) for _ in range(50))
+    response = client.post("/jobs", content=chunks, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_json_nested_1000_deep_is_a_422(client: TestClient) -> None:
+    nested = '{"a":' * 1000 + "1" + "}" * 1000
+    response = client.post(
+        "/jobs",
+        content=f'{{"prompt": "x", "metadata": {nested}}}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize("status", ["' OR 1=1 --", "queued; DROP TABLE jobs", "%27"])
+def test_sql_ish_filters_are_refused(client: TestClient, status: str) -> None:
+    response = client.get("/jobs", params={"status": status})
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == "status"
