@@ -249,6 +249,10 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             pending = asyncio.create_task(send_callback(task))
             background.add(pending)
             pending.add_done_callback(background.discard)
+        if delay := active("createdelay"):
+            # Kie has the task; its answer is slow to come back (a client may give up first).
+            calls.record("createTask.created", prompt=prompt, task_id=task.id)
+            await asyncio.sleep(delay.value or 1.0)
         return answer(200, "success", {"taskId": task.id})
 
     @app.get("/api/v1/jobs/recordInfo")

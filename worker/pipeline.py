@@ -197,7 +197,19 @@ def _submit(session: Session, job: Job, kie: KieClient, settings: Settings) -> N
 def _check(session: Session, job: Job, kie: KieClient, settings: Settings, now: datetime) -> None:
     status = JobStatus(job.status)
     assert job.kie_task_id is not None
-    if job.deadline_at is not None and now >= job.deadline_at:
+    info: TaskInfo | None = None
+    error: ExternalError | None = None
+    try:
+        info = kie.record_info(job.kie_task_id)
+    except ExternalError as exc:
+        if not exc.retryable:
+            fail(session, job.id, status, exc.code, exc.message)
+            session.commit()
+            return
+        error = exc
+    finished = info is not None and info.state in ("success", "fail")
+    # Ask Kie before giving up: a check that runs late must not discard a finished video.
+    if not finished and job.deadline_at is not None and now >= job.deadline_at:
         fail(
             session,
             job.id,
@@ -205,18 +217,10 @@ def _check(session: Session, job: Job, kie: KieClient, settings: Settings, now: 
             "timeout",
             f"Kie did not finish the task within {settings.job_timeout:.0f} s.",
         )
-        session.commit()
-        return
-    try:
-        info = kie.record_info(job.kie_task_id)
-    except ExternalError as exc:
-        if exc.retryable:
-            _reschedule(session, job, status, settings, now, retry=exc)
-        else:
-            fail(session, job.id, status, exc.code, exc.message)
-        session.commit()
-        return
-    _apply(session, job, status, info, settings, now)
+    elif info is None:
+        _reschedule(session, job, status, settings, now, retry=error)
+    else:
+        _apply(session, job, status, info, settings, now)
     session.commit()
 
 

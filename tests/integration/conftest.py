@@ -102,6 +102,9 @@ def stack(
         "KIE_TIMEOUT": "2",
         "PENDING_GRACE": "5",
         "SANDBOX_HANG_SECONDS": "4",
+        # Short leases, so that work abandoned by a killed worker comes back within seconds.
+        "SUBMIT_LEASE": "5",
+        "CLAIM_LEASE": "3",
         # Webhook receivers in tests are plain http on this machine, with a short schedule.
         "WEBHOOK_ALLOW_HTTP": "true",
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
