@@ -278,7 +278,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created_at, job_id = json.loads(raw)
         return datetime.fromisoformat(created_at), str(job_id)
     except (ValueError, TypeError, binascii.Error):
-        raise APIError("cursor is not one this API gave out", code="invalid_cursor") from None
+        raise InvalidRequest("cursor", "is not a cursor this API gave out") from None
 
 
 async def latest_deliveries(session: AsyncSession, jobs: list[Job]) -> dict[str, WebhookDelivery]:

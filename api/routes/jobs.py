@@ -26,10 +26,8 @@ _MULTIPART_SCHEMA = {
     "type": "object",
     "required": ["prompt"],
     "properties": {
-        **{
-            name: {"type": "string"}
-            for name in ("prompt", "model", "aspect_ratio", "size", "image_url")
-        },
+        "prompt": {"type": "string", "minLength": 1},
+        **{name: {"type": "string"} for name in ("model", "aspect_ratio", "size", "image_url")},
         "duration": {"type": "integer"},
         "remove_watermark": {"type": "boolean"},
         "metadata": {"type": "string", "description": "a JSON object"},

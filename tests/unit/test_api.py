@@ -200,7 +200,7 @@ def test_listing_filters_by_status(client: TestClient) -> None:
     assert all(job["status"] == "queued" for job in jobs)
     assert client.get("/jobs", params={"status": "succeeded"}).json()["data"] == []
     assert client.get("/jobs", params={"status": "bogus"}).status_code == 422
-    assert client.get("/jobs", params={"cursor": "garbage"}).status_code == 400
+    assert client.get("/jobs", params={"cursor": "garbage"}).status_code == 422
 
 
 def test_models_lists_the_catalogue(client: TestClient) -> None:
