@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from api import errors
 from api.limits import BodySizeLimit
 from api.nudge import Nudger
-from api.routes import jobs, kie, meta
+from api.routes import admin, jobs, kie, meta
 from models.db import async_session_factory, make_async_engine
 from soraq.config import get_settings
 from soraq.logs import setup_logging
@@ -45,4 +45,5 @@ def create_app() -> FastAPI:
     app.include_router(meta.router)
     app.include_router(jobs.router)
     app.include_router(kie.router)
+    app.include_router(admin.router)
     return app

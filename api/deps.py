@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -42,3 +43,19 @@ async def current_client(request: Request, session: SessionDep) -> Client:
 
 
 CurrentClient = Annotated[Client, Depends(current_client)]
+
+
+def admin_token_matches(candidate: str, settings: Settings) -> bool:
+    if settings.admin_token is None or not settings.admin_token.get_secret_value():
+        return False  # no token configured: the admin side is closed
+    return hmac.compare_digest(candidate.encode(), settings.admin_token.get_secret_value().encode())
+
+
+async def require_admin(request: Request, settings: SettingsDep) -> None:
+    """`Authorization: Bearer $ADMIN_TOKEN`. Client keys never work here."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not admin_token_matches(token.strip(), settings):
+        raise Unauthorized("A valid admin token is required.")
+
+
+AdminDep = Depends(require_admin)

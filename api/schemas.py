@@ -133,3 +133,61 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+class AdminJobOut(JobOut):
+    client_id: str | None
+    client: str | None
+
+    @classmethod
+    def of_admin(cls, job: Job, client_name: str | None) -> AdminJobOut:
+        return cls(**JobOut.of(job).model_dump(), client_id=job.client_id, client=client_name)
+
+
+class AdminJobPage(BaseModel):
+    data: list[AdminJobOut]
+    next_cursor: str | None = None
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    kind: str
+    from_status: str | None
+    to_status: str | None
+    reason: str | None
+    detail: dict[str, Any] | None
+
+
+class DeliveryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    event_type: str
+    url: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+class AdminJobDetail(BaseModel):
+    job: AdminJobOut
+    events: list[EventOut]
+    webhooks: list[DeliveryOut]
+
+
+class Stats(BaseModel):
+    window_seconds: int
+    counts: dict[str, dict[str, int]] = Field(description="status → model → jobs created")
+    success_rate: float | None
+    generation_seconds_p50: float | None
+    generation_seconds_p95: float | None
+    kie_errors: dict[str, int]
+    queue_depth: dict[str, int]
+    oldest_due_seconds: float | None

@@ -24,6 +24,7 @@ from api.schemas import JobCreate
 from models.base import utcnow
 from models.catalogue import InvalidRequest, get_catalogue
 from models.client import Client
+from models.event import JobEvent
 from models.idempotency import IdempotencyKey
 from models.job import Job, JobImage, JobStatus
 from models.job_queries import active_job_count, check_now_by_callback_token, job_by_id, jobs_page
@@ -187,6 +188,8 @@ async def create_job(
     )
     session.add(job)
     await session.flush()
+    session.add(JobEvent(job_id=job.id, at=now, kind="transition", to_status=JobStatus.QUEUED,
+                         reason=f"created by client {client.name}"))
     if image is not None:
         session.add(JobImage(job_id=job.id, content_type=image.content_type, data=image.data))
     if idempotency_key is not None:
@@ -240,21 +243,26 @@ async def _idempotent_replay(
     return await get_job(session, record.job_id, client_id)
 
 
-async def cancel_job(session: AsyncSession, client: Client, job_id: str, *, nudger: Nudger) -> Job:
+async def cancel_job(
+    session: AsyncSession, client_id: str | None, job_id: str, *, nudger: Nudger, by: str
+) -> Job:
     """Cancel now: a job not yet at Kie is never submitted; one at Kie is no longer watched, and
-    a late result cannot bring it back (every worker update is a compare-and-set)."""
+    a late result cannot bring it back (every worker update is a compare-and-set).
+    `client_id` None is an operator, who may cancel any job."""
     for _ in range(5):
-        job = await get_job(session, job_id, client.id)
+        job = await get_job(session, job_id, client_id)
         status = JobStatus(job.status)
         if status == JobStatus.CANCELED:
             return job
         if status in TERMINAL:
             raise JobFinished(f"job {job_id} already {status.value}")
-        moved = await session.run_sync(transition, job_id, status, JobStatus.CANCELED)
+        moved = await session.run_sync(
+            transition, job_id, status, JobStatus.CANCELED, reason=f"canceled by {by}"
+        )
         await session.commit()
         if moved:
             nudger.nudge()  # its completion webhook, if any, is due now
-            return await get_job(session, job_id, client.id)
+            return await get_job(session, job_id, client_id)
     raise APIError("the job kept changing; try again", code="conflict", status_code=409)
 
 

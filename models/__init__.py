@@ -2,6 +2,7 @@
 
 from models.base import Base
 from models.client import Client
+from models.event import JobEvent
 from models.idempotency import IdempotencyKey
 from models.job import Job, JobImage, JobStatus
 from models.webhook import DeliveryState, WebhookDelivery
@@ -11,6 +12,7 @@ __all__ = [
     "Client",
     "DeliveryState",
     "IdempotencyKey",
+    "JobEvent",
     "Job",
     "JobImage",
     "JobStatus",

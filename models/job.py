@@ -78,6 +78,9 @@ class Job(Base):
         Index("ix_jobs_created", "created_at", "id"),
         Index("ix_jobs_status_created", "status", "created_at", "id"),
         Index("ix_jobs_client_created", "client_id", "created_at", "id"),
+        Index("ix_jobs_model_created", "model", "created_at", "id"),
+        # Postgres also has ix_jobs_prompt_trgm, a trigram index on input->>'prompt' for the
+        # admin search (migration 0003); autogenerate does not compare expression indexes.
         # Counting a client's unfinished jobs (its limit) reads only unfinished rows.
         Index(
             "ix_jobs_client_active",

@@ -19,7 +19,8 @@ from sqlalchemy import insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
-from models.job import Job, JobStatus
+from models.event import JobEvent
+from models.job import Job, JobStatus, new_callback_token
 from models.webhook import WebhookDelivery, new_event_id
 
 S = JobStatus
@@ -37,6 +38,9 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     S.FAILED: frozenset(),
     S.CANCELED: frozenset(),
 }
+
+# Values worth showing in a transition's history entry.
+_SHOWN = ("kie_task_id", "error_code", "kie_fail_code", "attempts", "image_url")
 
 # Event ids queued in a session, for whoever publishes them after the commit.
 NEW_DELIVERIES = "soraq.new_deliveries"
@@ -93,6 +97,31 @@ def queue_completion_webhook(job_id: str, status: JobStatus, now: datetime) -> t
     return event_id, insert(WebhookDelivery).from_select(columns, source)
 
 
+def record_event(
+    session: Session,
+    job_id: str,
+    kind: str,
+    *,
+    now: datetime | None = None,
+    reason: str | None = None,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append to the job's history; it commits (or not) with the caller's transaction."""
+    session.execute(
+        insert(JobEvent).values(
+            job_id=job_id,
+            at=now or utcnow(),
+            kind=kind,
+            reason=reason,
+            from_status=from_status,
+            to_status=to_status,
+            detail=detail,
+        )
+    )
+
+
 def transition(
     session: Session,
     job_id: str,
@@ -100,21 +129,32 @@ def transition(
     new: JobStatus,
     *,
     now: datetime | None = None,
+    reason: str | None = None,
     **values: Any,
 ) -> bool:
     """Move a job from `expected` to `new` (or update it in place when they are equal).
 
     Returns False when the job is no longer in `expected`: someone else moved it first.
-    The caller commits.
+    A real move is recorded in the job's history. The caller commits.
     """
     now = now or utcnow()
-    result = session.execute(
-        cas_update(job_id, expected, transition_values(expected, new, now, values))
-    )
-    moved = bool(result.rowcount)  # type: ignore[attr-defined]
+    statement = cas_update(job_id, expected, transition_values(expected, new, now, values))
+    moved = bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    if moved and new != expected:
+        shown = {k: v for k, v in values.items() if k in _SHOWN and isinstance(v, str | int)}
+        record_event(
+            session,
+            job_id,
+            "transition",
+            now=now,
+            from_status=expected,
+            to_status=new,
+            reason=reason or values.get("error_message"),
+            detail=shown or None,
+        )
     if moved and new in TERMINAL and new != expected:
-        event_id, statement = queue_completion_webhook(job_id, new, now)
-        if session.execute(statement).rowcount:  # type: ignore[attr-defined]
+        event_id, webhook = queue_completion_webhook(job_id, new, now)
+        if session.execute(webhook).rowcount:  # type: ignore[attr-defined]
             session.info.setdefault(NEW_DELIVERIES, []).append(event_id)
     return moved
 
@@ -125,3 +165,45 @@ def fail(
     return transition(
         session, job_id, expected, S.FAILED, error_code=code, error_message=message[:2000], **values
     )
+
+
+def retry(session: Session, job_id: str, *, now: datetime | None = None, reason: str) -> bool:
+    """An operator gives a failed job a fresh attempt: a new Kie task, a new callback token.
+    The earlier attempt stays in the history; nothing but this path leaves `failed`."""
+    now = now or utcnow()
+    result = session.execute(
+        cas_update(
+            job_id,
+            S.FAILED,
+            {
+                "status": S.QUEUED,
+                "updated_at": now,
+                "next_check_at": now,
+                "attempts": 0,
+                "kie_task_id": None,
+                "callback_token": new_callback_token(),
+                "callback_at": None,
+                "progress": None,
+                "result": None,
+                "error_code": None,
+                "error_message": None,
+                "kie_fail_code": None,
+                "deadline_at": None,
+                "submitted_at": None,
+                "started_at": None,
+                "finished_at": None,
+            },
+        )
+    )
+    moved = bool(result.rowcount)  # type: ignore[attr-defined]
+    if moved:
+        record_event(
+            session,
+            job_id,
+            "transition",
+            now=now,
+            from_status=S.FAILED,
+            to_status=S.QUEUED,
+            reason=reason,
+        )
+    return moved

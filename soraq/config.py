@@ -65,9 +65,19 @@ class Settings(BaseSettings):
     # Seconds before each attempt: the spec's schedule (immediately, 5 s, 5 min, 30 min, 2 h, …).
     webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
 
+    # Operators: the admin API and dashboard take this token; unset, they are closed.
+    admin_token: SecretStr | None = None
+
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     worker_concurrency: int = Field(8, ge=1)
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] | None = None  # default: json in production
+
+    @property
+    def resolved_log_format(self) -> str:
+        if self.log_format:
+            return self.log_format
+        return "json" if self.environment == "production" else "text"
 
     @model_validator(mode="after")
     def _refuse_sandbox_in_production(self) -> Settings:

@@ -17,6 +17,7 @@ os.environ.update(
     IMGBB_API_KEY="test-imgbb-key",
     IMGBB_BASE_URL="https://imgbb.test",
     PUBLIC_URL="",
+    ADMIN_TOKEN="test-admin-token",
 )
 for name in ("MODEL_CATALOGUE", "KIE_WEBHOOK_HMAC_KEY"):
     os.environ.pop(name, None)

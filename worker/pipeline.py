@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.orm import Session
@@ -18,14 +21,16 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.catalogue import get_catalogue
 from models.job import Job, JobImage, JobStatus
-from models.lifecycle import AT_KIE, TERMINAL, fail, transition
+from models.lifecycle import AT_KIE, TERMINAL, fail, record_event, transition
 from soraq.config import Settings
+from soraq.metrics import KIE_CALLS, KIE_LATENCY
 from worker.errors import ExternalError
 from worker.imgbb import ImgbbClient
 from worker.kie import KieClient, TaskInfo
 
 log = logging.getLogger(__name__)
 S = JobStatus
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ def _claim_stage(
         expected,
         new,
         now=now,
+        reason=f"a worker took the job ({new.value})",
         deadline_at=lease,
         next_check_at=lease,
         started_at=job.started_at or now,
@@ -150,7 +156,9 @@ def _submit(session: Session, job: Job, kie: KieClient, settings: Settings) -> N
         else None
     )
     try:
-        task_id = kie.create_task(job.model, body, callback)
+        task_id = _kie_call(
+            session, job.id, "createTask", lambda: kie.create_task(job.model, body, callback)
+        )
     except ExternalError as exc:
         if exc.maybe_sent:
             fail(
@@ -173,6 +181,7 @@ def _submit(session: Session, job: Job, kie: KieClient, settings: Settings) -> N
         S.SUBMITTING,
         S.WAITING,
         now=now,
+        reason="Kie accepted the task",
         kie_task_id=task_id,
         submitted_at=now,
         attempts=0,
@@ -194,13 +203,40 @@ def _submit(session: Session, job: Job, kie: KieClient, settings: Settings) -> N
     log.info("job %s submitted to Kie as %s", job.id, task_id)
 
 
+def _kie_call(session: Session, job_id: str, endpoint: str, call: Callable[[], T]) -> T:
+    """Make one Kie call, and record its outcome in the job's history and the metrics."""
+    started = time.monotonic()
+    code, message = "200", "success"
+    try:
+        return call()
+    except ExternalError as exc:
+        code, message = exc.code, exc.message
+        raise
+    finally:
+        latency = time.monotonic() - started
+        KIE_CALLS.labels(endpoint, code).inc()
+        KIE_LATENCY.labels(endpoint).observe(latency)
+        record_event(
+            session,
+            job_id,
+            "kie_call",
+            detail={
+                "endpoint": endpoint,
+                "code": code,
+                "msg": message[:300],
+                "latency_ms": round(latency * 1000),
+            },
+        )
+
+
 def _check(session: Session, job: Job, kie: KieClient, settings: Settings, now: datetime) -> None:
     status = JobStatus(job.status)
     assert job.kie_task_id is not None
     info: TaskInfo | None = None
     error: ExternalError | None = None
     try:
-        info = kie.record_info(job.kie_task_id)
+        task_id = job.kie_task_id
+        info = _kie_call(session, job.id, "recordInfo", lambda: kie.record_info(task_id))
     except ExternalError as exc:
         if not exc.retryable:
             fail(session, job.id, status, exc.code, exc.message)
@@ -248,6 +284,7 @@ def _apply(
             status,
             S.SUCCEEDED,
             now=now,
+            reason="Kie finished the video",
             progress=100,
             result={
                 "video_urls": info.video_urls,
@@ -286,6 +323,7 @@ def _apply(
             settings,
             now,
             new=new,
+            reason=f"Kie: {new.value}",
             progress=info.progress if info.progress is not None else job.progress,
         )
 
@@ -299,7 +337,7 @@ def _reschedule(
     *,
     new: JobStatus | None = None,
     retry: ExternalError | None = None,
-    **values: object,
+    **values: Any,
 ) -> None:
     elapsed = (now - (job.submitted_at or now)).total_seconds()
     delay = _check_interval(settings, elapsed)
@@ -351,6 +389,7 @@ def _retry_or_fail(
             stage,
             S.QUEUED,
             now=now,
+            reason=f"{exc.code}: {exc.message} — retrying in {delay:.1f} s",
             attempts=attempts,
             next_check_at=now + timedelta(seconds=delay),
             deadline_at=None,

@@ -16,6 +16,7 @@ from models.idempotency import IdempotencyKey
 from models.job_queries import claim_due, claim_due_deliveries
 from models.lifecycle import NEW_DELIVERIES
 from soraq.config import get_settings
+from soraq.metrics import SWEEP_SECONDS
 from worker import webhooks
 from worker.app import celery_app
 from worker.http import make_client
@@ -70,7 +71,7 @@ def dispatch() -> int:
     settings = get_settings()
     dialect, now = get_engine().dialect.name, utcnow()
     lease = timedelta(seconds=settings.claim_lease)
-    with session_scope() as session:
+    with SWEEP_SECONDS.time(), session_scope() as session:
         jobs = session.scalars(
             claim_due(dialect, now=now, limit=settings.sweep_batch, lease=lease)
         ).all()

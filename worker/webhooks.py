@@ -21,8 +21,10 @@ from api.schemas import JobOut
 from models.base import utcnow
 from models.client import Client
 from models.job import Job
+from models.lifecycle import record_event
 from models.webhook import DeliveryState, WebhookDelivery
 from soraq.config import Settings
+from soraq.metrics import WEBHOOK_ATTEMPTS
 from soraq.netguard import UnsafeURL, resolve
 from worker.errors import parse_retry_after
 from worker.http import USER_AGENT
@@ -61,9 +63,10 @@ def deliver(
     session.commit()
     if not claimed:
         return
+    delivery.attempts = attempt + 1
     if body is None or client is None:
         _record(
-            session, delivery.id, state=DeliveryState.FAILED, error="the job or its client is gone"
+            session, delivery, state=DeliveryState.FAILED, error="the job or its client is gone"
         )
         return
     try:
@@ -71,7 +74,7 @@ def deliver(
             delivery.url, allow_http=settings.webhook_allow_http, allowed=settings.allowed_networks
         )
     except UnsafeURL as exc:
-        _record(session, delivery.id, state=DeliveryState.FAILED, error=f"refused: URL {exc}")
+        _record(session, delivery, state=DeliveryState.FAILED, error=f"refused: URL {exc}")
         return
 
     timestamp = utcnow()
@@ -96,12 +99,12 @@ def deliver(
         error = f"{type(exc).__name__}: {exc}"[:500]
 
     if status is not None and 200 <= status < 300:
-        _record(session, delivery.id, state=DeliveryState.DELIVERED, status=status, delivered=True)
+        _record(session, delivery, state=DeliveryState.DELIVERED, status=status, delivered=True)
         log.info("webhook %s for job %s delivered (%s)", delivery.id, delivery.job_id, status)
     elif status == 410:
         _record(
             session,
-            delivery.id,
+            delivery,
             state=DeliveryState.DISABLED,
             status=status,
             error="the receiver answered 410 Gone: no more attempts",
@@ -110,12 +113,12 @@ def deliver(
         schedule = settings.webhook_schedule
         error = error or f"HTTP {status}"
         if attempt + 1 >= len(schedule):
-            _record(session, delivery.id, state=DeliveryState.FAILED, status=status, error=error)
+            _record(session, delivery, state=DeliveryState.FAILED, status=status, error=error)
         else:
             delay = max(schedule[attempt + 1], retry_after or 0.0)
             _record(
                 session,
-                delivery.id,
+                delivery,
                 state=DeliveryState.PENDING,
                 status=status,
                 error=error,
@@ -136,7 +139,7 @@ def _host_header(host: str, port: int, scheme: str) -> str:
 
 def _record(
     session: Session,
-    delivery_id: str,
+    delivery: WebhookDelivery,
     *,
     state: DeliveryState,
     status: int | None = None,
@@ -153,6 +156,21 @@ def _record(
     if delivered:
         values["delivered_at"] = utcnow()
     session.execute(
-        update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(**values)
+        update(WebhookDelivery).where(WebhookDelivery.id == delivery.id).values(**values)
     )
+    record_event(
+        session,
+        delivery.job_id,
+        "webhook",
+        reason=error,
+        detail={
+            "delivery_id": delivery.id,
+            "event": delivery.event_type,
+            "attempt": delivery.attempts,
+            "status_code": status,
+            "state": state.value,
+        },
+    )
+    outcome = "retry" if state == DeliveryState.PENDING else state.value
+    WEBHOOK_ATTEMPTS.labels(outcome).inc()
     session.commit()

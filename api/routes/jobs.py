@@ -122,7 +122,8 @@ async def get_job(job_id: JobId, client: CurrentClient, session: SessionDep) -> 
 async def cancel_job(
     job_id: JobId, client: CurrentClient, session: SessionDep, nudger: NudgerDep
 ) -> JobOut:
-    return JobOut.of(await service.cancel_job(session, client, job_id, nudger=nudger))
+    job = await service.cancel_job(session, client.id, job_id, nudger=nudger, by="the client")
+    return JobOut.of(job)
 
 
 @router.get("/jobs", response_model=JobPage, responses=ERRORS, summary="List jobs, newest first")

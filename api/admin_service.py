@@ -1,0 +1,167 @@
+"""What operators do: see every client's jobs, their history, and act on them."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.errors import APIError, NotFound
+from api.nudge import Nudger
+from api.service import decode_cursor, encode_cursor, get_job
+from models.admin_queries import (
+    admin_jobs_page,
+    counts_by_status_and_model,
+    generation_times,
+    job_deliveries,
+    job_history,
+    kie_errors,
+    oldest_due,
+    queue_depth,
+)
+from models.base import utcnow
+from models.catalogue import InvalidRequest
+from models.client import Client
+from models.event import JobEvent
+from models.job import Job, JobStatus
+from models.lifecycle import record_event, retry
+from models.webhook import DeliveryState, WebhookDelivery
+
+_WINDOW = re.compile(r"^(\d{1,6})([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_window(window: str) -> timedelta:
+    match = _WINDOW.match(window)
+    if match is None:
+        raise InvalidRequest("window", "must look like 90m, 24h or 7d")
+    return timedelta(seconds=int(match.group(1)) * _UNIT[match.group(2)])
+
+
+async def list_jobs(
+    session: AsyncSession,
+    *,
+    statuses: list[str],
+    model: str | None,
+    client: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    q: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[tuple[Job, str | None]], str | None]:
+    client_id = None
+    if client:
+        client_id = await session.scalar(
+            select(Client.id).where((Client.name == client) | (Client.id == client))
+        )
+        if client_id is None:
+            return [], None
+    page = admin_jobs_page(
+        statuses=statuses,
+        model=model,
+        client_id=client_id,
+        created_after=created_after,
+        created_before=created_before,
+        q=q.strip() if q else None,
+        limit=limit + 1,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    rows = [(job, name) for job, name in (await session.execute(page)).all()]
+    next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+async def job_detail(
+    session: AsyncSession, job_id: str
+) -> tuple[Job, str | None, list[JobEvent], list[WebhookDelivery]]:
+    job = await get_job(session, job_id, None)
+    client_name = await session.scalar(select(Client.name).where(Client.id == job.client_id))
+    events = list((await session.scalars(job_history(job_id))).all())
+    deliveries = list((await session.scalars(job_deliveries(job_id))).all())
+    return job, client_name, events, deliveries
+
+
+async def retry_job(session: AsyncSession, job_id: str, *, nudger: Nudger) -> Job:
+    """A failed job gets a fresh attempt as a new Kie task; its history keeps the old one."""
+    job = await get_job(session, job_id, None)
+    if job.status != JobStatus.FAILED:
+        raise APIError(
+            f"only a failed job can be retried; this one is {job.status}",
+            code="not_retryable",
+            status_code=409,
+        )
+    reason = f"retried by an operator (was {job.error_code})"
+    moved = await session.run_sync(retry, job_id, reason=reason)
+    await session.commit()
+    if not moved:
+        raise APIError("the job changed meanwhile; look again", code="conflict", status_code=409)
+    nudger.nudge()
+    return await get_job(session, job_id, None)
+
+
+async def replay_delivery(
+    session: AsyncSession, delivery_id: str, *, nudger: Nudger
+) -> WebhookDelivery:
+    """Send a webhook event again: the same event id and body, a fresh retry schedule."""
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    if delivery is None:
+        raise NotFound(f"no webhook delivery {delivery_id}")
+    now = utcnow()
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id)
+        .values(
+            state=DeliveryState.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            last_error=None,
+        )
+    )
+    await session.run_sync(
+        lambda sync: record_event(
+            sync,
+            delivery.job_id,
+            "admin",
+            now=now,
+            reason="webhook replayed by an operator",
+            detail={"delivery_id": delivery_id},
+        )
+    )
+    await session.commit()
+    nudger.nudge()
+    refreshed = await session.get(WebhookDelivery, delivery_id, populate_existing=True)
+    assert refreshed is not None
+    return refreshed
+
+
+async def stats(session: AsyncSession, window: timedelta) -> dict[str, Any]:
+    now = utcnow()
+    since = now - window
+    counts: dict[str, dict[str, int]] = {}
+    for status, model, count in (await session.execute(counts_by_status_and_model(since))).all():
+        counts.setdefault(status, {})[model] = count
+    finished = {s: sum(counts.get(s, {}).values()) for s in ("succeeded", "failed")}
+    total = finished["succeeded"] + finished["failed"]
+    durations = sorted(
+        (done - submitted).total_seconds()
+        for submitted, done in (await session.execute(generation_times(since))).all()
+    )
+    p95 = durations[max(0, round(len(durations) * 0.95) - 1)] if durations else None
+    oldest = await session.scalar(oldest_due(now))
+    return {
+        "window_seconds": int(window.total_seconds()),
+        "counts": counts,
+        "success_rate": round(finished["succeeded"] / total, 4) if total else None,
+        "generation_seconds_p50": round(statistics.median(durations), 3) if durations else None,
+        "generation_seconds_p95": round(p95, 3) if p95 is not None else None,
+        "kie_errors": {
+            str(code): n for code, n in (await session.execute(kie_errors(since))).all()
+        },
+        "queue_depth": {status: n for status, n in (await session.execute(queue_depth())).all()},
+        "oldest_due_seconds": round((now - oldest).total_seconds(), 3) if oldest else None,
+    }
