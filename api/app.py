@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.sessions import SessionMiddleware
 
 from api import errors
 from api.limits import BodySizeLimit
 from api.nudge import Nudger
-from api.routes import admin, jobs, kie, meta
+from api.routes import admin, dashboard, jobs, kie, meta
 from models.db import async_session_factory, make_async_engine
-from soraq.config import get_settings
+from soraq.config import Settings, get_settings
 from soraq.logs import setup_logging
 
 
@@ -19,6 +23,15 @@ def _send_nudge() -> None:
 
     # No publish retries here: a request must not wait on a broker. The sweep covers a miss.
     celery_app.send_task("soraq.dispatch", retry=False, expires=60)
+
+
+def session_secret(settings: Settings) -> str:
+    """Dashboard sessions are signed with a key derived from the admin token: rotating the
+    token logs every operator out. Without a token the dashboard is closed anyway."""
+    if settings.admin_token is None:
+        return secrets.token_hex(32)
+    token = settings.admin_token.get_secret_value().encode()
+    return hmac.new(token, b"soraq dashboard sessions", hashlib.sha256).hexdigest()
 
 
 def create_app() -> FastAPI:
@@ -42,8 +55,17 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(settings),
+        session_cookie="soraq_admin",
+        max_age=8 * 3600,
+        same_site="strict",
+        https_only=settings.environment == "production",
+    )
     app.include_router(meta.router)
     app.include_router(jobs.router)
     app.include_router(kie.router)
     app.include_router(admin.router)
+    app.include_router(dashboard.router)
     return app

@@ -188,8 +188,15 @@ async def create_job(
     )
     session.add(job)
     await session.flush()
-    session.add(JobEvent(job_id=job.id, at=now, kind="transition", to_status=JobStatus.QUEUED,
-                         reason=f"created by client {client.name}"))
+    session.add(
+        JobEvent(
+            job_id=job.id,
+            at=now,
+            kind="transition",
+            to_status=JobStatus.QUEUED,
+            reason=f"created by client {client.name}",
+        )
+    )
     if image is not None:
         session.add(JobImage(job_id=job.id, content_type=image.content_type, data=image.data))
     if idempotency_key is not None:

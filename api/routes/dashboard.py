@@ -1,0 +1,171 @@
+"""The operator's dashboard: server-rendered pages over the admin service.
+
+Login takes the admin token and sets a signed session cookie (HttpOnly, SameSite=Strict);
+every form that changes something carries the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from api import admin_service
+from api.deps import NudgerDep, SessionDep, SettingsDep, admin_token_matches
+from api.errors import APIError
+from api.routes.jobs import JobId
+from api.schemas import AdminJobOut, DeliveryOut, EventOut
+from api.service import cancel_job
+from models.catalogue import get_catalogue
+from models.job import JobStatus
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parents[1] / "templates"))
+
+
+def _logged_in(request: Request) -> bool:
+    return bool(request.session.get("admin"))
+
+
+def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
+    return templates.TemplateResponse(
+        request,
+        name,
+        {"logged_in": _logged_in(request), "csrf": request.session.get("csrf"), **context},
+        status_code=status_code,
+    )
+
+
+def _check_csrf(request: Request, token: str) -> None:
+    expected = request.session.get("csrf")
+    if not _logged_in(request):
+        raise APIError("log in first", code="unauthorized", status_code=401)
+    if not expected or not secrets.compare_digest(expected, token):
+        raise APIError("the form is stale; reload the page", code="csrf_failed", status_code=403)
+
+
+def _local(value: str | None) -> datetime | None:
+    """A datetime-local form value (no zone) is read as UTC."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@router.get("", response_class=HTMLResponse)
+async def jobs_page(
+    request: Request,
+    session: SessionDep,
+    status: Annotated[list[str] | None, Query()] = None,
+    model: Annotated[str | None, Query(max_length=100)] = None,
+    client: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    created_after: Annotated[str | None, Query(max_length=40)] = None,
+    created_before: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    if not _logged_in(request):
+        return _page(request, "login.html")
+    statuses = [s for s in status or [] if s in JobStatus.__members__.values()]
+    filters = {
+        "status": statuses,
+        "model": model or None,
+        "client": client or None,
+        "q": q or None,
+        "created_after": created_after,
+        "created_before": created_before,
+    }
+    rows, next_cursor = await admin_service.list_jobs(
+        session,
+        statuses=statuses,
+        model=model or None,
+        client=client or None,
+        created_after=_local(created_after),
+        created_before=_local(created_before),
+        q=q or None,
+        limit=50,
+        cursor=cursor or None,
+    )
+    next_url = None
+    if next_cursor:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+        next_url = "/admin?" + urlencode([*params, ("cursor", next_cursor)])
+    return _page(
+        request,
+        "jobs.html",
+        jobs=[AdminJobOut.of_admin(job, name) for job, name in rows],
+        next_url=next_url,
+        filters=filters,
+        statuses=[s.value for s in JobStatus],
+        models=list(get_catalogue().models),
+    )
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(
+    request: Request, settings: SettingsDep, token: Annotated[str, Form(max_length=500)] = ""
+) -> Response:
+    if not admin_token_matches(token, settings):
+        return _page(request, "login.html", status_code=401, error="That token is not right.")
+    request.session.clear()
+    request.session.update(admin=True, csrf=secrets.token_urlsafe(24))
+    return RedirectResponse("/admin", status_code=303)
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
+    _check_csrf(request, csrf)
+    request.session.clear()
+    return RedirectResponse("/admin", status_code=303)
+
+
+@router.get("/view/{job_id}", response_class=HTMLResponse)
+async def job_page(request: Request, job_id: JobId, session: SessionDep) -> Response:
+    if not _logged_in(request):
+        return RedirectResponse("/admin", status_code=303)
+    job, client_name, events, deliveries = await admin_service.job_detail(session, job_id)
+    return _page(
+        request,
+        "job.html",
+        job=AdminJobOut.of_admin(job, client_name),
+        events=[EventOut.model_validate(e) for e in events],
+        webhooks=[DeliveryOut.model_validate(d) for d in deliveries],
+        flash=request.session.pop("flash", None),
+    )
+
+
+@router.post("/view/{job_id}/retry")
+async def retry_from_page(
+    request: Request,
+    job_id: JobId,
+    session: SessionDep,
+    nudger: NudgerDep,
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    _check_csrf(request, csrf)
+    await admin_service.retry_job(session, job_id, nudger=nudger)
+    request.session["flash"] = "Retried: the job is queued for a new Kie task."
+    return RedirectResponse(f"/admin/view/{job_id}", status_code=303)
+
+
+@router.post("/view/{job_id}/cancel")
+async def cancel_from_page(
+    request: Request,
+    job_id: JobId,
+    session: SessionDep,
+    nudger: NudgerDep,
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    _check_csrf(request, csrf)
+    await cancel_job(session, None, job_id, nudger=nudger, by="an operator")
+    request.session["flash"] = "Canceled."
+    return RedirectResponse(f"/admin/view/{job_id}", status_code=303)
