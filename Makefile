@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install services run test lint fmt clean
+.PHONY: install services apt run test lint fmt clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,12 @@ install: $(STAMP)
 run: install
 	$(BIN)/soraq dev
 
-## services: the servers the integration suite starts itself (Redis; PostgreSQL 15 if absent)
+## services: what the integration suite needs (Redis; PostgreSQL if absent; chromium)
 services:
 	@command -v redis-server >/dev/null 2>&1 || $(MAKE) --no-print-directory apt PKG=redis-server
 	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
 		|| $(MAKE) --no-print-directory apt PKG=postgresql
+	@test -x /usr/bin/chromium || $(MAKE) --no-print-directory apt PKG=chromium
 	@command -v redis-server >/dev/null 2>&1 || echo "!!! redis-server is missing: the Postgres+Redis run will be skipped"
 
 apt:

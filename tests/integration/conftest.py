@@ -19,6 +19,7 @@ from soraq.localstack import LocalStack, local_stack
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 EMBEDDED, PRODUCTION = "sqlite+filesystem", "postgres+redis"
+ADMIN_TOKEN = "integration-admin-token"
 _databases = itertools.count()
 
 
@@ -109,6 +110,7 @@ def stack(
         "WEBHOOK_ALLOW_HTTP": "true",
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
         "WEBHOOK_RETRY_SCHEDULE": "0,0.5,0.5,0.5",
+        "ADMIN_TOKEN": ADMIN_TOKEN,
     }
     if request.param == PRODUCTION:
         if services is None:

@@ -1,0 +1,87 @@
+"""The dashboard in a real browser (Debian's chromium driven by Playwright): log in, filter to
+failed jobs, open one, press retry, see the new state. Screenshots land in the test's output
+folder (its path is printed); docs/ keeps a copy for the README."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import ADMIN_TOKEN, EMBEDDED, Stack
+
+CHROMIUM = "/usr/bin/chromium"
+# The flags a root, offline, headless Chromium needs here.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"!!! {CHROMIUM} is missing (apt-get install chromium): browser test skipped")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield launched
+        launched.close()
+
+
+def test_log_in_filter_failed_open_retry(stack: Stack, browser: object, tmp_path: Path) -> None:
+    if stack.backend != EMBEDDED:
+        pytest.skip("one browser run is enough")
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    # A job that fails once at Kie (402), then succeeds when retried.
+    prompt = f"A red fox crossing a snowy field [kie:402x1] #{uuid.uuid4().hex[:6]}"
+    job = stack.wait(stack.create(prompt=prompt)["id"])
+    assert job["status"] == "failed"
+    for i in range(3):
+        stack.create(prompt=f"Waves at dusk, take {i}")
+
+    page = browser.new_page(viewport={"width": 1366, "height": 860})
+    page.goto(f"{stack.local.api_url}/admin")
+    page.fill("input[name=token]", "not the token")
+    page.click("button[type=submit]")
+    expect(page.locator(".error")).to_contain_text("not right")
+    page.fill("input[name=token]", ADMIN_TOKEN)
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Jobs")
+
+    cookie = next(c for c in page.context.cookies() if c["name"] == "soraq_admin")
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict"
+
+    page.check("input[name=status][value=failed]")
+    page.click("form.filters button[type=submit]")
+    rows = page.locator("tbody tr")
+    expect(rows.first).to_contain_text("failed")
+    assert all("failed" in text for text in rows.all_inner_texts())
+    page.screenshot(path=str(tmp_path / "dashboard-jobs.png"), full_page=True)
+
+    page.click(f"a[href='/admin/view/{job['id']}']")
+    expect(page.locator("h1")).to_contain_text(job["id"])
+    expect(page.locator("dd.error")).to_contain_text("kie_insufficient_credits")
+    page.click("form[action$='/retry'] button")
+    expect(page.locator(".flash")).to_contain_text("Retried")
+    expect(page.locator("table").first).to_contain_text("retried by an operator")
+
+    stack.wait(job["id"])  # the retry runs as a new Kie task
+    page.reload()
+    expect(page.locator("h1 .badge")).to_have_text("succeeded")
+    shot = tmp_path / "dashboard-job.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshots: {tmp_path / 'dashboard-jobs.png'} {shot}")
+    page.close()
