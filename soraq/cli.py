@@ -15,6 +15,7 @@ from typing import Any
 
 from soraq.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, get_settings
 from soraq.logs import setup_logging
+from soraq.metrics import prepare_multiprocess_dir
 
 log = logging.getLogger("soraq")
 
@@ -180,6 +181,7 @@ def dev(host: str, port: int, sandbox_port: int) -> int:
     """Migrate, then run the sandbox (when no Kie key is set), the API and a worker together."""
     settings = get_settings()
     migrate()
+    prepare_multiprocess_dir(settings.var_dir / "metrics")  # before the children start
     env = dict(os.environ)
     children: list[subprocess.Popen[bytes]] = []
     me = [sys.executable, "-m", "soraq.cli"]

@@ -121,6 +121,7 @@ def local_stack(var_dir: Path, *, callbacks: bool = True, **overrides: str) -> I
     api_port, sandbox_port = free_port(), free_port()
     api_url, sandbox_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sandbox_port}"
     (var_dir / "logs").mkdir(parents=True, exist_ok=True)
+    (var_dir / "metrics").mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "VAR_DIR": str(var_dir),
@@ -131,6 +132,7 @@ def local_stack(var_dir: Path, *, callbacks: bool = True, **overrides: str) -> I
         "KIE_API_KEY": SANDBOX_KIE_KEY,
         "IMGBB_API_KEY": SANDBOX_IMGBB_KEY,
         "PUBLIC_URL": api_url if callbacks else "",
+        "PROMETHEUS_MULTIPROC_DIR": str(var_dir / "metrics"),
         **FAST,
         **overrides,
     }

@@ -84,6 +84,9 @@ def test_redis_restarted_while_jobs_are_queued_and_running(stack: Stack) -> None
     try:
         # The API keeps accepting work: the row commits, the nudge fails and is logged.
         during = [stack.create(prompt=unique(f"during outage {i}"))["id"] for i in range(4)]
+        ready = stack.api.get("/readyz")
+        assert ready.status_code == 503
+        assert "broker unreachable" in ready.json()["error"]["message"]
     finally:
         stack.services.redis.start()
     for job_id in before + during:
@@ -103,6 +106,9 @@ def test_postgres_down_answers_503_and_work_resumes(stack: Stack) -> None:
             assert response.status_code == 503, response.text
             assert response.json()["error"]["code"] == "database_unavailable"
         assert time.monotonic() - started < 10  # answered, not hung
+        ready = stack.api.get("/readyz")
+        assert ready.status_code == 503
+        assert "database unreachable" in ready.json()["error"]["message"]
     finally:
         stack.services.postgres.start()
     assert stack.wait(in_flight, timeout=60)["status"] == "succeeded"

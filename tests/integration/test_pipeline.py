@@ -219,3 +219,12 @@ def test_a_streamed_50_mb_body_is_refused_by_the_real_server(stack: Stack) -> No
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
     assert len(stack.api.get("/jobs?limit=100").json()["data"]) == before
+
+
+def test_metrics_count_kie_calls_from_the_worker_and_jobs_from_the_database(stack: Stack) -> None:
+    stack.wait(stack.create(prompt=unique("measured"))["id"])
+    text = stack.api.get("/metrics").text
+    # Written by the worker process, summed by the API's /metrics (multiprocess mode).
+    assert 'soraq_kie_calls_total{code="200",endpoint="createTask"}' in text
+    assert 'soraq_kie_call_seconds_bucket{endpoint="recordInfo"' in text
+    assert 'soraq_jobs_total{model="sora-2-text-to-video",status="succeeded"}' in text

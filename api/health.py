@@ -1,0 +1,98 @@
+"""Readiness: can this API do its work right now? And the metrics read from the database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+import anyio.to_thread
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.admin_queries import oldest_due, queue_depth
+from models.base import utcnow
+from models.db import get_engine
+from models.job import Job
+from models.webhook import WebhookDelivery
+
+
+@lru_cache
+def migration_head() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    from soraq.cli import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def check_database(session: AsyncSession) -> tuple[bool, str]:
+    try:
+        version = await asyncio.wait_for(
+            session.scalar(text("SELECT version_num FROM alembic_version")), timeout=5
+        )
+    except Exception as exc:  # any failure means not ready; the reason is reported
+        return False, f"database unreachable: {type(exc).__name__}"
+    head = migration_head()
+    if version != head:
+        return False, f"migrations at {version}, code expects {head}: run `soraq migrate`"
+    return True, f"reachable, migrations at head ({head})"
+
+
+def _broker_reachable() -> tuple[bool, str]:
+    from worker.app import celery_app
+
+    try:
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=3)
+    except Exception as exc:
+        return False, f"broker unreachable: {type(exc).__name__}"
+    return True, "reachable"
+
+
+async def check_broker() -> tuple[bool, str]:
+    return await anyio.to_thread.run_sync(_broker_reachable)
+
+
+class DatabaseCollector:
+    """Job and delivery figures read at scrape time: the rows are the truth, so every API
+    process reports the same numbers and no restart resets them."""
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self.engine or get_engine()
+        jobs = CounterMetricFamily(
+            "soraq_jobs",
+            "Jobs by current status and model (a job counts once, under the status it has now)",
+            labels=["status", "model"],
+        )
+        depth = GaugeMetricFamily("soraq_queue_depth", "Unfinished jobs by state", labels=["state"])
+        oldest = GaugeMetricFamily(
+            "soraq_oldest_due_check_seconds", "How overdue the most overdue job check is"
+        )
+        webhooks = GaugeMetricFamily(
+            "soraq_webhook_deliveries", "Webhook deliveries by state", labels=["state"]
+        )
+        with engine.connect() as connection:
+            rows: list[Any] = list(
+                connection.execute(
+                    select(Job.status, Job.model, func.count()).group_by(Job.status, Job.model)
+                )
+            )
+            for status, model, count in rows:
+                jobs.add_metric([status, model], count)
+            for state, count in connection.execute(queue_depth()):
+                depth.add_metric([state], count)
+            now = utcnow()
+            due = connection.execute(oldest_due(now)).scalar()
+            oldest.add_metric([], (now - due).total_seconds() if due else 0.0)
+            for state, count in connection.execute(
+                select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)
+            ):
+                webhooks.add_metric([state], count)
+        yield from (jobs, depth, oldest, webhooks)
+
