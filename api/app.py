@@ -36,7 +36,7 @@ def session_secret(settings: Settings) -> str:
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.resolved_log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

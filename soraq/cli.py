@@ -112,6 +112,7 @@ def run_api(host: str, port: int) -> None:
 
     uvicorn.run(
         "api.app:create_app",
+        log_config=None,  # uvicorn's loggers go through ours (JSON in production)
         factory=True,
         host=host,
         port=port,
@@ -142,7 +143,9 @@ def run_worker(with_beat: bool | None = None) -> None:
     if beat:
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         args += ["--beat", "--schedule", str((settings.var_dir / "celerybeat-schedule").resolve())]
-    celery_app.worker_main(args)
+    if settings.resolved_log_format == "json":
+        args.insert(0, "--quiet")  # no banner: every line on stderr is a JSON object
+    celery_app.start(args)
 
 
 def run_beat() -> None:
@@ -275,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     dev_parser.add_argument("--sandbox-port", type=int, default=8765)
     args = parser.parse_args(argv)
 
-    setup_logging(get_settings().log_level)
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.resolved_log_format)
     if args.verb == "migrate":
         migrate()
     elif args.verb == "api":

@@ -30,6 +30,13 @@ from worker.kie import KieClient, TaskInfo
 
 log = logging.getLogger(__name__)
 S = JobStatus
+
+
+def _context(job: Job, **more: object) -> dict[str, object]:
+    """Log context: JSON keys in production logs."""
+    return {"job_id": job.id, "client": job.client_id, "kie_task_id": job.kie_task_id, **more}
+
+
 T = TypeVar("T")
 
 
@@ -110,7 +117,7 @@ def _stage_lease_check(
         "cannot be paid for twice. Submit it again if no video arrives.",
     )
     session.commit()
-    log.warning("job %s failed: submit outcome unknown", job.id)
+    log.warning("job %s failed: submit outcome unknown", job.id, extra=_context(job))
 
 
 def _upload(session: Session, job: Job, clients: Clients, settings: Settings) -> None:
@@ -198,9 +205,16 @@ def _submit(session: Session, job: Job, kie: KieClient, settings: Settings) -> N
             .where(Job.id == job.id, Job.kie_task_id.is_(None))
             .values(kie_task_id=task_id)
         )
-        log.warning("job %s: Kie task %s created after the job moved on", job.id, task_id)
+        log.warning(
+            "job %s: Kie task %s created after the job moved on",
+            job.id,
+            task_id,
+            extra=_context(job, kie_task_id=task_id),
+        )
     session.commit()
-    log.info("job %s submitted to Kie as %s", job.id, task_id)
+    log.info(
+        "job %s submitted to Kie as %s", job.id, task_id, extra=_context(job, kie_task_id=task_id)
+    )
 
 
 def _kie_call(session: Session, job_id: str, endpoint: str, call: Callable[[], T]) -> T:
@@ -291,7 +305,7 @@ def _apply(
                 "watermarked_video_urls": info.watermarked_video_urls,
             },
         )
-        log.info("job %s succeeded", job.id)
+        log.info("job %s succeeded", job.id, extra=_context(job))
     elif info.state == "fail":
         fail(
             session,
@@ -301,7 +315,13 @@ def _apply(
             info.fail_msg or "Kie reported the generation failed.",
             kie_fail_code=info.fail_code or None,
         )
-        log.info("job %s failed at Kie: %s %s", job.id, info.fail_code, info.fail_msg)
+        log.info(
+            "job %s failed at Kie: %s %s",
+            job.id,
+            info.fail_code,
+            info.fail_msg,
+            extra=_context(job),
+        )
     elif info.state == "pending":
         submitted = job.submitted_at or now
         if (now - submitted).total_seconds() > settings.pending_grace:
@@ -379,7 +399,7 @@ def _retry_or_fail(
     attempts = job.attempts + 1
     if not exc.retryable or attempts >= settings.max_attempts:
         fail(session, job.id, stage, exc.code, exc.message, attempts=attempts)
-        log.info("job %s failed: %s", job.id, exc)
+        log.info("job %s failed: %s", job.id, exc, extra=_context(job))
     else:
         now = utcnow()
         delay = _backoff(settings, attempts, exc.retry_after)
@@ -394,5 +414,12 @@ def _retry_or_fail(
             next_check_at=now + timedelta(seconds=delay),
             deadline_at=None,
         )
-        log.info("job %s: %s; retrying in %.1f s (attempt %d)", job.id, exc, delay, attempts)
+        log.info(
+            "job %s: %s; retrying in %.1f s (attempt %d)",
+            job.id,
+            exc,
+            delay,
+            attempts,
+            extra=_context(job),
+        )
     session.commit()

@@ -111,6 +111,7 @@ def stack(
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
         "WEBHOOK_RETRY_SCHEDULE": "0,0.5,0.5,0.5",
         "ADMIN_TOKEN": ADMIN_TOKEN,
+        "LOG_FORMAT": "json",
     }
     if request.param == PRODUCTION:
         if services is None:
