@@ -259,6 +259,16 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the beat schedule (default: only on the embedded broker)",
     )
     verbs.add_parser("beat", help="run the beat schedule (exactly one per deployment)")
+    submit = verbs.add_parser(
+        "submit", help="submit a job to a running soraq (SORAQ_URL, SORAQ_API_KEY)"
+    )
+    submit.add_argument("prompt")
+    submit.add_argument("--image", help="an image file, or an https URL")
+    submit.add_argument("--model")
+    submit.add_argument("--wait", action="store_true", help="follow the job; print its video URL")
+    jobs_parser = verbs.add_parser("jobs", help="list your recent jobs on a running soraq")
+    jobs_parser.add_argument("--status")
+    jobs_parser.add_argument("--limit", type=int, default=20)
     clients_parser = verbs.add_parser("clients", help="manage API clients")
     client_actions = clients_parser.add_subparsers(dest="action", required=True)
     create = client_actions.add_parser("create", help="create a client; prints its key once")
@@ -290,6 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         run_beat()
     elif args.verb == "clients":
         return clients_command(args)
+    elif args.verb == "submit":
+        from soraq import remote
+
+        return remote.submit(args.prompt, args.image, args.model, args.wait)
+    elif args.verb == "jobs":
+        from soraq import remote
+
+        return remote.jobs(args.status, args.limit)
     elif args.verb == "sandbox":
         run_sandbox(args.host, args.port)
     elif args.verb == "dev":
