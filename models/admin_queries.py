@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, func, or_, select, tuple_
 
 from models.client import Client
 from models.event import JobEvent
@@ -56,9 +56,8 @@ def admin_jobs_page(
         )
     if after is not None:
         created_at, job_id = after
-        query = query.where(
-            or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id))
-        )
+        # A row-value comparison, which the (created_at, id) index serves as one range scan.
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created_at, job_id))
     return query
 
 

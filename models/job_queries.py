@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Update, and_, any_, case, func, or_, select, update
+from sqlalchemy import Select, Update, any_, case, func, select, tuple_, update
 
 from models.job import Job
 from models.lifecycle import AT_KIE
@@ -35,9 +35,8 @@ def jobs_page(
         query = query.where(Job.status == status)
     if after is not None:
         created_at, job_id = after
-        query = query.where(
-            or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id))
-        )
+        # A row-value comparison, which the (created_at, id) index serves as one range scan.
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created_at, job_id))
     return query
 
 

@@ -1,0 +1,195 @@
+"""EXPLAIN ANALYZE of the admin listing's queries on PostgreSQL with 1,000,000 jobs.
+
+Starts a throwaway PostgreSQL, migrates it, fills it with generate_series, and writes the plans
+and timings to docs/ADMIN_QUERIES.md. A figure, not a test.
+
+    python -m bench.admin_queries [--rows 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+
+from models.admin_queries import admin_jobs_page
+from models.base import utcnow
+from models.db import make_engine
+from soraq.cli import migrate
+from soraq.localservices import start_postgres
+
+FILL = """
+INSERT INTO clients (id, name, key_hash, key_prefix, webhook_secret, active, max_active_jobs,
+                     created_at)
+SELECT 'cl_' || lpad(i::text, 16, '0'), 'client-' || i, md5(i::text) || md5(i::text), 'sk_x',
+       'whsec_x', true, 100, now()
+FROM generate_series(1, 20) i;
+
+INSERT INTO jobs (id, client_id, status, model, input, kie_task_id, callback_token, attempts,
+                  created_at, updated_at, next_check_at)
+SELECT 'job_' || lpad(to_hex(i), 24, '0'),
+       'cl_' || lpad((1 + i % 20)::text, 16, '0'),
+       (ARRAY['succeeded','succeeded','succeeded','succeeded','failed','canceled',
+              'generating','queued'])[1 + i % 8],
+       (ARRAY['sora-2-text-to-video','sora-2-image-to-video','kling-2.6/text-to-video',
+              'hailuo/2-3-image-to-video-standard'])[1 + (i / 7) % 4],
+       json_build_object('prompt', 'prompt number ' || i || ' about ' ||
+                         (ARRAY['a cat','the sea','mountains','a red fox','city lights'])[1 + i % 5]),
+       'task_' || i, md5(i::text) || md5((i + 1)::text), 0,
+       now() - (i || ' seconds')::interval, now(),
+       CASE WHEN i % 8 IN (6, 7) THEN now() + interval '1 minute' END
+FROM generate_series(1, :rows) i;
+ANALYZE;
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    postgres = start_postgres()
+    try:
+        url = postgres.create_database("admin_bench")
+        migrate(url)
+        engine = make_engine(url)
+        started = time.monotonic()
+        with engine.begin() as connection:
+            for statement in filter(str.strip, re.split(r";\s*\n", FILL)):
+                connection.execute(text(statement), {"rows": args.rows})
+        filled = time.monotonic() - started
+        now = utcnow()
+        first_page = admin_jobs_page(
+            statuses=[],
+            model=None,
+            client_id=None,
+            created_after=None,
+            created_before=None,
+            q=None,
+            limit=51,
+            after=None,
+        )
+        cases = {
+            "newest first, no filter": first_page,
+            "status = failed": admin_jobs_page(
+                statuses=["failed"],
+                model=None,
+                client_id=None,
+                created_after=None,
+                created_before=None,
+                q=None,
+                limit=51,
+                after=None,
+            ),
+            "status in (failed, canceled), page 2 (keyset)": admin_jobs_page(
+                statuses=["failed", "canceled"],
+                model=None,
+                client_id=None,
+                created_after=None,
+                created_before=None,
+                q=None,
+                limit=51,
+                after=(now - timedelta(hours=50), "job_" + "f" * 24),
+            ),
+            "model = hailuo": admin_jobs_page(
+                statuses=[],
+                model="hailuo/2-3-image-to-video-standard",
+                client_id=None,
+                created_after=None,
+                created_before=None,
+                q=None,
+                limit=51,
+                after=None,
+            ),
+            "client = client-7": admin_jobs_page(
+                statuses=[],
+                model=None,
+                client_id="cl_" + "7".rjust(16, "0"),
+                created_after=None,
+                created_before=None,
+                q=None,
+                limit=51,
+                after=None,
+            ),
+            "created in a one-hour range": admin_jobs_page(
+                statuses=[],
+                model=None,
+                client_id=None,
+                created_after=now - timedelta(days=5),
+                created_before=now - timedelta(days=5) + timedelta(hours=1),
+                q=None,
+                limit=51,
+                after=None,
+            ),
+            "q = a job id": admin_jobs_page(
+                statuses=[],
+                model=None,
+                client_id=None,
+                created_after=None,
+                created_before=None,
+                q="job_" + "abcde".rjust(24, "0"),
+                limit=51,
+                after=None,
+            ),
+            "q = 'number 12345 ' (prompt substring)": admin_jobs_page(
+                statuses=[],
+                model=None,
+                client_id=None,
+                created_after=None,
+                created_before=None,
+                q="number 12345 ",
+                limit=51,
+                after=None,
+            ),
+        }
+        lines = [
+            "# Admin listing on PostgreSQL: query plans with 1,000,000 jobs",
+            "",
+            f"Made by `python -m bench.admin_queries` on this machine (2 cores, PostgreSQL 15, "
+            f"{args.rows:,} jobs over 20 clients, filled in {filled:.0f} s, then ANALYZE). "
+            "Each query is the one `GET /admin/jobs` runs (page size 50, plus one row to know "
+            "whether there is a next page). Times are EXPLAIN ANALYZE's execution time.",
+            "",
+            "| query | execution time | index used |",
+            "|---|---|---|",
+        ]
+        plans = []
+        with engine.connect() as connection:
+            for name, statement in cases.items():
+                compiled = statement.compile(
+                    dialect=engine.dialect, compile_kwargs={"render_postcompile": True}
+                )
+                sql = str(compiled)
+                plan_rows = connection.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, BUFFERS) " + sql, compiled.params
+                ).all()
+                plan = "\n".join(row[0] for row in plan_rows)
+                took = re.search(r"Execution Time: ([\d.]+) ms", plan)
+                indexes = sorted(
+                    set(
+                        re.findall(
+                            r"(?:Index|Bitmap Index) (?:Only )?Scan "
+                            r"(?:Backward )?(?:using|on) (\w+)",
+                            plan,
+                        )
+                    )
+                )
+                lines.append(
+                    f"| {name} | {took.group(1) if took else '?'} ms | "
+                    f"{', '.join(indexes) or 'none'} |"
+                )
+                plans.append(f"### {name}\n\n```\n{plan}\n```\n")
+        text_out = "\n".join(lines) + "\n\n" + "\n".join(plans)
+        target = Path(__file__).resolve().parents[1] / "docs" / "ADMIN_QUERIES.md"
+        target.write_text(text_out)
+        print("\n".join(lines))
+        engine.dispose()
+    finally:
+        postgres.close()
+
+
+if __name__ == "__main__":
+    main()
