@@ -10,7 +10,7 @@ COPY models ./models
 COPY migrations ./migrations
 COPY sandbox ./sandbox
 COPY soraq ./soraq
-RUN pip install .
+RUN pip install . && mkdir -p /var/lib/soraq/metrics && chown soraq /var/lib/soraq/metrics
 USER soraq
 EXPOSE 8000
 CMD ["soraq", "api", "--host", "0.0.0.0", "--port", "8000"]
