@@ -38,7 +38,7 @@ SELECT 'job_' || lpad(to_hex(i), 24, '0'),
        (ARRAY['sora-2-text-to-video','sora-2-image-to-video','kling-2.6/text-to-video',
               'hailuo/2-3-image-to-video-standard'])[1 + (i / 7) % 4],
        json_build_object('prompt', 'prompt number ' || i || ' about ' ||
-                         (ARRAY['a cat','the sea','mountains','a red fox','city lights'])[1 + i % 5]),
+           (ARRAY['a cat','the sea','mountains','a red fox','city lights'])[1 + i % 5]),
        'task_' || i, md5(i::text) || md5((i + 1)::text), 0,
        now() - (i || ' seconds')::interval, now(),
        CASE WHEN i % 8 IN (6, 7) THEN now() + interval '1 minute' END
