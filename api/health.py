@@ -95,4 +95,3 @@ class DatabaseCollector:
             ):
                 webhooks.add_metric([state], count)
         yield from (jobs, depth, oldest, webhooks)
-

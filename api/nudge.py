@@ -1,8 +1,8 @@
 """Wakes the worker's dispatcher after a job is committed, without a broker publish per request.
 
-A burst of N new jobs costs about one publish per publish round trip, not N: while a publish
-is in flight, further nudges only mark that one more is needed. A nudge that fails is logged
-and forgotten: the job row is committed, and the beat-driven sweep finds it anyway.
+A burst of N new jobs costs one publish, then at most one per `min_interval`, not N: while a
+publish is in flight or resting, further nudges only mark that one more is needed. A nudge
+that fails is logged and forgotten: the job row is committed, and the sweep finds it anyway.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 
 
 class Nudger:
-    def __init__(self, send: Callable[[], object]) -> None:
+    def __init__(self, send: Callable[[], object], min_interval: float = 0.25) -> None:
         self._send = send
+        self._min_interval = min_interval
         self._again = False
         self._task: asyncio.Task[None] | None = None
 
@@ -40,6 +41,9 @@ class Nudger:
                     )
                 if not self._again:
                     return
+                # Under a stream of requests, one sweep per interval serves them all; more
+                # would only contend with the inserts for the database.
+                await asyncio.sleep(self._min_interval)
         finally:
             self._task = None
 

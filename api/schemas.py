@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.job import Job, JobStatus
 from models.webhook import WebhookDelivery
+
+PRIORITIES = {"high": 0, "normal": 1, "low": 2}
+PRIORITY_NAMES: dict[int, Literal["high", "normal", "low"]] = {0: "high", 1: "normal", 2: "low"}
 
 
 class JobCreate(BaseModel):
@@ -36,6 +39,9 @@ class JobCreate(BaseModel):
     )
     webhook_url: str | None = Field(
         None, description="Where to POST the signed completion event (Standard Webhooks)."
+    )
+    priority: Literal["high", "normal", "low"] = Field(
+        "normal", description="Order among this client's own queued jobs."
     )
 
     def model_params(self) -> dict[str, Any]:
@@ -82,9 +88,15 @@ class JobOut(BaseModel):
     metadata: dict[str, Any] | None
     webhook_url: str | None = None
     webhook: WebhookStatus | None = None
+    priority: Literal["high", "normal", "low"] = "normal"
+    queue_position: int | None = Field(
+        None, description="While queued: 1 + this client's queued jobs admitted before it."
+    )
 
     @classmethod
-    def of(cls, job: Job, delivery: WebhookDelivery | None = None) -> JobOut:
+    def of(
+        cls, job: Job, delivery: WebhookDelivery | None = None, queue_position: int | None = None
+    ) -> JobOut:
         shown = dict(job.input)
         if job.image_url:
             shown["image_url"] = job.image_url
@@ -118,6 +130,8 @@ class JobOut(BaseModel):
             )
             if delivery
             else None,
+            priority=PRIORITY_NAMES.get(job.priority, "normal"),
+            queue_position=queue_position,
         )
 
 

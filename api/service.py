@@ -20,14 +20,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import APIError, JobFinished, NotFound, TooManyJobs
 from api.nudge import Nudger
-from api.schemas import JobCreate
+from api.schemas import PRIORITIES, JobCreate
 from models.base import utcnow
 from models.catalogue import InvalidRequest, get_catalogue
 from models.client import Client
 from models.event import JobEvent
 from models.idempotency import IdempotencyKey
 from models.job import Job, JobImage, JobStatus
-from models.job_queries import active_job_count, check_now_by_callback_token, job_by_id, jobs_page
+from models.job_queries import (
+    active_job_count,
+    check_now_by_callback_token,
+    job_by_id,
+    jobs_ahead,
+    jobs_page,
+)
 from models.lifecycle import TERMINAL, transition
 from models.webhook import WebhookDelivery
 from soraq.config import Settings
@@ -182,6 +188,7 @@ async def create_job(
         meta=request.metadata,
         image_url=image_url,
         webhook_url=webhook_url,
+        priority=PRIORITIES[request.priority],
         created_at=now,
         updated_at=now,
         next_check_at=now,
@@ -294,6 +301,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         return datetime.fromisoformat(created_at), str(job_id)
     except (ValueError, TypeError, binascii.Error):
         raise InvalidRequest("cursor", "is not a cursor this API gave out") from None
+
+
+async def queue_position(session: AsyncSession, job: Job) -> int | None:
+    if job.status != JobStatus.QUEUED:
+        return None
+    return 1 + int(await session.scalar(jobs_ahead(job)) or 0)
 
 
 async def latest_deliveries(session: AsyncSession, jobs: list[Job]) -> dict[str, WebhookDelivery]:

@@ -5,6 +5,7 @@ from logging.config import fileConfig
 from alembic import context
 
 from models import Base
+from models.base import include_in_autogenerate
 from models.db import make_engine
 from soraq.config import get_settings
 
@@ -23,6 +24,7 @@ def run_migrations() -> None:
             connection=connection,
             target_metadata=target_metadata,
             compare_type=True,
+            include_object=include_in_autogenerate,
             render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER much
         )
         with context.begin_transaction():

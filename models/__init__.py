@@ -5,6 +5,7 @@ from models.client import Client
 from models.event import JobEvent
 from models.idempotency import IdempotencyKey
 from models.job import Job, JobImage, JobStatus
+from models.scheduler import SchedulerState
 from models.webhook import DeliveryState, WebhookDelivery
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "Job",
     "JobImage",
     "JobStatus",
+    "SchedulerState",
     "WebhookDelivery",
 ]

@@ -45,3 +45,14 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# Indexes that exist only in migrations (expression indexes autogenerate cannot compare):
+# Postgres' trigram index for the admin prompt search.
+MIGRATION_ONLY_INDEXES = frozenset({"ix_jobs_prompt_trgm"})
+
+
+def include_in_autogenerate(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    return not (type_ == "index" and name in MIGRATION_ONLY_INDEXES)

@@ -42,4 +42,5 @@ class Client(Base):
     webhook_secret: Mapped[str] = mapped_column(String(100), default=new_webhook_secret)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     max_active_jobs: Mapped[int] = mapped_column(Integer, default=100)
+    weight: Mapped[int] = mapped_column(Integer, default=1)  # its share of Kie's capacity
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

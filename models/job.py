@@ -57,6 +57,8 @@ class Job(Base):
     # Scheduling. A non-terminal job always has next_check_at; a terminal one never does.
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # consecutive transient failures
+    priority: Mapped[int] = mapped_column(Integer, default=1)  # 0 high, 1 normal, 2 low
+    admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     callback_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
@@ -79,6 +81,8 @@ class Job(Base):
         Index("ix_jobs_status_created", "status", "created_at", "id"),
         Index("ix_jobs_client_created", "client_id", "created_at", "id"),
         Index("ix_jobs_model_created", "model", "created_at", "id"),
+        # Admission: each client's queue in order (FIFO within priority).
+        Index("ix_jobs_client_queue", "client_id", "status", "priority", "created_at", "id"),
         # Postgres also has ix_jobs_prompt_trgm, a trigram index on input->>'prompt' for the
         # admin search (migration 0003); autogenerate does not compare expression indexes.
         # Counting a client's unfinished jobs (its limit) reads only unfinished rows.

@@ -40,6 +40,16 @@ def jobs_page(
     return query
 
 
+def jobs_ahead(job: Job) -> Select[Any]:
+    """The client's queued jobs that will be admitted before this one (its own FIFO, by
+    priority then age); other clients' jobs interleave by weight, see worker.admission."""
+    return select(func.count()).where(
+        Job.client_id == job.client_id,
+        Job.status == "queued",
+        tuple_(Job.priority, Job.created_at, Job.id) < tuple_(job.priority, job.created_at, job.id),
+    )
+
+
 def active_job_count(client_id: str) -> Select[Any]:
     # Unfinished jobs are exactly those with a next_check_at (see models.lifecycle).
     return select(func.count()).where(Job.client_id == client_id, Job.next_check_at.is_not(None))
@@ -54,13 +64,12 @@ def _claim(
     limit: int,
     lease: timedelta,
     returning: tuple[Any, ...],
+    where: Any = None,
 ) -> Update:
-    due = (
-        select(model.id)
-        .where(due_column.is_not(None), due_column <= now)
-        .order_by(due_column)
-        .limit(limit)
-    )
+    due = select(model.id).where(due_column.is_not(None), due_column <= now)
+    if where is not None:
+        due = due.where(where)
+    due = due.order_by(due_column).limit(limit)
     if dialect == "postgresql":
         # `id = ANY(ARRAY(...))` lets the planner use the partial index (see stack measurements);
         # SKIP LOCKED lets parallel sweeps take different rows.
@@ -79,12 +88,20 @@ def _claim(
 
 
 def claim_due(dialect: str, *, now: datetime, limit: int, lease: timedelta) -> Update:
-    """Claim up to `limit` due jobs by pushing their next_check_at past a lease; RETURNING ids.
+    """Claim up to `limit` due jobs that are past admission (checks, expired leases) by pushing
+    their next_check_at past a lease; RETURNING ids. Queued jobs wait for worker.admission.
 
     A claimed job whose message is lost is simply due again when the lease ends.
     """
     return _claim(
-        dialect, Job, Job.next_check_at, now=now, limit=limit, lease=lease, returning=(Job.id,)
+        dialect,
+        Job,
+        Job.next_check_at,
+        now=now,
+        limit=limit,
+        lease=lease,
+        returning=(Job.id,),
+        where=Job.status != "queued",
     )
 
 

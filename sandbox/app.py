@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from sandbox.faults import Fault, parse
-from soraq.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY
+from soraq.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, parse_rate
 from soraq.images import sniff_image_type
 
 FAKE_MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64
@@ -36,6 +36,8 @@ class SandboxConfig:
     null_window: float = 0.2  # seconds recordInfo answers "recordInfo is null" after creation
     hang_seconds: float = 40.0  # how long [kie:hang] keeps createTask waiting
     callback_delay: float = 0.0
+    create_rate: str = ""  # like Kie: "20/10s" new tasks per window, excess refused (429)
+    max_concurrent: int = 0  # tasks generating at once; 0: no limit
     kie_key: str = SANDBOX_KIE_KEY
     imgbb_key: str = SANDBOX_IMGBB_KEY
 
@@ -45,6 +47,8 @@ class SandboxConfig:
         for name in ("duration", "null_window", "hang_seconds", "callback_delay"):
             if value := os.environ.get(f"SANDBOX_{name.upper()}"):
                 setattr(config, name, float(value))
+        config.create_rate = os.environ.get("SANDBOX_CREATE_RATE", "")
+        config.max_concurrent = int(os.environ.get("SANDBOX_MAX_CONCURRENT", "0"))
         return config
 
 
@@ -61,6 +65,9 @@ class Task:
     base_url: str
     record_calls: int = 0
     callback_sent: bool = False
+
+    def finished(self, now: float) -> bool:
+        return not self.has("stuck") and now - self.created >= self.duration
 
     def has(self, name: str) -> Fault | None:
         return next((f for f in self.faults if f.name == name), None)
@@ -136,6 +143,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
     tasks: dict[str, Task] = {}
     images: dict[str, tuple[bytes, str]] = {}
     calls = Calls()
+    created_at: deque[float] = deque()  # createTask acceptances, for the rate limit
     background: set[asyncio.Task[None]] = set()
     http: dict[str, httpx.AsyncClient] = {}
 
@@ -232,6 +240,19 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             image = body.get("input") or {}
             if not (image.get("image_urls") or image.get("image_url") or image.get("input_urls")):
                 return answer(422, "image_urls is required")
+        now = time.time()
+        if config.create_rate:
+            rate = parse_rate(config.create_rate)
+            while created_at and created_at[0] <= now - rate.window:
+                created_at.popleft()
+            if len(created_at) >= rate.count:
+                return answer(429, f"Rate limit: {config.create_rate} new tasks")
+        if (
+            config.max_concurrent
+            and sum(1 for t in tasks.values() if not t.finished(now)) >= config.max_concurrent
+        ):
+            return answer(429, f"Too many concurrent tasks (max {config.max_concurrent})")
+        created_at.append(now)
         slow = active("slow")
         task = Task(
             id=f"task_{model.replace('/', '-')}_{int(time.time() * 1000)}{secrets.token_hex(3)}",
@@ -353,6 +374,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
 
     @app.post("/_sandbox/reset")
     async def reset() -> dict[str, bool]:
+        created_at.clear()
         tasks.clear()
         images.clear()
         calls.log.clear()

@@ -47,7 +47,9 @@ def clients_command(args: argparse.Namespace) -> int:
     with session_scope() as session:
         try:
             if args.action == "create":
-                created = clients.create(session, args.name, max_active_jobs=args.max_active_jobs)
+                created = clients.create(
+                    session, args.name, max_active_jobs=args.max_active_jobs, weight=args.weight
+                )
                 print(f"client:          {created.client.name} ({created.client.id})")
                 print(f"API key:         {created.api_key}")
                 print(f"webhook secret:  {created.client.webhook_secret}")
@@ -275,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("name")
     create.add_argument(
         "--max-active-jobs", type=int, default=get_settings().default_max_active_jobs
+    )
+    create.add_argument(
+        "--weight", type=int, default=1, help="its share of Kie's capacity against other clients"
     )
     client_actions.add_parser("list", help="list clients")
     client_actions.add_parser("rotate-key", help="give a client a new key").add_argument("name")

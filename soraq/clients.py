@@ -30,10 +30,10 @@ def _with_new_key(client: Client) -> str:
     return key
 
 
-def create(session: Session, name: str, *, max_active_jobs: int) -> Credentials:
+def create(session: Session, name: str, *, max_active_jobs: int, weight: int = 1) -> Credentials:
     if session.scalar(client_by_name(name)) is not None:
         raise ClientError(f"a client named {name!r} exists already")
-    client = Client(name=name, max_active_jobs=max_active_jobs, active=True)
+    client = Client(name=name, max_active_jobs=max_active_jobs, weight=weight, active=True)
     key = _with_new_key(client)
     session.add(client)
     session.commit()

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The sandbox accepts these keys; production refuses them (see `_refuse_sandbox_in_production`).
 SANDBOX_KIE_KEY = "sandbox-kie-key"
 SANDBOX_IMGBB_KEY = "sandbox-imgbb-key"
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    window: float  # seconds
+
+
+def parse_rate(text: str) -> Rate:
+    """ "20/10s", "100/1m", "5/1" (seconds) → Rate(count, window seconds)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*([sm]?)\s*", text)
+    if match is None or int(match.group(1)) < 1 or float(match.group(2)) <= 0:
+        raise ValueError(f"a rate looks like 20/10s or 100/1m, not {text!r}")
+    unit = 60.0 if match.group(3) == "m" else 1.0
+    return Rate(int(match.group(1)), float(match.group(2)) * unit)
 
 
 class Settings(BaseSettings):
@@ -45,9 +62,9 @@ class Settings(BaseSettings):
     retry_max_delay: float = Field(300.0, gt=0)
 
     # Watching Kie: rows carry next_check_at; a beat-driven sweep picks up what is due.
-    check_initial_delay: float = Field(3.0, ge=0)
+    check_initial_delay: float = Field(5.0, ge=0)
     check_max_interval: float = Field(30.0, gt=0)
-    check_backoff: float = Field(1.5, ge=1)
+    check_backoff: float = Field(1.6, ge=1)
     callback_check_interval: float = Field(60.0, gt=0)  # safety-net polling when callbacks are on
     pending_grace: float = Field(60.0, ge=0)  # how long "recordInfo is null" counts as pending
     job_timeout: float = Field(1200.0, gt=0)  # from submission to Kie until error.code=timeout
@@ -55,6 +72,11 @@ class Settings(BaseSettings):
     claim_lease: float = Field(60.0, gt=0)  # a dispatched job is re-dispatched after this
     sweep_interval: float = Field(2.0, gt=0)
     sweep_batch: int = Field(500, ge=1)
+
+    # Kie's account-wide limits, enforced across every worker (count/window, window in s or m).
+    kie_create_rate: str = "20/10s"
+    kie_max_in_flight: int = Field(100, ge=1)
+    kie_check_rate: str = "100/10s"
 
     # Clients and their completion webhooks (Standard Webhooks).
     default_max_active_jobs: int = Field(100, ge=1)
@@ -78,6 +100,20 @@ class Settings(BaseSettings):
         if self.log_format:
             return self.log_format
         return "json" if self.environment == "production" else "text"
+
+    @field_validator("kie_create_rate", "kie_check_rate")
+    @classmethod
+    def _rate_format(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @property
+    def create_rate(self) -> Rate:
+        return parse_rate(self.kie_create_rate)
+
+    @property
+    def check_rate(self) -> Rate:
+        return parse_rate(self.kie_check_rate)
 
     @model_validator(mode="after")
     def _refuse_sandbox_in_production(self) -> Settings:

@@ -24,6 +24,7 @@ from models.job import Job, JobImage, JobStatus
 from models.lifecycle import AT_KIE, TERMINAL, fail, record_event, transition
 from soraq.config import Settings
 from soraq.metrics import KIE_CALLS, KIE_LATENCY
+from worker.admission import acquire_create, pause
 from worker.errors import ExternalError
 from worker.imgbb import ImgbbClient
 from worker.kie import KieClient, TaskInfo
@@ -68,10 +69,7 @@ def _start(session: Session, job: Job, clients: Clients, settings: Settings, now
             return
         _upload(session, job, clients, settings)
     else:
-        lease = now + timedelta(seconds=settings.submit_lease)
-        if not _claim_stage(session, job, S.QUEUED, S.SUBMITTING, lease, now):
-            return
-        _submit(session, job, clients.kie, settings)
+        _to_submitting(session, job, S.QUEUED, clients, settings)
 
 
 def _claim_stage(
@@ -124,7 +122,7 @@ def _upload(session: Session, job: Job, clients: Clients, settings: Settings) ->
     image = session.get(JobImage, job.id)
     if image is None:  # uploaded by an earlier attempt that stopped just after
         if job.image_url:
-            _to_submitting(session, job, clients, settings)
+            _to_submitting(session, job, S.UPLOADING, clients, settings)
         else:
             fail(session, job.id, S.UPLOADING, "image_missing", "The uploaded image was lost.")
             session.commit()
@@ -143,13 +141,32 @@ def _upload(session: Session, job: Job, clients: Clients, settings: Settings) ->
     session.commit()
     if moved:
         job.image_url = url
-        _to_submitting(session, job, clients, settings)
+        _to_submitting(session, job, S.UPLOADING, clients, settings)
 
 
-def _to_submitting(session: Session, job: Job, clients: Clients, settings: Settings) -> None:
+def _to_submitting(
+    session: Session, job: Job, expected: JobStatus, clients: Clients, settings: Settings
+) -> None:
     now = utcnow()
+    wait = acquire_create(session, settings, now)
+    if wait is not None:
+        # Kie's window is full (admissions bunched up in the broker): back to the queue
+        # rather than a 429; admission picks the job again, fairly, when a token frees.
+        transition(
+            session,
+            job.id,
+            expected,
+            S.QUEUED,
+            now=now,
+            reason=f"waiting {wait:.2f} s for Kie's create limit",
+            next_check_at=now + timedelta(seconds=wait),
+            admitted_at=None,
+            deadline_at=None,
+        )
+        session.commit()
+        return
     lease = now + timedelta(seconds=settings.submit_lease)
-    if _claim_stage(session, job, S.UPLOADING, S.SUBMITTING, lease, now):
+    if _claim_stage(session, job, expected, S.SUBMITTING, lease, now):
         _submit(session, job, clients.kie, settings)
 
 
@@ -396,13 +413,18 @@ def _retry_or_fail(
     session: Session, job: Job, stage: JobStatus, exc: ExternalError, settings: Settings
 ) -> None:
     """A step before Kie accepted the task failed; Kie certainly holds no task for it."""
-    attempts = job.attempts + 1
+    # Kie's rate limit is a fact about the account, not about this job: it never fails a job
+    # and costs no attempt, and it holds back every admission (worker.admission) meanwhile.
+    rate_limited = exc.code == "kie_rate_limited"
+    attempts = job.attempts if rate_limited else job.attempts + 1
     if not exc.retryable or attempts >= settings.max_attempts:
         fail(session, job.id, stage, exc.code, exc.message, attempts=attempts)
         log.info("job %s failed: %s", job.id, exc, extra=_context(job))
     else:
         now = utcnow()
-        delay = _backoff(settings, attempts, exc.retry_after)
+        delay = _backoff(settings, max(attempts, 1), exc.retry_after)
+        if rate_limited:
+            pause(session, now + timedelta(seconds=delay))
         transition(
             session,
             job.id,

@@ -18,6 +18,7 @@ from models.lifecycle import NEW_DELIVERIES
 from soraq.config import get_settings
 from soraq.metrics import SWEEP_SECONDS
 from worker import webhooks
+from worker.admission import admit, record_checks
 from worker.app import celery_app
 from worker.http import make_client
 from worker.imgbb import ImgbbClient
@@ -72,13 +73,16 @@ def dispatch() -> int:
     dialect, now = get_engine().dialect.name, utcnow()
     lease = timedelta(seconds=settings.claim_lease)
     with SWEEP_SECONDS.time(), session_scope() as session:
-        jobs = session.scalars(
-            claim_due(dialect, now=now, limit=settings.sweep_batch, lease=lease)
+        budget = admit(session, settings, now)  # holds the scheduler lock until the commit
+        checks = session.scalars(
+            claim_due(dialect, now=now, limit=min(settings.sweep_batch, budget.checks), lease=lease)
         ).all()
+        record_checks(budget, len(checks), now)
         deliveries = session.execute(
             claim_due_deliveries(dialect, now=now, limit=settings.sweep_batch, lease=lease)
         ).all()
         session.commit()
+    jobs = [*budget.admitted, *checks]
     if jobs or deliveries:
         with celery_app.producer_or_acquire() as producer:
             for job_id in jobs:

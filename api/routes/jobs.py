@@ -106,14 +106,15 @@ async def create_job(
     response.headers["Location"] = f"/jobs/{job.id}"
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return JobOut.of(job)
+    return JobOut.of(job, queue_position=await service.queue_position(session, job))
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="Get a job")
 async def get_job(job_id: JobId, client: CurrentClient, session: SessionDep) -> JobOut:
     job = await service.get_job(session, job_id, client.id)
     deliveries = await service.latest_deliveries(session, [job])
-    return JobOut.of(job, deliveries.get(job.id))
+    position = await service.queue_position(session, job)
+    return JobOut.of(job, deliveries.get(job.id), position)
 
 
 @router.post(

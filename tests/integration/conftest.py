@@ -112,6 +112,11 @@ def stack(
         "WEBHOOK_RETRY_SCHEDULE": "0,0.5,0.5,0.5",
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "LOG_FORMAT": "json",
+        # Kie's limits, scaled down to seconds: the sandbox refuses excess like Kie does.
+        "KIE_CREATE_RATE": "40/1s",
+        "SANDBOX_CREATE_RATE": "40/1s",
+        "KIE_MAX_IN_FLIGHT": "100",
+        "SANDBOX_MAX_CONCURRENT": "100",
     }
     if request.param == PRODUCTION:
         if services is None:

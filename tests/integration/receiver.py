@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     answered: int
+    at: float = field(default_factory=time.time)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from models import Base
+from models.base import include_in_autogenerate
 from models.db import make_engine
 from soraq.cli import alembic_config, migrate
 from tests.integration.conftest import Services
@@ -55,7 +56,10 @@ def test_the_models_and_the_migrations_agree(database_url: str) -> None:
     try:
         with engine.connect() as connection:
             diff = compare_metadata(
-                MigrationContext.configure(connection, opts={"compare_type": True}),
+                MigrationContext.configure(
+                    connection,
+                    opts={"compare_type": True, "include_object": include_in_autogenerate},
+                ),
                 Base.metadata,
             )
     finally:

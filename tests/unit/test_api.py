@@ -284,3 +284,14 @@ def test_sql_ish_filters_are_refused(client: TestClient, status: str) -> None:
     response = client.get("/jobs", params={"status": status})
     assert response.status_code == 422
     assert response.json()["error"]["fields"][0]["field"] == "status"
+
+
+def test_queue_position_while_queued_follows_priority_then_age(client: TestClient) -> None:
+    ids = [client.post("/jobs", json={"prompt": f"q{i}"}).json()["id"] for i in range(3)]
+    urgent = client.post("/jobs", json={"prompt": "urgent", "priority": "high"}).json()
+    assert urgent["priority"] == "high"
+    positions = [client.get(f"/jobs/{job_id}").json()["queue_position"] for job_id in ids]
+    assert positions == [2, 3, 4]
+    assert client.get(f"/jobs/{urgent['id']}").json()["queue_position"] == 1
+    refused = client.post("/jobs", json={"prompt": "x", "priority": "asap"})
+    assert refused.status_code == 422

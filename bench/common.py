@@ -1,0 +1,48 @@
+"""Helpers shared by the benchmarks: a stack on PostgreSQL + Redis when this machine has them
+(the production shape), else the embedded default."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from soraq.localservices import Unavailable, start_postgres, start_redis
+from soraq.localstack import LocalStack, local_stack
+
+
+@contextmanager
+def production_stack(
+    *, callbacks: bool = True, **overrides: str
+) -> Iterator[tuple[LocalStack, str]]:
+    """Yields the running stack and a label saying which backends it runs on."""
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soraq-bench-")))
+        label = "sqlite + file broker"
+        try:
+            redis = start_redis()
+            stack.callback(redis.close)
+            postgres = start_postgres()
+            stack.callback(postgres.close)
+            overrides = {
+                "DATABASE_URL": postgres.create_database("bench"),
+                "CELERY_BROKER_URL": redis.url,
+                **overrides,
+            }
+            label = "postgres + redis"
+        except Unavailable:
+            pass
+        yield stack.enter_context(local_stack(folder, callbacks=callbacks, **overrides)), label
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")

@@ -1,0 +1,97 @@
+"""Benchmarks 3 and 4 — watching Kie: recordInfo calls per job, and the time from the
+sandbox finishing a task to the client's webhook receiver getting the event, with Kie's
+callbacks on and off. Default check schedule; a 90 s generation, as the goal is stated.
+
+    python -m bench.watching [--jobs 20] [--duration 90]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from bench.common import median, percentile, production_stack
+from tests.integration.receiver import webhook_receiver
+
+
+def run(callbacks: bool, jobs: int, duration: float) -> dict[str, object]:
+    overrides = {
+        "SANDBOX_DURATION": str(duration),
+        "LOG_LEVEL": "WARNING",
+        "WEBHOOK_ALLOW_HTTP": "true",
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+        # The defaults of the check schedule, whatever the fast test clocks say.
+        "CHECK_INITIAL_DELAY": "5",
+        "CHECK_BACKOFF": "1.6",
+        "CHECK_MAX_INTERVAL": "30",
+        "CALLBACK_CHECK_INTERVAL": "60",
+        "SWEEP_INTERVAL": "1",
+    }
+    tag = uuid.uuid4().hex[:6]
+    with (
+        production_stack(callbacks=callbacks, **overrides) as (stack, label),
+        webhook_receiver() as receiver,
+    ):
+        key, _ = stack.create_client("bench")
+        with httpx.Client(
+            base_url=stack.api_url, timeout=30, headers={"authorization": f"Bearer {key}"}
+        ) as api:
+            ids = [
+                api.post(
+                    "/jobs",
+                    json={"prompt": f"watch {tag} {i}", "webhook_url": receiver.script(f"/{i}")},
+                ).json()["id"]
+                for i in range(jobs)
+            ]
+            deadline = duration + 120
+            started = time.monotonic()
+            while sum(len(v) for v in receiver.received.values()) < jobs:
+                assert time.monotonic() - started < deadline, "webhooks did not all arrive"
+                time.sleep(0.5)
+            done = [api.get(f"/jobs/{i}").json() for i in ids]
+        calls = httpx.get(f"{stack.sandbox_url}/_sandbox/calls").json()["calls"]
+    created = {
+        c["task_id"]: c["at"] for c in calls if c["endpoint"] == "createTask" and c["code"] == 200
+    }
+    checks = Counter(c["task_id"] for c in calls if c["endpoint"] == "recordInfo")
+    per_job = [checks[job["kie_task_id"]] for job in done]
+    latency = []
+    for i, job in enumerate(done):
+        arrived = receiver.received[f"/{i}"][0].at
+        latency.append(arrived - (created[job["kie_task_id"]] + duration))
+    return {
+        "backend": label,
+        "callbacks": callbacks,
+        "jobs": jobs,
+        "duration": duration,
+        "succeeded": sum(j["status"] == "succeeded" for j in done),
+        "checks_mean": sum(per_job) / len(per_job),
+        "checks_max": max(per_job),
+        "latency_p50": median(latency),
+        "latency_p95": percentile(latency, 0.95),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--duration", type=float, default=90)
+    args = parser.parse_args()
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda cb: run(cb, args.jobs, args.duration), (True, False)))
+    for r in results:
+        print(
+            f"watching ({r['backend']}), {r['jobs']} jobs of {r['duration']:g} s, callbacks "
+            f"{'on' if r['callbacks'] else 'off'}: recordInfo per job {r['checks_mean']:.1f} "
+            f"(max {r['checks_max']}); webhook after Kie done p50 {r['latency_p50']:.2f} s, "
+            f"p95 {r['latency_p95']:.2f} s; succeeded {r['succeeded']}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime
+
+
+class SchedulerState(Base):
+    """Kie's account-wide limits, shared by every dispatcher on every machine.
+
+    One row; a dispatcher takes its row lock (an UPDATE) before admitting work, so admissions
+    are serialised across processes. `creates` and `checks` are sliding-window logs: the times
+    of the recent createTask and recordInfo admissions, at most the rate's count of each.
+    """
+
+    __tablename__ = "scheduler_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    creates: Mapped[list[float]] = mapped_column(JSON, default=list)
+    checks: Mapped[list[float]] = mapped_column(JSON, default=list)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    touched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "creates": len(self.creates),
+            "checks": len(self.checks),
+            "paused_until": self.paused_until,
+        }

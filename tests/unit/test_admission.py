@@ -1,0 +1,151 @@
+"""Admission control against a database of its own: limits counted, fairness counted."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.client import Client
+from models.db import make_engine
+from models.job import Job, JobStatus
+from models.scheduler import SchedulerState
+from soraq.cli import migrate
+from soraq.config import Settings
+from worker.admission import acquire_create, admit, pause
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 'admission.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def settings(**values: object) -> Settings:
+    return Settings(**{"kie_create_rate": "6/10s", "kie_max_in_flight": 100, **values})  # type: ignore[arg-type]
+
+
+def queue(session: Session, jobs: dict[str, int], weights: dict[str, int] | None = None) -> None:
+    start = utcnow() - timedelta(minutes=1)
+    for name, count in jobs.items():
+        client = Client(
+            id=f"cl_{name}",
+            name=name,
+            key_hash=name * 8,
+            key_prefix="sk_",
+            weight=(weights or {}).get(name, 1),
+        )
+        session.add(client)
+        for i in range(count):
+            created = start + timedelta(milliseconds=i)
+            session.add(
+                Job(
+                    client_id=client.id,
+                    model="sora-2-text-to-video",
+                    input={"prompt": f"{name} {i}"},
+                    created_at=created,
+                    updated_at=created,
+                    next_check_at=created,
+                )
+            )
+    session.commit()
+
+
+def owners(session: Session, ids: list[str]) -> Counter[str]:
+    rows = session.scalars(select(Job.client_id).where(Job.id.in_(ids)))
+    return Counter(client_id.removeprefix("cl_") for client_id in rows)
+
+
+def test_round_robin_across_clients(engine: Engine) -> None:
+    with Session(engine) as session:
+        queue(session, {"big": 10, "mid": 5, "small": 1})
+        budget = admit(session, settings(), utcnow())
+        session.commit()
+        # turns: big1 mid1 small1, big2 mid2, big3 ...
+        assert owners(session, budget.admitted) == {"big": 3, "mid": 2, "small": 1}
+
+
+def test_weights_give_a_bigger_share(engine: Engine) -> None:
+    with Session(engine) as session:
+        queue(session, {"a": 10, "b": 10}, weights={"b": 2})
+        budget = admit(session, settings(), utcnow())
+        assert owners(session, budget.admitted) == {"a": 2, "b": 4}
+
+
+def test_fifo_within_a_client_and_priority_first(engine: Engine) -> None:
+    with Session(engine) as session:
+        queue(session, {"solo": 8})
+        last = session.scalars(select(Job).order_by(Job.created_at.desc())).first()
+        assert last is not None
+        last.priority = 0  # high
+        session.commit()
+        budget = admit(session, settings(kie_create_rate="3/10s"), utcnow())
+        prompts = [session.get(Job, i).input["prompt"] for i in budget.admitted]  # type: ignore[union-attr]
+        assert prompts == ["solo 7", "solo 0", "solo 1"]
+
+
+def _submit_all(session: Session, ids: list[str], now: datetime) -> int:
+    """What workers do with admitted jobs: take a createTask token each, then submit."""
+    granted = 0
+    for job_id in ids:
+        if acquire_create(session, settings(), now) is None:
+            granted += 1
+            session.execute(update(Job).where(Job.id == job_id).values(status="submitting"))
+    session.commit()
+    return granted
+
+
+def test_the_create_rate_holds_across_sweeps(engine: Engine) -> None:
+    with Session(engine) as session:
+        queue(session, {"burst": 30})
+        now = utcnow()
+        first = admit(session, settings(), now)
+        session.commit()
+        assert _submit_all(session, first.admitted, now) == 6
+        again = admit(session, settings(), now + timedelta(seconds=5))  # same window
+        session.commit()
+        later = admit(session, settings(), now + timedelta(seconds=11))  # window has passed
+        session.commit()
+    assert (len(first.admitted), len(again.admitted), len(later.admitted)) == (6, 0, 6)
+
+
+def test_a_worker_finds_no_token_when_the_window_is_full(engine: Engine) -> None:
+    with Session(engine) as session:
+        now = utcnow()
+        grants = [acquire_create(session, settings(), now) for _ in range(7)]
+        session.commit()
+    assert grants[:6] == [None] * 6
+    assert grants[6] is not None
+    assert 10 <= grants[6] <= 10.6  # when the oldest token leaves the window
+
+
+def test_in_flight_jobs_cap_admission(engine: Engine) -> None:
+    with Session(engine) as session:
+        queue(session, {"x": 10})
+        for job in session.scalars(select(Job).limit(4)):
+            job.status = JobStatus.GENERATING
+        session.commit()
+        budget = admit(session, settings(kie_max_in_flight=5, kie_create_rate="100/10s"), utcnow())
+        assert len(budget.admitted) == 1
+
+
+def test_a_kie_429_pauses_admission(engine: Engine) -> None:
+    with Session(engine) as session:
+        queue(session, {"x": 5})
+        now = utcnow()
+        pause(session, now + timedelta(seconds=3))
+        session.commit()
+        assert admit(session, settings(), now).admitted == []
+        session.commit()
+        assert len(admit(session, settings(), now + timedelta(seconds=4)).admitted) == 5
+        state = session.get(SchedulerState, "kie")
+        assert state is not None

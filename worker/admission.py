@@ -1,0 +1,159 @@
+"""Admission control: use Kie's capacity fully, never trip its limits, share it fairly.
+
+Kie takes about 20 new tasks per 10 s per account and ~100 at once; excess is refused with
+429, not queued. So jobs over the limit stay `queued` in the database — not as broker
+messages, not as ETA tasks — and the dispatcher admits them as capacity frees:
+
+- one scheduler row holds sliding-window logs of recent createTask and recordInfo admissions;
+  every dispatcher, on any machine, takes that row's lock (an UPDATE) first, so the limits are
+  global and exact;
+- in-flight work is counted from the jobs themselves;
+- the next jobs come round-robin across clients with queued work, weighted by each client's
+  `weight`, FIFO (by priority, then age) within a client;
+- a 429 from Kie anyway pauses admission for its Retry-After.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Float, Select, cast, func, select, update
+from sqlalchemy.orm import Session
+
+from models.client import Client
+from models.job import Job, JobStatus
+from models.scheduler import SchedulerState
+from soraq.config import Settings
+
+STATE = "kie"
+# Admission happens a moment before the createTask it allows: keep a margin so that the
+# calls Kie sees never bunch into more than its limit over any window.
+_MARGIN = 0.05
+_IN_FLIGHT = (
+    JobStatus.UPLOADING,
+    JobStatus.SUBMITTING,
+    *sorted({JobStatus.WAITING, JobStatus.QUEUING, JobStatus.GENERATING}),
+)
+
+
+@dataclass
+class Budget:
+    admitted: list[str]
+    checks: int
+    state: SchedulerState
+
+
+def lock_state(session: Session, now: datetime) -> SchedulerState:
+    """Take the scheduler row's lock for this transaction (an UPDATE locks on every backend)."""
+    touched = session.execute(
+        update(SchedulerState).where(SchedulerState.name == STATE).values(touched_at=now)
+    ).rowcount  # type: ignore[attr-defined]
+    if not touched:
+        session.add(SchedulerState(name=STATE, creates=[], checks=[], touched_at=now))
+        session.flush()
+    state = session.get(SchedulerState, STATE, populate_existing=True)
+    assert state is not None
+    return state
+
+
+def in_flight(session: Session) -> int:
+    """Jobs between their upload and their end at Kie."""
+    return int(session.scalar(select(func.count()).where(Job.status.in_(_IN_FLIGHT))) or 0)
+
+
+def fair_order(now: datetime, limit: int) -> Select:
+    """Due queued jobs, interleaved across clients: a client's k-th job ranks k / weight."""
+    position = func.row_number().over(
+        partition_by=Job.client_id, order_by=(Job.priority, Job.created_at, Job.id)
+    )
+    weight = func.coalesce(Client.weight, 1)
+    queue = (
+        select(Job.id, Job.created_at, (cast(position, Float) / cast(weight, Float)).label("turn"))
+        .outerjoin(Client, Client.id == Job.client_id)
+        .where(
+            Job.status == JobStatus.QUEUED, Job.next_check_at.is_not(None), Job.next_check_at <= now
+        )
+        .subquery()
+    )
+    return select(queue.c.id).order_by(queue.c.turn, queue.c.created_at).limit(limit)
+
+
+def _pending_admissions(session: Session, now: datetime) -> int:
+    """Jobs admitted but not yet at their createTask (they hold a claim on the window)."""
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                Job.status == JobStatus.QUEUED,
+                Job.admitted_at.is_not(None),
+                Job.next_check_at > now,
+            )
+        )
+        or 0
+    )
+
+
+def admit(session: Session, settings: Settings, now: datetime) -> Budget:
+    """Under the scheduler lock: admit as many queued jobs as Kie's limits allow, and say how
+    many checks may run. The caller claims the checks and commits (which releases the lock).
+
+    Admission chooses *who* goes next; the token for the createTask itself is taken by the
+    worker right before the call (acquire_create), so that the calls Kie sees never bunch
+    past its limit however long the jobs waited in the broker."""
+    state = lock_state(session, now)
+    ts = now.timestamp()
+    create_rate, check_rate = settings.create_rate, settings.check_rate
+    creates = [t for t in state.creates if t > ts - create_rate.window * (1 + _MARGIN)]
+    checks = [t for t in state.checks if t > ts - check_rate.window]
+    admitted: list[str] = []
+    paused = state.paused_until is not None and state.paused_until > now
+    lease = timedelta(seconds=settings.claim_lease)
+    if not paused:
+        pending = _pending_admissions(session, now)
+        room = min(
+            create_rate.count - len(creates) - pending,
+            settings.kie_max_in_flight - in_flight(session) - pending,
+            settings.sweep_batch,
+        )
+        if room > 0:
+            admitted = list(session.scalars(fair_order(now, room)))
+        if admitted:
+            session.execute(
+                update(Job)
+                .where(Job.id.in_(admitted), Job.status == JobStatus.QUEUED)
+                .values(next_check_at=now + lease, admitted_at=now)
+                .execution_options(synchronize_session=False)
+            )
+    state.creates = creates
+    state.checks = checks
+    return Budget(admitted, max(0, check_rate.count - len(checks)), state)
+
+
+def acquire_create(session: Session, settings: Settings, now: datetime) -> float | None:
+    """Take one createTask token. None: granted (commit soon, then call Kie). A number: no
+    token now; the seconds until one frees. Holds the scheduler lock until the caller commits."""
+    state = lock_state(session, now)
+    if state.paused_until is not None and state.paused_until > now:
+        return (state.paused_until - now).total_seconds()
+    rate, ts = settings.create_rate, now.timestamp()
+    window = rate.window * (1 + _MARGIN)
+    creates = sorted(t for t in state.creates if t > ts - window)
+    if len(creates) >= rate.count:
+        state.creates = creates
+        return max(0.05, creates[0] + window - ts)
+    state.creates = [*creates, ts]
+    return None
+
+
+def record_checks(budget: Budget, count: int, now: datetime) -> None:
+    budget.state.checks = [*budget.state.checks, *([now.timestamp()] * count)]
+
+
+def pause(session: Session, until: datetime) -> None:
+    """Kie said 429 anyway: no admissions until `until` (the later of any two pauses)."""
+    session.execute(
+        update(SchedulerState)
+        .where(SchedulerState.name == STATE)
+        .where((SchedulerState.paused_until.is_(None)) | (SchedulerState.paused_until < until))
+        .values(paused_until=until)
+    )
