@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install services apt run test lint fmt clean
+.PHONY: install services apt run test lint fmt bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ apt:
 ## test: lint, then the whole suite (integration twice: SQLite + file broker, Postgres + Redis)
 test: install services lint
 	$(BIN)/pytest
+
+## bench: the benchmarks (figures, not pass/fail); about 12 minutes, see docs/BENCHMARKS.md
+bench: install services
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.kie_capacity
+	$(BIN)/python -m bench.watching
+	$(BIN)/python -m bench.sweep_scale
+	$(BIN)/python -m bench.e2e_embedded
 
 lint: install
 	$(BIN)/ruff check .
