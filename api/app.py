@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
 from api import errors
+from api.auth import KeyCache
 from api.limits import BodySizeLimit
 from api.nudge import Nudger
 from api.routes import admin, dashboard, jobs, kie, meta
@@ -43,6 +44,7 @@ def create_app() -> FastAPI:
         engine = make_async_engine(settings.resolved_database_url)
         app.state.sessionmaker = async_session_factory(engine)
         app.state.nudger = Nudger(_send_nudge)
+        app.state.keys = KeyCache(settings.auth_cache_seconds)
         yield
         await app.state.nudger.drain()
         await engine.dispose()

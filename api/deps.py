@@ -7,10 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.auth import ClientIdentity
 from api.errors import Unauthorized
 from api.nudge import Nudger
-from models.client import Client
-from models.client_queries import active_client_by_key
 from soraq.config import Settings, get_settings
 
 
@@ -30,19 +29,20 @@ NudgerDep = Annotated[Nudger, Depends(get_nudger)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def current_client(request: Request, session: SessionDep) -> Client:
+async def current_client(request: Request, session: SessionDep) -> ClientIdentity:
     """The client whose `Authorization: Bearer <key>` this is. Every failure reads the same."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key or len(key) > 200:
         raise Unauthorized()
-    client = await session.scalar(active_client_by_key(key))
+    client = await request.app.state.keys.lookup(session, key)
     if client is None:
         raise Unauthorized()
+    assert isinstance(client, ClientIdentity)
     return client
 
 
-CurrentClient = Annotated[Client, Depends(current_client)]
+CurrentClient = Annotated[ClientIdentity, Depends(current_client)]
 
 
 def admin_token_matches(candidate: str, settings: Settings) -> bool:

@@ -18,12 +18,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.auth import ClientIdentity
 from api.errors import APIError, JobFinished, NotFound, TooManyJobs
 from api.nudge import Nudger
 from api.schemas import PRIORITIES, JobCreate
 from models.base import utcnow
 from models.catalogue import InvalidRequest, get_catalogue
-from models.client import Client
 from models.event import JobEvent
 from models.idempotency import IdempotencyKey
 from models.job import Job, JobImage, JobStatus
@@ -130,7 +130,7 @@ async def check_webhook_url(url: str, settings: Settings) -> str:
 
 async def create_job(
     session: AsyncSession,
-    client: Client,
+    client: ClientIdentity,
     request: JobCreate,
     upload: ImageBytes | None,
     *,
@@ -170,7 +170,7 @@ async def create_job(
         await check_webhook_url(request.webhook_url, settings) if request.webhook_url else None
     )
 
-    active = await session.scalar(active_job_count(client.id)) or 0
+    active = await session.scalar(active_job_count(client.id, client.max_active_jobs)) or 0
     if active >= client.max_active_jobs:
         raise TooManyJobs(
             f"{active} of your jobs are unfinished, the most allowed at once is "
@@ -194,7 +194,7 @@ async def create_job(
         next_check_at=now,
     )
     session.add(job)
-    await session.flush()
+    await session.flush()  # the job row first: its history and image refer to it
     session.add(
         JobEvent(
             job_id=job.id,

@@ -50,9 +50,16 @@ def jobs_ahead(job: Job) -> Select[Any]:
     )
 
 
-def active_job_count(client_id: str) -> Select[Any]:
-    # Unfinished jobs are exactly those with a next_check_at (see models.lifecycle).
-    return select(func.count()).where(Job.client_id == client_id, Job.next_check_at.is_not(None))
+def active_job_count(client_id: str, up_to: int) -> Select[Any]:
+    """A client's unfinished jobs, counted up to `up_to` (its limit): the cost stays bounded
+    however many it has. Unfinished jobs are exactly those with a next_check_at."""
+    unfinished = (
+        select(Job.id)
+        .where(Job.client_id == client_id, Job.next_check_at.is_not(None))
+        .limit(up_to)
+        .subquery()
+    )
+    return select(func.count()).select_from(unfinished)
 
 
 def _claim(

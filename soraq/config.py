@@ -80,6 +80,7 @@ class Settings(BaseSettings):
 
     # Clients and their completion webhooks (Standard Webhooks).
     default_max_active_jobs: int = Field(100, ge=1)
+    auth_cache_seconds: float = Field(5.0, ge=0)  # a disabled key stops working within this
     idempotency_ttl: float = Field(86400.0, gt=0)
     webhook_allow_http: bool = False  # plain http receivers: development only
     webhook_allowed_networks: str = ""  # CIDRs exempt from the private-address guard

@@ -106,7 +106,7 @@ async def create_job(
     response.headers["Location"] = f"/jobs/{job.id}"
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return JobOut.of(job, queue_position=await service.queue_position(session, job))
+    return JobOut.of(job)  # queue_position: GET /jobs/{id} (one query less per submission)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="Get a job")

@@ -112,6 +112,7 @@ def stack(
         "WEBHOOK_RETRY_SCHEDULE": "0,0.5,0.5,0.5",
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "LOG_FORMAT": "json",
+        "AUTH_CACHE_SECONDS": "1",
         # Kie's limits, scaled down to seconds: the sandbox refuses excess like Kie does.
         "KIE_CREATE_RATE": "40/1s",
         "SANDBOX_CREATE_RATE": "40/1s",

@@ -83,7 +83,8 @@ def test_a_disabled_client_is_refused(stack: Stack) -> None:
     headers = {"authorization": f"Bearer {key}"}
     assert stack.api.get("/jobs", headers=headers).status_code == 200
     stack.local.cli("clients", "disable", name)
-    assert stack.api.get("/jobs", headers=headers).status_code == 401
+    # Key lookups are remembered for AUTH_CACHE_SECONDS (1 s here).
+    wait_for(lambda: stack.api.get("/jobs", headers=headers).status_code == 401, timeout=5)
 
 
 def test_an_idempotent_replay_returns_the_same_job_and_pays_once(stack: Stack) -> None:

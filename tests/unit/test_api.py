@@ -25,7 +25,7 @@ def test_create_answers_202_with_location_and_the_job(client: TestClient) -> Non
         "remove_watermark": True,
     }
     assert job["metadata"] == {"order": 12}
-    assert client.get(f"/jobs/{job['id']}").json() == job
+    assert client.get(f"/jobs/{job['id']}").json() == {**job, "queue_position": 1}
 
 
 def test_an_image_picks_the_image_to_video_model(client: TestClient) -> None:

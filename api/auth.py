@@ -1,0 +1,42 @@
+"""Who is calling. API keys are looked up by their hash, and the answer is kept for a few
+seconds: every request of a busy client would otherwise pay a database round trip for it.
+A disabled or rotated key therefore stops working within AUTH_CACHE_SECONDS."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.client import hash_api_key
+from models.client_queries import active_client_by_key
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    id: str
+    name: str
+    max_active_jobs: int
+
+
+class KeyCache:
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._known: dict[str, tuple[ClientIdentity, float]] = {}
+
+    async def lookup(self, session: AsyncSession, key: str) -> ClientIdentity | None:
+        digest, now = hash_api_key(key), time.monotonic()
+        cached = self._known.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        client = await session.scalar(active_client_by_key(key))
+        if client is None:
+            self._known.pop(digest, None)
+            return None
+        identity = ClientIdentity(client.id, client.name, client.max_active_jobs)
+        if self.ttl > 0:
+            if len(self._known) > 10_000:  # bounded: a flood of keys cannot grow it forever
+                self._known.clear()
+            self._known[digest] = (identity, now + self.ttl)
+        return identity
