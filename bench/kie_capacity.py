@@ -16,14 +16,12 @@ import httpx
 
 from bench.common import production_stack
 
-RATE, WINDOW = 20, 1.0
 
-
-def run(scale: float = 1.0) -> dict[str, object]:
+def run(scale: float = 1.0, rate: int = 20, window: float = 1.0) -> dict[str, object]:
     sizes = {"big": int(2000 * scale), "mid": int(500 * scale), "small": max(5, int(50 * scale))}
     overrides = {
-        "KIE_CREATE_RATE": f"{RATE}/{WINDOW:g}s",
-        "SANDBOX_CREATE_RATE": f"{RATE}/{WINDOW:g}s",
+        "KIE_CREATE_RATE": f"{rate}/{window:g}s",
+        "SANDBOX_CREATE_RATE": f"{rate}/{window:g}s",
         "KIE_MAX_IN_FLIGHT": "100",
         "SANDBOX_MAX_CONCURRENT": "100",
         "SANDBOX_DURATION": "1",
@@ -60,14 +58,14 @@ def run(scale: float = 1.0) -> dict[str, object]:
                 created = [c for c in log["calls"] if c["endpoint"] == "createTask"]
                 if (
                     sum(c["code"] == 200 for c in created) >= total
-                    or time.monotonic() - started > 30 + total / RATE * 2
+                    or time.monotonic() - started > 30 + total / rate * 2
                 ):
                     break
                 time.sleep(2)
     ok = sorted((c for c in created if c["code"] == 200), key=lambda c: c["at"])
     refused = [c for c in created if c["code"] == 429]
     first, last = ok[0]["at"], ok[-1]["at"]
-    used = len(ok) / ((last - first) + WINDOW) / (RATE / WINDOW)
+    used = len(ok) / ((last - first) + window) / (rate / window)
     # Fair share while all three have work: until the small client's last start.
     last_start = {name: max(c["at"] for c in ok if c["prompt"].startswith(name)) for name in sizes}
     shared = [c for c in ok if c["at"] <= min(last_start.values())]
@@ -85,16 +83,21 @@ def run(scale: float = 1.0) -> dict[str, object]:
         "share_while_all_queued": dict(share),
         "small_done_before_big": last_start["small"] < last_start["big"],
         "seconds": last - first,
+        "rate": rate,
+        "window": window,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=float, default=1.0)
-    result = run(parser.parse_args().scale)
+    parser.add_argument("--rate", type=int, default=20)
+    parser.add_argument("--window", type=float, default=1.0, help="seconds (Kie's is 10)")
+    args = parser.parse_args()
+    result = run(args.scale, args.rate, args.window)
     print(
         f"burst admission ({result['backend']}), {result['jobs']} jobs from 3 clients, "
-        f"limit {RATE}/{WINDOW:g}s"
+        f"limit {result['rate']}/{result['window']:g}s"
     )
     print(f"  429s seen by the sandbox        {result['sandbox_429']}")
     print(f"  create rate used while queued   {result['rate_used']:.1%}")

@@ -17,22 +17,26 @@ from soraq.config import get_settings
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def sync_url(url: str) -> str:
+_DRIVERS = {  # backend -> (sync driver, async driver)
+    "postgresql": ("postgresql+psycopg", "postgresql+psycopg"),
+    "sqlite": ("sqlite", "sqlite+aiosqlite"),
+}
+
+
+def _with_driver(url: str, *, use_async: bool) -> str:
     parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    if parsed.get_backend_name() == "sqlite":
-        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
-    return url
+    drivers = _DRIVERS.get(parsed.get_backend_name())
+    if drivers is None:
+        return url
+    return parsed.set(drivername=drivers[use_async]).render_as_string(hide_password=False)
+
+
+def sync_url(url: str) -> str:
+    return _with_driver(url, use_async=False)
 
 
 def async_url(url: str) -> str:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    if parsed.get_backend_name() == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
-    return url
+    return _with_driver(url, use_async=True)
 
 
 def _is_sqlite(url: str) -> bool:

@@ -59,6 +59,35 @@ class Stack:
         log = self.sandbox.get("/_sandbox/calls").json()["calls"]
         return [c for c in log if endpoint is None or c["endpoint"] == endpoint]
 
+    def insert_job(self, **values: Any) -> str:
+        """A job row made directly, owned by the suite's client: for states the API cannot
+        produce on demand (a lost message, a crash mid-submit, a job held back)."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from models.base import utcnow
+        from models.client import Client
+        from models.db import make_engine
+        from models.job import Job
+
+        engine = make_engine(self.env["DATABASE_URL"])
+        now = utcnow()
+        try:
+            with Session(engine) as session:
+                client = session.scalars(select(Client).where(Client.name == "integration")).one()
+                job = Job(
+                    client_id=client.id,
+                    model="sora-2-text-to-video",
+                    created_at=now,
+                    updated_at=now,
+                    **{"next_check_at": now, **values},
+                )
+                session.add(job)
+                session.commit()
+                return job.id
+        finally:
+            engine.dispose()
+
     def creates_for(self, prompt: str) -> int:
         return int(self.sandbox.get("/_sandbox/calls").json()["create_by_prompt"].get(prompt, 0))
 

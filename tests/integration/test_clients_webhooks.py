@@ -11,12 +11,11 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
 from models.base import utcnow
-from models.client import Client
 from models.db import make_engine
 from models.job import Job
 from tests.integration.conftest import Stack
@@ -122,23 +121,7 @@ def test_concurrent_requests_with_one_key_create_one_job(stack: Stack) -> None:
 
 def _held_job(stack: Stack, prompt: str) -> str:
     """A queued job the sweep will not pick up yet (as if the worker were busy)."""
-    engine = make_engine(stack.env["DATABASE_URL"])
-    now = utcnow()
-    with Session(engine) as session:
-        client = session.scalars(select(Client).where(Client.name == "integration")).one()
-        job = Job(
-            client_id=client.id,
-            model="sora-2-text-to-video",
-            input={"prompt": prompt},
-            created_at=now,
-            updated_at=now,
-            next_check_at=now + timedelta(hours=1),
-        )
-        session.add(job)
-        session.commit()
-        job_id = job.id
-    engine.dispose()
-    return job_id
+    return stack.insert_job(input={"prompt": prompt}, next_check_at=utcnow() + timedelta(hours=1))
 
 
 def test_cancel_before_submit_means_no_kie_call_ever(stack: Stack) -> None:

@@ -6,13 +6,8 @@ import base64
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from models.base import utcnow
-from models.client import Client
-from models.db import make_engine
-from models.job import Job, JobStatus
+from models.job import JobStatus
 from tests.images import PNG
 from tests.integration.conftest import Stack
 
@@ -164,23 +159,10 @@ def test_duplicate_task_delivery_creates_one_kie_task(stack: Stack) -> None:
     assert stack.creates_for(prompt) == 1
 
 
-def _insert(stack: Stack, **values: object) -> str:
-    engine = make_engine(stack.env["DATABASE_URL"])
-    now = utcnow()
-    with Session(engine) as session:
-        client = session.scalars(select(Client).where(Client.name == "integration")).one()
-        job = Job(client_id=client.id, created_at=now, updated_at=now, next_check_at=now, **values)
-        session.add(job)
-        session.commit()
-        job_id = job.id
-    engine.dispose()
-    return job_id
-
-
 def test_a_job_whose_message_was_lost_is_found_by_the_sweep(stack: Stack) -> None:
     # A row committed with no message at all, as if the API died right after the commit.
     prompt = unique("Never enqueued")
-    job_id = _insert(stack, model="sora-2-text-to-video", input={"prompt": prompt})
+    job_id = stack.insert_job(input={"prompt": prompt})
     job = stack.wait(job_id)
     assert job["status"] == "succeeded"
     assert stack.creates_for(prompt) == 1
@@ -190,9 +172,7 @@ def test_a_job_abandoned_while_submitting_fails_as_submit_unknown(stack: Stack) 
     # A worker died between recording "submitting" and recording Kie's answer.
     past = utcnow() - timedelta(seconds=1)
     prompt = unique("Worker died")
-    job_id = _insert(
-        stack,
-        model="sora-2-text-to-video",
+    job_id = stack.insert_job(
         input={"prompt": prompt},
         status=JobStatus.SUBMITTING,
         deadline_at=past,
