@@ -58,7 +58,7 @@ def run(scale: float = 1.0, rate: int = 20, window: float = 1.0) -> dict[str, ob
                 created = [c for c in log["calls"] if c["endpoint"] == "createTask"]
                 if (
                     sum(c["code"] == 200 for c in created) >= total
-                    or time.monotonic() - started > 30 + total / rate * 2
+                    or time.monotonic() - started > 60 + total / (rate / window) * 2
                 ):
                     break
                 time.sleep(2)

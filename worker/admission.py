@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Float, Select, cast, func, select, update
 from sqlalchemy.orm import Session
 
+from models.base import utcnow
 from models.client import Client
 from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
@@ -129,10 +130,16 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
     return Budget(admitted, max(0, check_rate.count - len(checks)), state)
 
 
-def acquire_create(session: Session, settings: Settings, now: datetime) -> float | None:
+def acquire_create(
+    session: Session, settings: Settings, now: datetime | None = None
+) -> float | None:
     """Take one createTask token. None: granted (commit soon, then call Kie). A number: no
-    token now; the seconds until one frees. Holds the scheduler lock until the caller commits."""
-    state = lock_state(session, now)
+    token now; the seconds until one frees. Holds the scheduler lock until the caller commits.
+
+    The token's time is read *after* the lock is held: a token stamped before a wait for the
+    lock would leave the window early and let one call too many through."""
+    state = lock_state(session, now or utcnow())
+    now = now or utcnow()
     if state.paused_until is not None and state.paused_until > now:
         return (state.paused_until - now).total_seconds()
     rate, ts = settings.create_rate, now.timestamp()

@@ -147,9 +147,13 @@ def _upload(session: Session, job: Job, clients: Clients, settings: Settings) ->
 def _to_submitting(
     session: Session, job: Job, expected: JobStatus, clients: Clients, settings: Settings
 ) -> None:
+    wait = acquire_create(session, settings)
     now = utcnow()
-    wait = acquire_create(session, settings, now)
-    if wait is not None:
+    if wait is None:
+        # Commit the token at once: it frees the scheduler lock for other workers, and keeps
+        # the token's time within milliseconds of the call Kie will see.
+        session.commit()
+    else:
         # Kie's window is full (admissions bunched up in the broker): back to the queue
         # rather than a 429; admission picks the job again, fairly, when a token frees.
         transition(
