@@ -4,9 +4,9 @@ Kie takes about 20 new tasks per 10 s per account and ~100 at once; excess is re
 429, not queued. So jobs over the limit stay `queued` in the database — not as broker
 messages, not as ETA tasks — and the dispatcher admits them as capacity frees:
 
-- one scheduler row holds sliding-window logs of recent createTask and recordInfo admissions;
-  every dispatcher, on any machine, takes that row's lock (an UPDATE) first, so the limits are
-  global and exact;
+- the createTask window lives in Redis in production and in the scheduler row on the embedded
+  default (worker.limiter); every dispatcher, on any machine, takes the scheduler row's lock
+  (an UPDATE) before admitting, so admissions never race each other;
 - in-flight work is counted from the jobs themselves;
 - the next jobs come round-robin across clients with queued work, weighted by each client's
   `weight`, FIFO (by priority, then age) within a client;
@@ -26,11 +26,9 @@ from models.client import Client
 from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
 from soraq.config import Settings
+from worker.limiter import create_limiter
 
 STATE = "kie"
-# Admission happens a moment before the createTask it allows: keep a margin so that the
-# calls Kie sees never bunch into more than its limit over any window.
-_MARGIN = 0.05
 _IN_FLIGHT = (
     JobStatus.UPLOADING,
     JobStatus.SUBMITTING,
@@ -103,8 +101,7 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
     past its limit however long the jobs waited in the broker."""
     state = lock_state(session, now)
     ts = now.timestamp()
-    create_rate, check_rate = settings.create_rate, settings.check_rate
-    creates = [t for t in state.creates if t > ts - create_rate.window * (1 + _MARGIN)]
+    check_rate = settings.check_rate
     checks = [t for t in state.checks if t > ts - check_rate.window]
     admitted: list[str] = []
     paused = state.paused_until is not None and state.paused_until > now
@@ -112,7 +109,7 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
     if not paused:
         pending = _pending_admissions(session, now)
         room = min(
-            create_rate.count - len(creates) - pending,
+            create_limiter(settings).room(state, now) - pending,
             settings.kie_max_in_flight - in_flight(session) - pending,
             settings.sweep_batch,
         )
@@ -125,7 +122,6 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
                 .values(next_check_at=now + lease, admitted_at=now)
                 .execution_options(synchronize_session=False)
             )
-    state.creates = creates
     state.checks = checks
     return Budget(admitted, max(0, check_rate.count - len(checks)), state)
 
@@ -142,14 +138,7 @@ def acquire_create(
     now = now or utcnow()
     if state.paused_until is not None and state.paused_until > now:
         return (state.paused_until - now).total_seconds()
-    rate, ts = settings.create_rate, now.timestamp()
-    window = rate.window * (1 + _MARGIN)
-    creates = sorted(t for t in state.creates if t > ts - window)
-    if len(creates) >= rate.count:
-        state.creates = creates
-        return max(0.05, creates[0] + window - ts)
-    state.creates = [*creates, ts]
-    return None
+    return create_limiter(settings).acquire(state, now)
 
 
 def record_checks(budget: Budget, count: int, now: datetime) -> None:
