@@ -18,8 +18,8 @@ from models.scheduler import SchedulerState
 from soraq.config import Rate, Settings, parse_rate
 
 KEY = "soraq-kie-create"
-# Database tokens are stamped a moment before the call Kie sees: keep a margin.
-_DB_MARGIN = 0.05
+# Tokens are taken a moment before the call Kie sees: keep a 5 % margin.
+_MARGIN = 0.05
 
 
 class CreateLimiter(Protocol):
@@ -35,7 +35,7 @@ class DatabaseWindow:
 
     def __init__(self, rate: Rate) -> None:
         self.rate = rate
-        self.window = self.rate.window * (1 + _DB_MARGIN)
+        self.window = self.rate.window * (1 + _MARGIN)
 
     def _recent(self, state: SchedulerState, now: datetime) -> list[float]:
         ts = now.timestamp()
@@ -59,7 +59,11 @@ class RedisWindow:
     """The window in Redis: a moving window kept by `limits`' atomic Lua script."""
 
     def __init__(self, broker_url: str, rate: Rate) -> None:
-        self.item = RateLimitItemPerSecond(rate.count, max(1, round(rate.window)))
+        # A token is taken a moment before Kie sees the call; leaving 5 % of the count unused
+        # absorbs that jitter (the window itself has whole-second granularity here).
+        spare = max(1, round(rate.count * _MARGIN)) if rate.count > 1 else 0
+        count = rate.count - spare
+        self.item = RateLimitItemPerSecond(count, max(1, round(rate.window)))
         self.limiter = MovingWindowRateLimiter(RedisStorage(broker_url))
 
     def room(self, state: SchedulerState, now: datetime) -> int:
