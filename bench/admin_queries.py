@@ -14,7 +14,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import Select, text
 
 from models.admin_queries import admin_jobs_page
 from models.base import utcnow
@@ -62,88 +62,35 @@ def main() -> None:
                 connection.execute(text(statement), {"rows": args.rows})
         filled = time.monotonic() - started
         now = utcnow()
-        first_page = admin_jobs_page(
-            statuses=[],
-            model=None,
-            client_id=None,
-            created_after=None,
-            created_before=None,
-            q=None,
-            limit=51,
-            after=None,
-        )
+
+        def page(**filters: object) -> Select:
+            defaults = {
+                "statuses": [],
+                "model": None,
+                "client_id": None,
+                "created_after": None,
+                "created_before": None,
+                "q": None,
+                "limit": 51,
+                "after": None,
+            }
+            return admin_jobs_page(**{**defaults, **filters})  # type: ignore[arg-type]
+
+        day5 = now - timedelta(days=5)
         cases = {
-            "newest first, no filter": first_page,
-            "status = failed": admin_jobs_page(
-                statuses=["failed"],
-                model=None,
-                client_id=None,
-                created_after=None,
-                created_before=None,
-                q=None,
-                limit=51,
-                after=None,
-            ),
-            "status in (failed, canceled), page 2 (keyset)": admin_jobs_page(
+            "newest first, no filter": page(),
+            "status = failed": page(statuses=["failed"]),
+            "status in (failed, canceled), page 2 (keyset)": page(
                 statuses=["failed", "canceled"],
-                model=None,
-                client_id=None,
-                created_after=None,
-                created_before=None,
-                q=None,
-                limit=51,
                 after=(now - timedelta(hours=50), "job_" + "f" * 24),
             ),
-            "model = hailuo": admin_jobs_page(
-                statuses=[],
-                model="hailuo/2-3-image-to-video-standard",
-                client_id=None,
-                created_after=None,
-                created_before=None,
-                q=None,
-                limit=51,
-                after=None,
+            "model = hailuo": page(model="hailuo/2-3-image-to-video-standard"),
+            "client = client-7": page(client_id="cl_" + "7".rjust(16, "0")),
+            "created in a one-hour range": page(
+                created_after=day5, created_before=day5 + timedelta(hours=1)
             ),
-            "client = client-7": admin_jobs_page(
-                statuses=[],
-                model=None,
-                client_id="cl_" + "7".rjust(16, "0"),
-                created_after=None,
-                created_before=None,
-                q=None,
-                limit=51,
-                after=None,
-            ),
-            "created in a one-hour range": admin_jobs_page(
-                statuses=[],
-                model=None,
-                client_id=None,
-                created_after=now - timedelta(days=5),
-                created_before=now - timedelta(days=5) + timedelta(hours=1),
-                q=None,
-                limit=51,
-                after=None,
-            ),
-            "q = a job id": admin_jobs_page(
-                statuses=[],
-                model=None,
-                client_id=None,
-                created_after=None,
-                created_before=None,
-                q="job_" + "abcde".rjust(24, "0"),
-                limit=51,
-                after=None,
-            ),
-            "q = 'number 12345 ' (prompt substring)": admin_jobs_page(
-                statuses=[],
-                model=None,
-                client_id=None,
-                created_after=None,
-                created_before=None,
-                q="number 12345 ",
-                limit=51,
-                after=None,
-            ),
+            "q = a job id": page(q="job_" + "abcde".rjust(24, "0")),
+            "q = 'number 12345 ' (prompt substring)": page(q="number 12345 "),
         }
         lines = [
             "# Admin listing on PostgreSQL: query plans with 1,000,000 jobs",

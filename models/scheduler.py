@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -24,10 +23,3 @@ class SchedulerState(Base):
     checks: Mapped[list[float]] = mapped_column(JSON, default=list)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     touched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "creates": len(self.creates),
-            "checks": len(self.checks),
-            "paused_until": self.paused_until,
-        }

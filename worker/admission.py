@@ -24,16 +24,13 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.client import Client
 from models.job import Job, JobStatus
+from models.lifecycle import AT_KIE
 from models.scheduler import SchedulerState
 from soraq.config import Settings
 from worker.limiter import create_limiter
 
 STATE = "kie"
-_IN_FLIGHT = (
-    JobStatus.UPLOADING,
-    JobStatus.SUBMITTING,
-    *sorted({JobStatus.WAITING, JobStatus.QUEUING, JobStatus.GENERATING}),
-)
+_IN_FLIGHT = sorted({JobStatus.UPLOADING, JobStatus.SUBMITTING} | AT_KIE)
 
 
 @dataclass
