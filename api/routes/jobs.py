@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import service
 from api.deps import CurrentClient, NudgerDep, SessionDep, SettingsDep
@@ -37,7 +38,10 @@ _MULTIPART_SCHEMA = {
 
 
 async def _read_multipart(request: Request) -> tuple[JobCreate, service.ImageBytes | None]:
-    form = await request.form(max_files=1, max_fields=50, max_part_size=MAX_BODY_BYTES)
+    try:
+        form = await request.form(max_files=1, max_fields=50, max_part_size=MAX_BODY_BYTES)
+    except StarletteHTTPException as exc:  # a body that is not a multipart form at all
+        raise InvalidRequest("body", f"not a valid multipart form: {exc.detail}") from None
     fields: dict[str, Any] = {}
     upload = None
     for name, value in form.multi_items():

@@ -295,3 +295,15 @@ def test_queue_position_while_queued_follows_priority_then_age(client: TestClien
     assert client.get(f"/jobs/{urgent['id']}").json()["queue_position"] == 1
     refused = client.post("/jobs", json={"prompt": "x", "priority": "asap"})
     assert refused.status_code == 422
+
+
+def test_a_broken_multipart_body_is_a_422(client: TestClient) -> None:
+    # Found by Schemathesis: this body once surfaced as an undocumented 400.
+    boundary = "eec4e43470ac20d99409a00a60988cff"
+    response = client.post(
+        "/jobs",
+        content=f"--{boundary}\r\n[[]]--{boundary}--\r\n".encode(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == "body"
