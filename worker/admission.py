@@ -123,19 +123,22 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
     return Budget(admitted, max(0, check_rate.count - len(checks)), state)
 
 
-def acquire_create(
-    session: Session, settings: Settings, now: datetime | None = None
-) -> float | None:
-    """Take one createTask token. None: granted (commit soon, then call Kie). A number: no
-    token now; the seconds until one frees. Holds the scheduler lock until the caller commits.
+def acquire_create(session: Session, settings: Settings) -> float | None:
+    """Take one createTask token, right before the call. None: granted. A number: no token
+    now; the seconds until one frees. The caller commits at once (the database window holds
+    the scheduler row's lock until then).
 
     The token's time is read *after* the lock is held: a token stamped before a wait for the
     lock would leave the window early and let one call too many through."""
-    state = lock_state(session, now or utcnow())
-    now = now or utcnow()
+    limiter = create_limiter(settings)
+    if limiter.needs_lock:
+        state = lock_state(session, utcnow())
+    else:  # the Redis window is atomic on its own: the row is only read for a pause
+        state = session.get(SchedulerState, STATE, populate_existing=True) or SchedulerState()
+    now = utcnow()
     if state.paused_until is not None and state.paused_until > now:
         return (state.paused_until - now).total_seconds()
-    return create_limiter(settings).acquire(state, now)
+    return limiter.acquire(state, now)
 
 
 def record_checks(budget: Budget, count: int, now: datetime) -> None:

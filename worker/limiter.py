@@ -1,30 +1,35 @@
 """Kie's createTask limit as a shared sliding window, in Redis in production and in the
 database on the embedded default. Both are global: every worker on every machine sees the same
-window, and taking a token is atomic (a Lua script in Redis via the `limits` library; the
-scheduler row's lock in the database)."""
+window, and taking a token is atomic (one Lua script in Redis; the scheduler row's lock in the
+database).
+
+Kie counts a call when it arrives; we count it when the token is taken, a moment earlier
+(the worker takes it right before the request). The window is therefore held a little longer
+than Kie's, by an absolute margin — the jitter is a few milliseconds whatever the window —
+so that no spread between the two clocks can fit one call too many into Kie's window.
+"""
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
-from functools import lru_cache
 from typing import Protocol
 
-from limits import RateLimitItemPerSecond
-from limits.storage import RedisStorage
-from limits.strategies import MovingWindowRateLimiter
+import redis
 
 from models.scheduler import SchedulerState
 from soraq.config import Rate, Settings, parse_rate
+from soraq.once import per_process
 
-KEY = "soraq-kie-create"
-# Tokens are taken a moment before the call Kie sees: keep a 5 % margin.
-_MARGIN = 0.05
+KEY = "soraq:kie:creates"
+MARGIN_SECONDS = 0.1
 
 
 class CreateLimiter(Protocol):
+    # The scheduler row is locked for the database window only: Redis is atomic on its own.
+    needs_lock: bool
+
     def room(self, state: SchedulerState, now: datetime) -> int:
-        """Tokens free in the window now (the caller holds the scheduler row)."""
+        """Tokens free in the window now."""
 
     def acquire(self, state: SchedulerState, now: datetime) -> float | None:
         """Take a token: None, or the seconds until one frees."""
@@ -33,9 +38,11 @@ class CreateLimiter(Protocol):
 class DatabaseWindow:
     """The window as a log of token times in the scheduler row (whose lock the caller holds)."""
 
+    needs_lock = True
+
     def __init__(self, rate: Rate) -> None:
         self.rate = rate
-        self.window = self.rate.window * (1 + _MARGIN)
+        self.window = rate.window + MARGIN_SECONDS
 
     def _recent(self, state: SchedulerState, now: datetime) -> list[float]:
         ts = now.timestamp()
@@ -50,30 +57,55 @@ class DatabaseWindow:
         recent = self._recent(state, now)
         if len(recent) >= self.rate.count:
             state.creates = recent
-            return max(0.05, recent[0] + self.window - now.timestamp())
+            return max(0.01, recent[0] + self.window - now.timestamp())
         state.creates = [*recent, now.timestamp()]
         return None
 
 
-class RedisWindow:
-    """The window in Redis: a moving window kept by `limits`' atomic Lua script."""
+# A sorted set of token times (ms). Redis' own clock stamps the tokens, so workers on
+# machines whose clocks disagree still share one window. Returns {granted, room, wait_ms}.
+_WINDOW_SCRIPT = """
+local count, window, take = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local used = redis.call('ZCARD', KEYS[1])
+if used < count then
+    if take then
+        -- (time, count) is unique: two tokens in one millisecond see different counts.
+        redis.call('ZADD', KEYS[1], now, now .. ':' .. used)
+        redis.call('PEXPIRE', KEYS[1], window)
+        used = used + 1
+    end
+    return {take and 1 or 0, count - used, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, 0, tonumber(oldest[2]) + window - now}
+"""
 
-    def __init__(self, broker_url: str, rate: Rate) -> None:
-        # A token is taken a moment before Kie sees the call; leaving 5 % of the count unused
-        # absorbs that jitter (the window itself has whole-second granularity here).
-        spare = max(1, round(rate.count * _MARGIN)) if rate.count > 1 else 0
-        count = rate.count - spare
-        self.item = RateLimitItemPerSecond(count, max(1, round(rate.window)))
-        self.limiter = MovingWindowRateLimiter(RedisStorage(broker_url))
+
+class RedisWindow:
+    """The window in Redis, kept by one atomic script."""
+
+    needs_lock = False
+
+    def __init__(self, broker_url: str, rate: Rate, key: str = KEY) -> None:
+        self.rate, self.key = rate, key
+        self.window_ms = round((rate.window + MARGIN_SECONDS) * 1000)
+        self.script = redis.Redis.from_url(broker_url).register_script(_WINDOW_SCRIPT)
+
+    def _run(self, take: bool) -> tuple[bool, int, float]:
+        granted, room, wait_ms = self.script(
+            keys=[self.key], args=[self.rate.count, self.window_ms, int(take)]
+        )
+        return bool(granted), int(room), int(wait_ms) / 1000
 
     def room(self, state: SchedulerState, now: datetime) -> int:
-        return int(self.limiter.get_window_stats(self.item, KEY).remaining)
+        return self._run(take=False)[1]
 
     def acquire(self, state: SchedulerState, now: datetime) -> float | None:
-        if self.limiter.hit(self.item, KEY):
-            return None
-        reset = self.limiter.get_window_stats(self.item, KEY).reset_time
-        return max(0.05, reset - time.time())
+        granted, _, wait = self._run(take=True)
+        return None if granted else max(0.01, wait)
 
 
 def create_limiter(settings: Settings) -> CreateLimiter:
@@ -82,7 +114,7 @@ def create_limiter(settings: Settings) -> CreateLimiter:
     return DatabaseWindow(settings.create_rate)
 
 
-@lru_cache
+@per_process
 def _redis_window(broker_url: str, rate: str) -> RedisWindow:
-    # One per process and configuration: the storage keeps a pool of Redis connections.
+    # One per process and configuration: the client keeps a pool of Redis connections.
     return RedisWindow(broker_url, parse_rate(rate))

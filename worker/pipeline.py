@@ -147,31 +147,42 @@ def _upload(session: Session, job: Job, clients: Clients, settings: Settings) ->
 def _to_submitting(
     session: Session, job: Job, expected: JobStatus, clients: Clients, settings: Settings
 ) -> None:
-    wait = acquire_create(session, settings)
+    # Claim the stage first and take the createTask token last, so that only a Redis round
+    # trip lies between the token's time and the call Kie counts.
     now = utcnow()
-    if wait is None:
-        # Commit the token at once: it frees the scheduler lock for other workers, and keeps
-        # the token's time within milliseconds of the call Kie will see.
-        session.commit()
-    else:
+    lease = now + timedelta(seconds=settings.submit_lease)
+    if not _claim_stage(session, job, expected, S.SUBMITTING, lease, now):
+        return
+    try:
+        wait = acquire_create(session, settings)
+    except Exception:
+        _requeue(session, job, 1.0, "the create limit could not be read")
+        raise
+    session.commit()  # frees the scheduler lock for other workers
+    if wait is not None:
         # Kie's window is full (admissions bunched up in the broker): back to the queue
         # rather than a 429; admission picks the job again, fairly, when a token frees.
-        transition(
-            session,
-            job.id,
-            expected,
-            S.QUEUED,
-            now=now,
-            reason=f"waiting {wait:.2f} s for Kie's create limit",
-            next_check_at=now + timedelta(seconds=wait),
-            admitted_at=None,
-            deadline_at=None,
-        )
-        session.commit()
+        _requeue(session, job, wait, f"waiting {wait:.2f} s for Kie's create limit")
         return
-    lease = now + timedelta(seconds=settings.submit_lease)
-    if _claim_stage(session, job, expected, S.SUBMITTING, lease, now):
-        _submit(session, job, clients.kie, settings)
+    _submit(session, job, clients.kie, settings)
+
+
+def _requeue(session: Session, job: Job, wait: float, reason: str) -> None:
+    """Nothing was sent to Kie: the job goes back to the queue for `wait` seconds."""
+    session.rollback()
+    now = utcnow()
+    transition(
+        session,
+        job.id,
+        S.SUBMITTING,
+        S.QUEUED,
+        now=now,
+        reason=reason,
+        next_check_at=now + timedelta(seconds=wait),
+        admitted_at=None,
+        deadline_at=None,
+    )
+    session.commit()
 
 
 def _submit(session: Session, job: Job, kie: KieClient, settings: Settings) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -93,11 +93,11 @@ def test_fifo_within_a_client_and_priority_first(engine: Engine) -> None:
         assert prompts == ["solo 7", "solo 0", "solo 1"]
 
 
-def _submit_all(session: Session, ids: list[str], now: datetime) -> int:
+def _submit_all(session: Session, ids: list[str]) -> int:
     """What workers do with admitted jobs: take a createTask token each, then submit."""
     granted = 0
     for job_id in ids:
-        if acquire_create(session, settings(), now) is None:
+        if acquire_create(session, settings()) is None:
             granted += 1
             session.execute(update(Job).where(Job.id == job_id).values(status="submitting"))
     session.commit()
@@ -110,7 +110,7 @@ def test_the_create_rate_holds_across_sweeps(engine: Engine) -> None:
         now = utcnow()
         first = admit(session, settings(), now)
         session.commit()
-        assert _submit_all(session, first.admitted, now) == 6
+        assert _submit_all(session, first.admitted) == 6
         again = admit(session, settings(), now + timedelta(seconds=5))  # same window
         session.commit()
         later = admit(session, settings(), now + timedelta(seconds=11))  # window has passed
@@ -120,8 +120,7 @@ def test_the_create_rate_holds_across_sweeps(engine: Engine) -> None:
 
 def test_a_worker_finds_no_token_when_the_window_is_full(engine: Engine) -> None:
     with Session(engine) as session:
-        now = utcnow()
-        grants = [acquire_create(session, settings(), now) for _ in range(7)]
+        grants = [acquire_create(session, settings()) for _ in range(7)]
         session.commit()
     assert grants[:6] == [None] * 6
     assert grants[6] is not None
