@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from functools import lru_cache
 
 import httpx
 from sqlalchemy import delete, event
@@ -17,6 +16,7 @@ from models.job_queries import claim_due, claim_due_deliveries
 from models.lifecycle import NEW_DELIVERIES
 from soraq.config import get_settings
 from soraq.metrics import SWEEP_SECONDS
+from soraq.once import per_process
 from worker import webhooks
 from worker.admission import admit, record_checks
 from worker.app import celery_app
@@ -28,7 +28,7 @@ from worker.pipeline import Clients, advance
 log = logging.getLogger(__name__)
 
 
-@lru_cache
+@per_process
 def clients() -> Clients:
     """One pair of HTTP clients (connection pools) per worker process."""
     settings = get_settings()
@@ -45,7 +45,7 @@ def clients() -> Clients:
     )
 
 
-@lru_cache
+@per_process
 def webhook_http() -> httpx.Client:
     # Redirects are not followed: a receiver must not bounce a signed event elsewhere.
     return make_client("", timeout=get_settings().webhook_timeout)
