@@ -37,13 +37,10 @@ apt:
 test: install services lint
 	$(BIN)/pytest
 
-## bench: the benchmarks (figures, not pass/fail); about 12 minutes, see docs/BENCHMARKS.md
+## bench: the six benchmarks, then one table (figures, not pass/fail); see docs/BENCHMARKS.md
 bench: install services
-	$(BIN)/python -m bench.ingest
-	$(BIN)/python -m bench.kie_capacity
-	$(BIN)/python -m bench.watching
-	$(BIN)/python -m bench.sweep_scale
-	$(BIN)/python -m bench.e2e_embedded
+	@command -v wrk >/dev/null 2>&1 || $(MAKE) --no-print-directory apt PKG=wrk
+	$(BIN)/python -m bench
 
 lint: install
 	$(BIN)/ruff check .

@@ -7,6 +7,7 @@ import statistics
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from soraq.localservices import Unavailable, start_postgres, start_redis
@@ -46,3 +47,34 @@ def percentile(values: list[float], q: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+@dataclass
+class Row:
+    """One line of the summary table `make bench` prints at the end."""
+
+    number: str
+    benchmark: str
+    goal: str
+    measured: str
+    verdict: str = "—"  # "met", "missed" or "—" (a figure without a goal)
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "missed"
+
+
+def print_table(rows: list[Row]) -> None:
+    """A Markdown table: readable in a terminal, and pasted as is into docs/BENCHMARKS.md."""
+    header = Row("#", "benchmark", "goal", "measured", "verdict")
+    lines = [header, Row("---", "---", "---", "---", "---"), *rows]
+    widths = [
+        max(len(getattr(r, f)) for r in lines) for f in ("number", "benchmark", "goal", "measured")
+    ]
+    for r in lines:
+        cells = [r.number, r.benchmark, r.goal, r.measured]
+        padded = [
+            c.ljust(w, "-" if r.number == "---" else " ")
+            for c, w in zip(cells, widths, strict=True)
+        ]
+        print("| " + " | ".join([*padded, r.verdict]) + " |")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 
+from bench.common import Row, verdict
 from soraq.cli import migrate
 from soraq.localservices import start_postgres, start_redis
 from soraq.localstack import free_port, wait_http
@@ -70,10 +71,13 @@ def serve(module: str, env: dict[str, str], port: int) -> subprocess.Popen[bytes
     )
 
 
-def main() -> None:
+NAME = "ingest: `POST /jobs` on Postgres vs a bare insert route, `wrk -t1 -c50 -d12s`"
+
+
+def main() -> list[Row]:
     if shutil.which("wrk") is None:
         print("ingest: wrk is not installed (apt-get install wrk); skipped")
-        return
+        return [Row("1", NAME, "≥ 0.5× baseline", "not run: wrk is not installed")]
     postgres, redis = start_postgres(), start_redis()
     try:
         results = {}
@@ -123,6 +127,13 @@ def main() -> None:
                 f"p99 {r['p99']:6.1f} ms  non-2xx {r['errors']:.0f}  "
                 f"({r['rps'] / base:.2f}× baseline)"
             )
+        ours = results["soraq POST /jobs"]
+        ratio = ours["rps"] / base
+        measured = (
+            f"soraq {ours['rps']:.0f} req/s (p50 {ours['p50']:.0f} ms, p99 {ours['p99']:.0f} ms) "
+            f"vs baseline {base:.0f} req/s: **{ratio:.2f}×**"
+        )
+        return [Row("1", NAME, "≥ 0.5× baseline", measured, verdict(ratio >= 0.5))]
     finally:
         postgres.close()
         redis.close()

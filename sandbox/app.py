@@ -372,6 +372,25 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
                 setattr(config, name, type(getattr(config, name))(value))
         return asdict(config)
 
+    @app.post("/_sandbox/tasks")
+    async def seed_tasks(seed: dict[str, Any]) -> dict[str, int]:
+        """Tasks that exist at "Kie" without a createTask (for jobs a benchmark writes as rows):
+        {"ids": [...], "model": "...", "duration": seconds}. Not counted as creates."""
+        now = time.time()
+        for task_id in seed["ids"]:
+            tasks[task_id] = Task(
+                id=task_id,
+                model=str(seed.get("model", "sora-2-text-to-video")),
+                prompt="seeded",
+                param={},
+                created=now,
+                duration=float(seed.get("duration", config.duration)),
+                faults=[],
+                callback_url=None,
+                base_url="",
+            )
+        return {"tasks": len(tasks)}
+
     @app.post("/_sandbox/reset")
     async def reset() -> dict[str, bool]:
         created_at.clear()

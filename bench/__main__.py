@@ -1,0 +1,57 @@
+"""`make bench`: every benchmark in turn, each printing its own lines, then one table.
+
+    python -m bench [--quick]
+
+Figures, never pass/fail: nothing in `make test` depends on them. The table is Markdown, as
+docs/BENCHMARKS.md keeps it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+
+from bench import e2e_embedded, ingest, kie_capacity, sweep_scale, watching, worker_memory
+from bench.common import Row, print_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--quick", action="store_true", help="shorter spans and fewer jobs: a smoke run"
+    )
+    args = parser.parse_args()
+    quick = args.quick
+    suite: list[tuple[str, Callable[[], list[Row]]]] = [
+        ("ingest", ingest.main),
+        (
+            "burst admission",
+            lambda: kie_capacity.main(["--span", "30", "--skip-scaled"] if quick else []),
+        ),
+        ("watching Kie", lambda: watching.main(["--duration", "10"] if quick else [])),
+        ("sweep at scale", sweep_scale.main),
+        ("worker memory", lambda: worker_memory.main(["--seconds", "10"] if quick else [])),
+        ("embedded end to end", lambda: e2e_embedded.main(["--jobs", "20"] if quick else [])),
+    ]
+    rows: list[Row] = []
+    started = time.monotonic()
+    for name, bench in suite:
+        print(f"\n=== {name} ===", flush=True)
+        rows += bench()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    print(
+        f"\n=== summary: commit {commit or '?'}, {time.strftime('%Y-%m-%d')}, "
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"{len(os.sched_getaffinity(0))} cores, {(time.monotonic() - started) / 60:.0f} min ===\n"
+    )
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
