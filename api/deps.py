@@ -19,14 +19,22 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_nudger(request: Request) -> Nudger:
+# Dependencies that do no I/O are `async def`: a plain `def` would cost a thread-pool hop on
+# every request.
+async def get_nudger(request: Request) -> Nudger:
     nudger: Nudger = request.app.state.nudger
     return nudger
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 NudgerDep = Annotated[Nudger, Depends(get_nudger)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def settings() -> Settings:
+    return get_settings()
+
+
+SettingsDep = Annotated[Settings, Depends(settings)]
 
 
 async def current_client(request: Request, session: SessionDep) -> ClientIdentity:

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
-from sqlalchemy import Select, Update, any_, case, func, select, tuple_, update
+from sqlalchemy import (
+    Column,
+    Insert,
+    Select,
+    Table,
+    Update,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    inspect,
+    select,
+    tuple_,
+    update,
+)
 
 from models.job import Job
 from models.lifecycle import AT_KIE
@@ -60,6 +76,43 @@ def active_job_count(client_id: str, up_to: int) -> Select[Any]:
         .subquery()
     )
     return select(func.count()).select_from(unfinished)
+
+
+def insert_job_within_limit(job: Job, up_to: int) -> tuple[Insert, dict[str, Any]]:
+    """Insert a new job unless its client already has `up_to` unfinished ones: the bounded
+    count and the insert in one statement, one round trip. It returns the new job's id; no
+    row: over the limit. (RETURNING, not rowcount: the async psycopg adapter reports -1.)
+    Returns the statement (built once: building SQL costs more than running it here) and its
+    parameters."""
+    params = {f"new_{column.key}": getattr(job, key) for column, key in _job_columns()}
+    params.update(limit_client_id=job.client_id, limit_up_to=up_to)
+    return _insert_within_limit(), params
+
+
+_JOBS = cast(Table, Job.__table__)
+
+
+@lru_cache(maxsize=1)
+def _job_columns() -> list[tuple[Column[Any], str]]:
+    mapper = inspect(Job)
+    return [(column, mapper.get_property_by_column(column).key) for column in _JOBS.columns]
+
+
+@lru_cache(maxsize=1)
+def _insert_within_limit() -> Insert:
+    unfinished = (
+        select(Job.id)
+        .where(Job.client_id == bindparam("limit_client_id"), Job.next_check_at.is_not(None))
+        .limit(bindparam("limit_up_to"))
+        .subquery()
+    )
+    count = select(func.count()).select_from(unfinished).scalar_subquery()
+    # Every column is given: column defaults do not apply to INSERT … SELECT.
+    columns = [column for column, _ in _job_columns()]
+    row = select(*(bindparam(f"new_{c.key}", type_=c.type) for c in columns))
+    # The table, not the entity: an ORM-enabled INSERT … SELECT would go through bulk insert.
+    within_limit = row.where(count < bindparam("limit_up_to"))
+    return insert(_JOBS).from_select(columns, within_limit).returning(_JOBS.c.id)
 
 
 def _claim(

@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 
 def per_process(factory: Callable[P, T]) -> Callable[P, T]:
-    cached = lru_cache(factory)
+    cached: Callable[P, T] = lru_cache(factory)  # type: ignore[assignment]
     lock = threading.Lock()
 
     @wraps(factory)

@@ -41,6 +41,22 @@ def wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyp
     raise AssertionError("condition not met in time")
 
 
+def test_a_client_at_its_active_job_limit_gets_429_until_one_finishes(stack: Stack) -> None:
+    key, _ = stack.local.create_client(f"limited-{uuid.uuid4().hex[:6]}", max_active_jobs=2)
+    with httpx.Client(
+        base_url=str(stack.api.base_url), headers={"authorization": f"Bearer {key}"}
+    ) as limited:
+        slow = [limited.post("/jobs", json={"prompt": unique("slow [kie:slow=60]")}) for _ in "ab"]
+        assert [r.status_code for r in slow] == [202, 202]
+        refused = limited.post("/jobs", json={"prompt": unique("one too many")})
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "too_many_active_jobs"
+        assert "2 of your jobs are unfinished" in refused.json()["error"]["message"]
+        assert refused.headers["retry-after"] == "30"
+        assert limited.post(f"/jobs/{slow[0].json()['id']}/cancel").status_code == 200
+        assert limited.post("/jobs", json={"prompt": unique("room again")}).status_code == 202
+
+
 def test_two_clients_cannot_see_each_others_jobs(stack: Stack) -> None:
     other_key, _ = stack.local.create_client(f"other-{uuid.uuid4().hex[:6]}")
     mine = stack.create(prompt=unique("mine"))
