@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from bench.common import Row, median, percentile, production_stack, verdict
+from soraq.config import Settings
 from tests.integration.receiver import webhook_receiver
 
 
@@ -30,7 +31,7 @@ def run(callbacks: bool, jobs: int, duration: float) -> dict[str, object]:
         "CHECK_BACKOFF": "1.6",
         "CHECK_MAX_INTERVAL": "30",
         "CALLBACK_CHECK_INTERVAL": "60",
-        "SWEEP_INTERVAL": "1",
+        "SWEEP_INTERVAL": str(Settings.model_fields["sweep_interval"].default),
     }
     tag = uuid.uuid4().hex[:6]
     with (

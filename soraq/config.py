@@ -70,7 +70,9 @@ class Settings(BaseSettings):
     job_timeout: float = Field(1200.0, gt=0)  # from submission to Kie until error.code=timeout
     submit_lease: float = Field(120.0, gt=0)  # a job stuck in submitting longer is submit_unknown
     claim_lease: float = Field(60.0, gt=0)  # a dispatched job is re-dispatched after this
-    sweep_interval: float = Field(2.0, gt=0)
+    # A freed createTask token waits for the next sweep: at 2 s, 14 % of Kie's rate went unused
+    # in the burst benchmark; at 0.5 s, 5 %. An idle sweep is a few indexed queries.
+    sweep_interval: float = Field(0.5, gt=0)
     sweep_batch: int = Field(500, ge=1)
 
     # Kie's account-wide limits, enforced across every worker (count/window, window in s or m).
