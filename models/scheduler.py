@@ -12,8 +12,9 @@ class SchedulerState(Base):
     """Kie's account-wide limits, shared by every dispatcher on every machine.
 
     One row; a dispatcher takes its row lock (an UPDATE) before admitting work, so admissions
-    are serialised across processes. `creates` and `checks` are sliding-window logs: the times
-    of the recent createTask and recordInfo admissions, at most the rate's count of each.
+    are serialised across processes. `creates` and `checks` are sliding-window logs of the
+    recent createTask and recordInfo tokens on the embedded default (with Redis, the windows
+    live there: worker.limiter).
     """
 
     __tablename__ = "scheduler_state"

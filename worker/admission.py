@@ -4,9 +4,9 @@ Kie takes about 20 new tasks per 10 s per account and ~100 at once; excess is re
 429, not queued. So jobs over the limit stay `queued` in the database — not as broker
 messages, not as ETA tasks — and the dispatcher admits them as capacity frees:
 
-- the createTask window lives in Redis in production and in the scheduler row on the embedded
-  default (worker.limiter); every dispatcher, on any machine, takes the scheduler row's lock
-  (an UPDATE) before admitting, so admissions never race each other;
+- the createTask and recordInfo windows live in Redis in production and in the scheduler row on
+  the embedded default (worker.limiter); every dispatcher, on any machine, takes the scheduler
+  row's lock (an UPDATE) before admitting, so admissions never race each other;
 - in-flight work is counted from the jobs themselves;
 - the next jobs come round-robin across clients with queued work, weighted by each client's
   `weight`, FIFO (by priority, then age) within a client;
@@ -27,7 +27,7 @@ from models.job import Job, JobStatus
 from models.lifecycle import AT_KIE
 from models.scheduler import SchedulerState
 from soraq.config import Settings
-from worker.limiter import create_limiter
+from worker.limiter import check_window, create_window
 
 STATE = "kie"
 _IN_FLIGHT = sorted({JobStatus.UPLOADING, JobStatus.SUBMITTING} | AT_KIE)
@@ -97,16 +97,13 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
     worker right before the call (acquire_create), so that the calls Kie sees never bunch
     past its limit however long the jobs waited in the broker."""
     state = lock_state(session, now)
-    ts = now.timestamp()
-    check_rate = settings.check_rate
-    checks = [t for t in state.checks if t > ts - check_rate.window]
     admitted: list[str] = []
     paused = state.paused_until is not None and state.paused_until > now
     lease = timedelta(seconds=settings.claim_lease)
     if not paused:
         pending = _pending_admissions(session, now)
         room = min(
-            create_limiter(settings).room(state, now) - pending,
+            create_window(settings).room(state, now) - pending,
             settings.kie_max_in_flight - in_flight(session) - pending,
             settings.sweep_batch,
         )
@@ -119,8 +116,7 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
                 .values(next_check_at=now + lease, admitted_at=now)
                 .execution_options(synchronize_session=False)
             )
-    state.checks = checks
-    return Budget(admitted, max(0, check_rate.count - len(checks)), state)
+    return Budget(admitted, check_window(settings).room(state, now), state)
 
 
 def acquire_create(session: Session, settings: Settings) -> float | None:
@@ -130,19 +126,21 @@ def acquire_create(session: Session, settings: Settings) -> float | None:
 
     The token's time is read *after* the lock is held: a token stamped before a wait for the
     lock would leave the window early and let one call too many through."""
-    limiter = create_limiter(settings)
-    if limiter.needs_lock:
+    window = create_window(settings)
+    if window.needs_lock:
         state = lock_state(session, utcnow())
     else:  # the Redis window is atomic on its own: the row is only read for a pause
         state = session.get(SchedulerState, STATE, populate_existing=True) or SchedulerState()
     now = utcnow()
     if state.paused_until is not None and state.paused_until > now:
         return (state.paused_until - now).total_seconds()
-    return limiter.acquire(state, now)
+    return window.take(state, now)
 
 
-def record_checks(budget: Budget, count: int, now: datetime) -> None:
-    budget.state.checks = [*budget.state.checks, *([now.timestamp()] * count)]
+def record_checks(settings: Settings, budget: Budget, count: int, now: datetime) -> None:
+    """The checks just claimed take their tokens (never more than budget.checks)."""
+    if count:
+        check_window(settings).take(budget.state, now, count)
 
 
 def pause(session: Session, until: datetime) -> None:

@@ -77,7 +77,7 @@ def dispatch() -> int:
         checks = session.scalars(
             claim_due(dialect, now=now, limit=min(settings.sweep_batch, budget.checks), lease=lease)
         ).all()
-        record_checks(budget, len(checks), now)
+        record_checks(settings, budget, len(checks), now)
         deliveries = session.execute(
             claim_due_deliveries(dialect, now=now, limit=settings.sweep_batch, lease=lease)
         ).all()

@@ -18,7 +18,7 @@ from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
 from soraq.cli import migrate
 from soraq.config import Settings
-from worker.admission import acquire_create, admit, pause
+from worker.admission import acquire_create, admit, pause, record_checks
 
 
 @pytest.fixture
@@ -148,3 +148,16 @@ def test_a_kie_429_pauses_admission(engine: Engine) -> None:
         assert len(admit(session, settings(), now + timedelta(seconds=4)).admitted) == 5
         state = session.get(SchedulerState, "kie")
         assert state is not None
+
+
+def test_checks_are_budgeted_by_the_check_rate(engine: Engine) -> None:
+    config = settings(kie_check_rate="3/10s")
+    with Session(engine) as session:
+        now = utcnow()
+        budget = admit(session, config, now)
+        assert budget.checks == 3
+        record_checks(config, budget, 2, now)
+        session.commit()
+        assert admit(session, config, now + timedelta(seconds=1)).checks == 1
+        session.commit()
+        assert admit(session, config, now + timedelta(seconds=11)).checks == 3

@@ -1,4 +1,4 @@
-"""The createTask window in Redis (production) and in the database row (embedded)."""
+"""Kie's windows in Redis (production) and in the database row (embedded)."""
 
 from __future__ import annotations
 
@@ -25,30 +25,48 @@ def redis_url() -> Iterator[str]:
     redis.close()
 
 
+def state() -> SchedulerState:
+    return SchedulerState(name="kie", creates=[], checks=[])
+
+
 def test_the_redis_window_grants_count_tokens_then_says_when(redis_url: str) -> None:
-    window = RedisWindow(redis_url, Rate(4, 10), key="test:grants")
-    state = SchedulerState(name="kie", creates=[], checks=[])
+    window = RedisWindow(redis_url, Rate(4, 10), "test:grants", MARGIN_SECONDS)
     now = utcnow()
-    assert window.room(state, now) == 4
-    assert [window.acquire(state, now) for _ in range(4)] == [None] * 4
-    assert window.room(state, now) == 0
-    wait = window.acquire(state, now)
+    assert window.room(state(), now) == 4
+    assert [window.take(state(), now) for _ in range(4)] == [None] * 4
+    assert window.room(state(), now) == 0
+    wait = window.take(state(), now)
     assert wait is not None
     assert 9.5 < wait <= 10 + MARGIN_SECONDS  # when the first token leaves the window
 
 
+def test_the_redis_window_takes_several_at_once_or_none(redis_url: str) -> None:
+    window = RedisWindow(redis_url, Rate(5, 10), "test:several")
+    now = utcnow()
+    assert window.take(state(), now, 3) is None
+    assert window.take(state(), now, 3) is not None  # only 2 left: nothing is taken
+    assert window.room(state(), now) == 2
+    assert window.take(state(), now, 2) is None
+    assert window.take(state(), now, 9) == 10  # more than the window ever holds
+
+
 def test_the_redis_window_slides(redis_url: str) -> None:
-    window = RedisWindow(redis_url, Rate(3, 0.2), key="test:slides")
-    state = SchedulerState(name="kie", creates=[], checks=[])
-    assert [window.acquire(state, utcnow()) for _ in range(4)][:3] == [None] * 3
+    window = RedisWindow(redis_url, Rate(3, 0.2), "test:slides", MARGIN_SECONDS)
+    assert [window.take(state(), utcnow()) for _ in range(4)][:3] == [None] * 3
     time.sleep(0.2 + MARGIN_SECONDS + 0.05)
-    assert window.room(state, utcnow()) == 3
+    assert window.room(state(), utcnow()) == 3
 
 
 def test_the_database_window_slides() -> None:
-    window = DatabaseWindow(Rate(2, 10))
-    state = SchedulerState(name="kie", creates=[], checks=[])
-    now = utcnow()
-    assert [window.acquire(state, now) for _ in range(3)][:2] == [None, None]
-    assert window.room(state, now + timedelta(seconds=5)) == 0
-    assert window.room(state, now + timedelta(seconds=11)) == 2
+    window, row, now = DatabaseWindow(Rate(2, 10), "creates"), state(), utcnow()
+    assert [window.take(row, now) for _ in range(3)][:2] == [None, None]
+    assert window.room(row, now + timedelta(seconds=5)) == 0
+    assert window.room(row, now + timedelta(seconds=11)) == 2
+    assert row.checks == []  # each window keeps its own log
+
+
+def test_the_database_window_takes_several_at_once_or_none() -> None:
+    window, row, now = DatabaseWindow(Rate(5, 10), "checks"), state(), utcnow()
+    assert window.take(row, now, 3) is None
+    assert window.take(row, now + timedelta(seconds=1), 3) == pytest.approx(9)
+    assert len(row.checks) == 3
