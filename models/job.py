@@ -61,6 +61,10 @@ class Job(Base):
     admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     callback_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Set by the sweep's claim, cleared by the next step: a claimed job is not due again until
+    # it passes, so a lost message comes back. Not in any index, so the claim is a cheap
+    # (HOT) update instead of a new entry in every index of this table.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

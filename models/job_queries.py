@@ -125,8 +125,13 @@ def _claim(
     lease: timedelta,
     returning: tuple[Any, ...],
     where: Any = None,
+    lease_column: Any = None,
 ) -> Update:
+    """Rows due by `due_column` are claimed by setting `lease_column` (by default the due
+    column itself) to the end of a lease; RETURNING `returning`."""
     due = select(model.id).where(due_column.is_not(None), due_column <= now)
+    if lease_column is not None:
+        due = due.where((lease_column.is_(None)) | (lease_column <= now))
     if where is not None:
         due = due.where(where)
     due = due.order_by(due_column).limit(limit)
@@ -138,18 +143,20 @@ def _claim(
         )
     else:
         target = model.id.in_(due.scalar_subquery())  # SQLite: one writer, atomic as it stands
+    lease_key = (lease_column if lease_column is not None else due_column).key
     return (
         update(model)
         .where(target)
-        .values({due_column.key: now + lease})
+        .values({lease_key: now + lease})
         .returning(*returning)
         .execution_options(synchronize_session=False)
     )
 
 
 def claim_due(dialect: str, *, now: datetime, limit: int, lease: timedelta) -> Update:
-    """Claim up to `limit` due jobs that are past admission (checks, expired leases) by pushing
-    their next_check_at past a lease; RETURNING ids. Queued jobs wait for worker.admission.
+    """Claim up to `limit` due jobs that are past admission (checks, expired leases) with a
+    lease in `claimed_until`, which the job's next step clears; RETURNING ids. Queued jobs
+    wait for worker.admission.
 
     A claimed job whose message is lost is simply due again when the lease ends.
     """
@@ -162,6 +169,7 @@ def claim_due(dialect: str, *, now: datetime, limit: int, lease: timedelta) -> U
         lease=lease,
         returning=(Job.id,),
         where=Job.status != "queued",
+        lease_column=Job.claimed_until,
     )
 
 
@@ -198,6 +206,7 @@ def check_now_by_callback_token(token: str, *, now: datetime) -> Update:
             # transition to "at Kie" schedule its first check at once. A finished job
             # stays finished: a late callback does not bring it back.
             next_check_at=case((Job.status.in_(list(AT_KIE)), now), else_=Job.next_check_at),
+            claimed_until=case((Job.status.in_(list(AT_KIE)), None), else_=Job.claimed_until),
         )
         .returning(Job.id, Job.status)
         .execution_options(synchronize_session=False)

@@ -56,6 +56,8 @@ def transition_values(
     if new != expected and new not in ALLOWED[expected]:
         raise IllegalTransition(f"{expected} -> {new}")
     values = {"status": new, "updated_at": now, **values}
+    if "next_check_at" in values:
+        values["claimed_until"] = None  # a step that sets the next time ends the sweep's claim
     if new in TERMINAL:
         values.setdefault("finished_at", now)
         values["next_check_at"] = None
@@ -179,6 +181,7 @@ def retry(session: Session, job_id: str, *, now: datetime | None = None, reason:
                 "status": S.QUEUED,
                 "updated_at": now,
                 "next_check_at": now,
+                "claimed_until": None,
                 "attempts": 0,
                 "kie_task_id": None,
                 "callback_token": new_callback_token(),
