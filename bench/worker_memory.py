@@ -28,7 +28,6 @@ from models.db import make_engine
 from models.job import Job, JobStatus
 
 SIZES = (100, 10_000)
-EXTRA: dict[str, str] = {}
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -79,7 +78,6 @@ def run(count: int, seconds: float) -> dict[str, object]:
         "CHECK_INITIAL_DELAY": "1",
         "CHECK_BACKOFF": "1",
         "CHECK_MAX_INTERVAL": "5",
-        **EXTRA,
     }
     with production_stack(callbacks=False, **overrides) as (stack, label):
         seed(stack.env["DATABASE_URL"], stack.sandbox_url, count)

@@ -8,8 +8,11 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Insert,
+    Integer,
     Select,
+    String,
     Table,
     Update,
     any_,
@@ -66,9 +69,12 @@ def jobs_ahead(job: Job) -> Select[Any]:
     )
 
 
-def active_job_count(client_id: str, up_to: int) -> Select[Any]:
+def active_job_count(
+    client_id: str | ColumnElement[str], up_to: int | ColumnElement[int]
+) -> Select[Any]:
     """A client's unfinished jobs, counted up to `up_to` (its limit): the cost stays bounded
-    however many it has. Unfinished jobs are exactly those with a next_check_at."""
+    however many it has. Unfinished jobs are exactly those with a next_check_at. (Values or
+    bound parameters: the insert below is built once with parameters.)"""
     unfinished = (
         select(Job.id)
         .where(Job.client_id == client_id, Job.next_check_at.is_not(None))
@@ -100,18 +106,13 @@ def _job_columns() -> list[tuple[Column[Any], str]]:
 
 @lru_cache(maxsize=1)
 def _insert_within_limit() -> Insert:
-    unfinished = (
-        select(Job.id)
-        .where(Job.client_id == bindparam("limit_client_id"), Job.next_check_at.is_not(None))
-        .limit(bindparam("limit_up_to"))
-        .subquery()
-    )
-    count = select(func.count()).select_from(unfinished).scalar_subquery()
+    limit = bindparam("limit_up_to", type_=Integer)
+    count = active_job_count(bindparam("limit_client_id", type_=String), limit).scalar_subquery()
     # Every column is given: column defaults do not apply to INSERT … SELECT.
     columns = [column for column, _ in _job_columns()]
     row = select(*(bindparam(f"new_{c.key}", type_=c.type) for c in columns))
     # The table, not the entity: an ORM-enabled INSERT … SELECT would go through bulk insert.
-    within_limit = row.where(count < bindparam("limit_up_to"))
+    within_limit = row.where(count < limit)
     return insert(_JOBS).from_select(columns, within_limit).returning(_JOBS.c.id)
 
 

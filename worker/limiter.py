@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 import redis
 
 from models.scheduler import SchedulerState
-from soraq.config import Rate, Settings, parse_rate
+from soraq.config import Rate, Settings
 from soraq.once import per_process
 
 MARGIN_SECONDS = 0.1
@@ -118,21 +118,21 @@ class RedisWindow:
 
 def create_window(settings: Settings) -> Window:
     """createTask calls, with the margin for the moment between our token and Kie's count."""
-    return _window(settings, "creates", settings.kie_create_rate, MARGIN_SECONDS)
+    return _window(settings, "creates", settings.create_rate, MARGIN_SECONDS)
 
 
 def check_window(settings: Settings) -> Window:
     """recordInfo calls: granted by the dispatcher as it claims due checks."""
-    return _window(settings, "checks", settings.kie_check_rate, 0.0)
+    return _window(settings, "checks", settings.check_rate, 0.0)
 
 
-def _window(settings: Settings, log: Log, rate: str, margin: float) -> Window:
+def _window(settings: Settings, log: Log, rate: Rate, margin: float) -> Window:
     if settings.resolved_broker_url.startswith(("redis://", "rediss://")):
         return _redis_window(settings.resolved_broker_url, log, rate, margin)
-    return DatabaseWindow(parse_rate(rate), log, margin)
+    return DatabaseWindow(rate, log, margin)
 
 
 @per_process
-def _redis_window(broker_url: str, log: Log, rate: str, margin: float) -> RedisWindow:
+def _redis_window(broker_url: str, log: Log, rate: Rate, margin: float) -> RedisWindow:
     # One per process and configuration: the client keeps a pool of Redis connections.
-    return RedisWindow(broker_url, parse_rate(rate), f"soraq:kie:{log}", margin)
+    return RedisWindow(broker_url, rate, f"soraq:kie:{log}", margin)

@@ -2,14 +2,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from api.app import create_app
-from models.db import get_engine, session_scope
+from models.db import get_engine, make_engine, session_scope
 from models.job import Job
 from soraq import clients
 from soraq.cli import migrate
@@ -20,6 +21,16 @@ _names = itertools.count()
 @pytest.fixture(scope="session")
 def migrated() -> None:
     migrate()
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite database of the test's own (admission, the sweep)."""
+    url = f"sqlite:///{tmp_path / 'own.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
 
 
 def new_client_key(max_active_jobs: int = 100) -> str:

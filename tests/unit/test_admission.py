@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.client import Client
-from models.db import make_engine
 from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
-from soraq.cli import migrate
 from soraq.config import Settings
 from worker.admission import acquire_create, admit, pause, record_checks
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'admission.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def settings(**values: object) -> Settings:

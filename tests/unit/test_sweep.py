@@ -3,31 +3,17 @@ when the lease ends (a lost message), and is released by its next step."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
-from models.db import make_engine
 from models.job import Job, JobStatus
 from models.job_queries import claim_due
 from models.lifecycle import transition
-from soraq.cli import migrate
 
 LEASE = timedelta(seconds=60)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'sweep.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def claim(session: Session, at: timedelta = timedelta(0)) -> list[str]:
