@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,8 +12,9 @@ from api.auth import KeyCache
 from api.limits import BodySizeLimit
 from api.nudge import Nudger
 from api.routes import admin, dashboard, jobs, kie, meta
+from api.sessions import session_signing_key
 from models.db import async_session_factory, make_async_engine
-from soraq.config import Settings, get_settings
+from soraq.config import get_settings
 from soraq.logs import setup_logging
 
 
@@ -24,15 +23,6 @@ def _send_nudge() -> None:
 
     # No publish retries here: a request must not wait on a broker. The sweep covers a miss.
     celery_app.send_task("soraq.dispatch", retry=False, expires=60)
-
-
-def session_secret(settings: Settings) -> str:
-    """Dashboard sessions are signed with a key derived from the admin token: rotating the
-    token logs every operator out. Without a token the dashboard is closed anyway."""
-    if settings.admin_token is None:
-        return secrets.token_hex(32)
-    token = settings.admin_token.get_secret_value().encode()
-    return hmac.new(token, b"soraq dashboard sessions", hashlib.sha256).hexdigest()
 
 
 def create_app() -> FastAPI:
@@ -59,7 +49,8 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit)
     app.add_middleware(
         SessionMiddleware,
-        secret_key=session_secret(settings),
+        # No admin token: a random key nobody knows, and no session is accepted anyway.
+        secret_key=session_signing_key(settings) or secrets.token_hex(32),
         session_cookie="soraq_admin",
         max_age=8 * 3600,
         same_site="strict",

@@ -54,8 +54,8 @@ CurrentClient = Annotated[ClientIdentity, Depends(current_client)]
 
 
 def admin_token_matches(candidate: str, settings: Settings) -> bool:
-    if settings.admin_token is None or not settings.admin_token.get_secret_value():
-        return False  # no token configured: the admin side is closed
+    if settings.admin_token is None or not candidate:
+        return False  # no token configured (blank counts as none): the admin side is closed
     return hmac.compare_digest(candidate.encode(), settings.admin_token.get_secret_value().encode())
 
 

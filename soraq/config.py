@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass
 from functools import lru_cache
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -13,10 +14,31 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from soraq.netguard import address_allowed
+
 # The sandbox accepts these keys; production refuses them (see `_refuse_sandbox_in_production`).
 SANDBOX_KIE_KEY = "sandbox-kie-key"
 SANDBOX_IMGBB_KEY = "sandbox-imgbb-key"
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+MIN_ADMIN_TOKEN = 32
+EXAMPLE_PASSWORDS = {"change-me"}
+_ALL_MAPPED_IPV4 = ip_network("::ffff:0:0/96")
+
+
+def _upstream_url_problem(url: str) -> str | None:
+    """Why a production upstream URL is unsafe (plain http, or this machine or a private
+    network, after resolving it), or None."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        return f"must be an https:// URL, not {url!r}"
+    try:
+        infos = socket.getaddrinfo(parts.hostname, 443, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None  # no DNS at start-up: nothing to judge; the connection will tell
+    for info in infos:
+        address = ip_address(info[4][0])
+        if not address_allowed(address, []):
+            return f"points at a loopback or private address ({address}), not the real service"
+    return None
 
 
 @dataclass(frozen=True)
@@ -90,12 +112,19 @@ class Settings(BaseSettings):
     # Seconds before each attempt: the spec's schedule (immediately, 5 s, 5 min, 30 min, 2 h, …).
     webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
 
-    # Operators: the admin API and dashboard take this token; unset, they are closed.
+    # Operators: the admin API and dashboard take this token; unset or blank, they are closed.
     admin_token: SecretStr | None = None
+    # Server-side half of the dashboard's session-signing key (the other half is the admin
+    # token). Unset on the embedded default: generated once into var/session-secret.
+    session_secret: SecretStr | None = None
+    # Set when ADMIN_TOKEN was present but blank: production refuses that (see below).
+    admin_token_blank: bool = Field(False, exclude=True, repr=False)
 
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     worker_concurrency: int = Field(8, ge=1)
     log_level: str = "INFO"
+    # Read only to refuse the example password in production (compose passes it to Postgres).
+    postgres_password: str = Field("", repr=False)
     log_format: Literal["json", "text"] | None = None  # default: json in production
 
     @property
@@ -103,6 +132,20 @@ class Settings(BaseSettings):
         if self.log_format:
             return self.log_format
         return "json" if self.environment == "production" else "text"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_secrets_are_unset(cls, data: object) -> object:
+        """`ADMIN_TOKEN=` (as .env files ship it) is no token at all: an empty secret would
+        make every key derived from it public."""
+        if isinstance(data, dict):
+            for name in ("admin_token", "session_secret"):
+                value = data.get(name)
+                if isinstance(value, str) and not value.strip():
+                    data.pop(name)
+                    if name == "admin_token":
+                        data["admin_token_blank"] = True
+        return data
 
     @field_validator("kie_create_rate", "kie_check_rate")
     @classmethod
@@ -135,11 +178,42 @@ class Settings(BaseSettings):
             ("KIE_BASE_URL", self.kie_base_url),
             ("IMGBB_BASE_URL", self.imgbb_base_url),
         ):
-            if (urlsplit(url).hostname or "") in _LOOPBACK_HOSTS:
-                problems.append(f"{name} points at this machine ({url}), not the real service")
+            problem = _upstream_url_problem(url)
+            if problem:
+                problems.append(f"{name} {problem}")
+        problems += self._unsafe_production_settings()
         if problems:
             raise ValueError("production settings refused: " + "; ".join(problems))
         return self
+
+    def _unsafe_production_settings(self) -> list[str]:
+        problems = []
+        if self.admin_token_blank:
+            problems.append(
+                "ADMIN_TOKEN is blank: remove it to keep the admin side closed, "
+                f"or set {MIN_ADMIN_TOKEN} or more random characters"
+            )
+        elif self.admin_token is not None:
+            if len(self.admin_token.get_secret_value()) < MIN_ADMIN_TOKEN:
+                problems.append(f"ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN} characters")
+            secret = self.session_secret.get_secret_value() if self.session_secret else ""
+            if len(secret) < MIN_ADMIN_TOKEN:
+                problems.append(
+                    f"SESSION_SECRET must be set ({MIN_ADMIN_TOKEN}+ random characters, "
+                    "the same on every API process) when ADMIN_TOKEN is"
+                )
+        if self.webhook_allow_http:
+            problems.append("WEBHOOK_ALLOW_HTTP must be false (webhooks go over https)")
+        for network in self.allowed_networks:
+            if network.prefixlen == 0 or network == _ALL_MAPPED_IPV4:
+                problems.append(f"WEBHOOK_ALLOWED_NETWORKS allows every address ({network})")
+        for name, url in (
+            ("DATABASE_URL", self.database_url),
+            ("POSTGRES_PASSWORD", f"postgresql://x:{self.postgres_password}@x/x"),
+        ):
+            if urlsplit(url).password in EXAMPLE_PASSWORDS:
+                problems.append(f"{name} uses the example password from .env.example")
+        return problems
 
     @property
     def webhook_schedule(self) -> list[float]:

@@ -44,11 +44,35 @@ def check_scheme(url: str, *, allow_http: bool) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname, port
 
 
+_NAT64 = (IPv6Network("64:ff9b::/96"), IPv6Network("64:ff9b:1::/48"))
+
+
+def embedded_ipv4(address: IPv6Address) -> list[IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries and may be routed to: IPv4-mapped and
+    -compatible forms, 6to4 (2002::/16), NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and Teredo.
+    Each is checked like the IPv4 address itself, so `[64:ff9b::7f00:1]` is loopback."""
+    found: list[IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    low32 = IPv4Address(int(address) & 0xFFFFFFFF)
+    if any(address in network for network in _NAT64):
+        found.append(low32)
+    if int(address) >> 32 == 0 and int(address) > 1:  # ::a.b.c.d (deprecated compatible form)
+        found.append(low32)
+    return found
+
+
 def address_allowed(address: IPv4Address | IPv6Address, allowed: list[Network]) -> bool:
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
     if any(address in network for network in allowed):
         return True
+    if isinstance(address, IPv6Address):
+        embedded = embedded_ipv4(address)
+        if embedded:
+            return all(address_allowed(inner, allowed) for inner in embedded)
     return address.is_global and not address.is_multicast
 
 

@@ -24,13 +24,15 @@ from api.schemas import AdminJobOut, DeliveryOut, EventOut
 from api.service import cancel_job
 from models.catalogue import get_catalogue
 from models.job import JobStatus
+from soraq.config import get_settings
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parents[1] / "templates"))
 
 
 def _logged_in(request: Request) -> bool:
-    return bool(request.session.get("admin"))
+    # A session counts only while an admin token is configured, whatever the cookie says.
+    return get_settings().admin_token is not None and bool(request.session.get("admin"))
 
 
 def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:

@@ -227,6 +227,13 @@ def test_healthz(client: TestClient) -> None:
         ("https://127.0.0.1/hook", "private"),
         ("https://[::1]/hook", "private"),
         ("https://localhost/hook", "private"),
+        # IPv6 forms that carry a private IPv4 address inside them.
+        ("https://[2002:7f00:1::1]/hook", "private"),  # 6to4 of 127.0.0.1
+        ("https://[64:ff9b::7f00:1]/hook", "private"),  # NAT64 of 127.0.0.1
+        ("https://[64:ff9b::a9fe:a9fe]/hook", "private"),  # NAT64 of 169.254.169.254
+        ("https://[::127.0.0.1]/hook", "private"),  # IPv4-compatible
+        ("https://[::ffff:127.0.0.1]/hook", "private"),  # IPv4-mapped
+        ("https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook", "private"),  # Teredo → 127.0.0.1
         ("http://example.com/hook", "https"),
         ("https://user:pw@example.com/hook", "credentials"),
         ("https://no-such-host.invalid/hook", "does not resolve"),
