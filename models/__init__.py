@@ -6,7 +6,7 @@ from models.event import JobEvent
 from models.idempotency import IdempotencyKey
 from models.job import Job, JobImage, JobStatus
 from models.scheduler import SchedulerState
-from models.webhook import DeliveryState, WebhookDelivery
+from models.webhook import DeliveryState, WebhookDelivery, WebhookHostSlot
 
 __all__ = [
     "Base",
@@ -19,4 +19,5 @@ __all__ = [
     "JobStatus",
     "SchedulerState",
     "WebhookDelivery",
+    "WebhookHostSlot",
 ]

@@ -49,3 +49,19 @@ class WebhookDelivery(Base):
         ),
         Index("ix_webhook_deliveries_job", "job_id", "created_at"),
     )
+
+
+class WebhookHostSlot(Base):
+    """One of WEBHOOK_MAX_IN_FLIGHT_PER_HOST places for a delivery in flight to one host.
+
+    A delivery holds a slot (compare-and-set on `held_until`) for at most its deadline plus a
+    margin, so a worker killed mid-send frees the slot by time alone. Deliveries of canceled
+    jobs take slots like any other: a client cannot amplify traffic at a host by canceling.
+    """
+
+    __tablename__ = "webhook_host_slots"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(40), default=None)
+    held_until: Mapped[datetime] = mapped_column(UTCDateTime)

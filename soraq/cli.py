@@ -13,7 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from soraq.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, get_settings
+from soraq.config import (
+    JOBS_QUEUE,
+    QUEUES,
+    SANDBOX_IMGBB_KEY,
+    SANDBOX_KIE_KEY,
+    WEBHOOK_QUEUE,
+    get_settings,
+)
 from soraq.logs import setup_logging
 from soraq.metrics import prepare_multiprocess_dir
 
@@ -124,7 +131,7 @@ def run_api(host: str, port: int) -> None:
     )
 
 
-def run_worker(with_beat: bool | None = None) -> None:
+def run_worker(with_beat: bool | None = None, queues: str | None = None) -> None:
     from worker.tasks import celery_app
 
     settings = get_settings()
@@ -139,6 +146,8 @@ def run_worker(with_beat: bool | None = None) -> None:
         str(settings.worker_concurrency),
         "--without-mingle",
         "--without-gossip",
+        "--queues",
+        queues or ",".join(QUEUES),
     ]
     if settings.embedded_broker:
         args.append("--without-heartbeat")  # the file broker has no broadcast to carry them
@@ -214,7 +223,12 @@ def dev(host: str, port: int, sandbox_port: int) -> int:
     else:
         disable_demo_client()
     children.append(subprocess.Popen([*me, "api", "--host", host, "--port", str(port)], env=env))
-    children.append(subprocess.Popen([*me, "worker"], env=env))
+    # Job steps and the sweep on one worker, webhook deliveries on another: a slow receiver
+    # never holds a thread that a job needs.
+    children.append(subprocess.Popen([*me, "worker", "--queues", JOBS_QUEUE], env=env))
+    children.append(
+        subprocess.Popen([*me, "worker", "--queues", WEBHOOK_QUEUE, "--no-beat"], env=env)
+    )
     log.info("soraq is starting: API on http://%s:%d (Ctrl-C stops everything)", host, port)
 
     stopping = False
@@ -260,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="also run the beat schedule (default: only on the embedded broker)",
     )
+    worker.add_argument(
+        "--queues",
+        default=None,
+        help=f"comma-separated queues to consume: {JOBS_QUEUE} (job steps, the sweep), "
+        f"{WEBHOOK_QUEUE} (deliveries); default both",
+    )
     verbs.add_parser("beat", help="run the beat schedule (exactly one per deployment)")
     submit = verbs.add_parser(
         "submit", help="submit a job to a running soraq (SORAQ_URL, SORAQ_API_KEY)"
@@ -300,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.verb == "api":
         run_api(args.host, args.port)
     elif args.verb == "worker":
-        run_worker(args.beat)
+        run_worker(args.beat, args.queues)
     elif args.verb == "beat":
         run_beat()
     elif args.verb == "clients":

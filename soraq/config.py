@@ -19,6 +19,12 @@ from soraq.netguard import address_allowed
 # The sandbox accepts these keys; production refuses them (see `_refuse_sandbox_in_production`).
 SANDBOX_KIE_KEY = "sandbox-kie-key"
 SANDBOX_IMGBB_KEY = "sandbox-imgbb-key"
+# Celery queues: job steps and the sweep on one, webhook deliveries on their own, so that a
+# slow receiver never delays a job (`soraq worker --queues`).
+JOBS_QUEUE = "soraq"
+WEBHOOK_QUEUE = "webhooks"
+QUEUES = (JOBS_QUEUE, WEBHOOK_QUEUE)
+
 MIN_ADMIN_TOKEN = 32
 EXAMPLE_PASSWORDS = {"change-me"}
 _ALL_MAPPED_IPV4 = ip_network("::ffff:0:0/96")
@@ -108,7 +114,8 @@ class Settings(BaseSettings):
     idempotency_ttl: float = Field(86400.0, gt=0)
     webhook_allow_http: bool = False  # plain http receivers: development only
     webhook_allowed_networks: str = ""  # CIDRs exempt from the private-address guard
-    webhook_timeout: float = Field(10.0, gt=0)
+    webhook_timeout: float = Field(10.0, gt=0)  # the whole exchange, not each read
+    webhook_max_in_flight_per_host: int = Field(4, ge=1)  # across every worker
     # Seconds before each attempt: the spec's schedule (immediately, 5 s, 5 min, 30 min, 2 h, …).
     webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
 

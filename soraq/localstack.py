@@ -1,4 +1,5 @@
-"""Run a whole soraq on this machine as child processes: the sandbox, the API, a worker.
+"""Run a whole soraq on this machine as child processes: the sandbox, the API, a worker for
+job steps and one for webhook deliveries.
 
 Used by the integration tests and the benchmarks; `soraq dev` is the interactive sibling.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from soraq.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY
+from soraq.config import JOBS_QUEUE, SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, WEBHOOK_QUEUE
 
 
 def free_port() -> int:
@@ -143,7 +144,8 @@ def local_stack(var_dir: Path, *, callbacks: bool = True, **overrides: str) -> I
     try:
         stack.start("sandbox", "sandbox", "--port", str(sandbox_port))
         stack.start("api", "api", "--port", str(api_port))
-        stack.start("worker", "worker")
+        stack.start("worker", "worker", "--queues", JOBS_QUEUE)
+        stack.start("webhooks", "worker", "--queues", WEBHOOK_QUEUE, "--no-beat")
         if env["CELERY_BROKER_URL"].startswith("redis"):
             stack.start("beat", "beat")  # the embedded broker's worker runs beat itself
         wait_http(f"{sandbox_url}/healthz")

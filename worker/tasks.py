@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-import httpx
 from sqlalchemy import delete, event
 from sqlalchemy.orm import Session
 
@@ -20,7 +19,6 @@ from soraq.once import per_process
 from worker import webhooks
 from worker.admission import admit, record_checks
 from worker.app import celery_app
-from worker.http import make_client
 from worker.imgbb import ImgbbClient
 from worker.kie import KieClient
 from worker.pipeline import Clients, advance
@@ -43,12 +41,6 @@ def clients() -> Clients:
             expiration=settings.imgbb_expiration,
         ),
     )
-
-
-@per_process
-def webhook_http() -> httpx.Client:
-    # Redirects are not followed: a receiver must not bounce a signed event elsewhere.
-    return make_client("", timeout=get_settings().webhook_timeout)
 
 
 @event.listens_for(get_session_factory(), "after_commit")
@@ -113,4 +105,4 @@ def advance_job(job_id: str) -> None:
 @celery_app.task(name="soraq.deliver", acks_late=True, ignore_result=True)
 def deliver_webhook(delivery_id: str, attempt: int) -> None:
     with session_scope() as session:
-        webhooks.deliver(session, delivery_id, attempt, get_settings(), webhook_http())
+        webhooks.deliver(session, delivery_id, attempt, get_settings())

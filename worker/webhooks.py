@@ -11,6 +11,7 @@ import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import update
@@ -23,13 +24,16 @@ from models.client import Client
 from models.job import Job
 from models.lifecycle import record_event
 from models.webhook import DeliveryState, WebhookDelivery
+from models.webhook_queries import release_host_slot, take_host_slot
 from soraq.config import Settings
 from soraq.metrics import WEBHOOK_ATTEMPTS
 from soraq.netguard import UnsafeURL, resolve
-from worker.errors import parse_retry_after
 from worker.http import USER_AGENT
+from worker.webhook_send import post_within
 
 log = logging.getLogger(__name__)
+
+SLOT_WAIT = 1.0  # seconds before a delivery that found its host's slots full looks again
 
 
 def event_body(delivery: WebhookDelivery, job: Job, now: datetime) -> str:
@@ -41,11 +45,58 @@ def event_body(delivery: WebhookDelivery, job: Job, now: datetime) -> str:
 
 
 def deliver(
-    session: Session, delivery_id: str, attempt: int, settings: Settings, http: httpx.Client
+    session: Session,
+    delivery_id: str,
+    attempt: int,
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> None:
+    """Make attempt number `attempt` of one delivery, if it is still due and a slot for its
+    host is free; a duplicate message finds the attempt count moved on and does nothing."""
     delivery = session.get(WebhookDelivery, delivery_id, populate_existing=True)
     if delivery is None or delivery.state != DeliveryState.PENDING or delivery.attempts != attempt:
         return  # already sent, or a stale duplicate of an earlier attempt's message
+    host = (urlsplit(delivery.url).hostname or "").lower()
+    now = utcnow()
+    # The slot is held past the deadline by a margin: a killed worker frees it by time alone.
+    if not take_host_slot(
+        session,
+        host,
+        delivery.id,
+        now=now,
+        until=now + timedelta(seconds=settings.webhook_timeout + 30),
+        capacity=settings.webhook_max_in_flight_per_host,
+    ):
+        _wait_for_a_slot(session, delivery.id, attempt)
+        return
+    try:
+        _attempt(session, delivery, attempt, settings, transport)
+    finally:
+        session.rollback()
+        release_host_slot(session, host, delivery.id)
+
+
+def _wait_for_a_slot(session: Session, delivery_id: str, attempt: int) -> None:
+    """Every slot for this host is taken: try again shortly, without spending an attempt."""
+    session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.attempts == attempt,
+            WebhookDelivery.state == DeliveryState.PENDING,
+        )
+        .values(next_attempt_at=utcnow() + timedelta(seconds=SLOT_WAIT))
+    )
+    session.commit()
+
+
+def _attempt(
+    session: Session,
+    delivery: WebhookDelivery,
+    attempt: int,
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None,
+) -> None:
     job = session.get(Job, delivery.job_id)
     client = session.get(Client, job.client_id) if job and job.client_id else None
     now = utcnow()
@@ -84,19 +135,17 @@ def deliver(
         "webhook-id": delivery.id,
         "webhook-timestamp": str(int(timestamp.timestamp())),
         "webhook-signature": Webhook(client.webhook_secret).sign(delivery.id, timestamp, body),
+        "host": _host_header(checked.host, checked.port, checked.scheme),
     }
-    status, error, retry_after = None, None, None
-    try:
-        response = http.post(
-            _pinned_url(checked.url, checked.address),
-            content=body.encode(),
-            headers={**headers, "host": _host_header(checked.host, checked.port, checked.scheme)},
-            extensions={"sni_hostname": checked.host},
-        )
-        status = response.status_code
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-    except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"[:500]
+    answer = post_within(
+        _pinned_url(checked.url, checked.address),
+        body.encode(),
+        headers,
+        deadline=settings.webhook_timeout,
+        sni_hostname=checked.host,
+        transport=transport,
+    )
+    status, error, retry_after = answer.status, answer.error, answer.retry_after
 
     if status is not None and 200 <= status < 300:
         _record(session, delivery, state=DeliveryState.DELIVERED, status=status, delivered=True)

@@ -139,6 +139,7 @@ def stack(
         "WEBHOOK_ALLOW_HTTP": "true",
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
         "WEBHOOK_RETRY_SCHEDULE": "0,0.5,0.5,0.5",
+        "WEBHOOK_TIMEOUT": "3",
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "LOG_FORMAT": "json",
         "AUTH_CACHE_SECONDS": "1",
