@@ -24,12 +24,12 @@ from models.admin_queries import (
     queue_depth,
 )
 from models.base import utcnow
-from models.catalogue import InvalidRequest
 from models.client import Client
 from models.event import JobEvent
 from models.job import Job, JobStatus
 from models.lifecycle import record_event, retry
 from models.webhook import DeliveryState, WebhookDelivery
+from soraq.errors import InvalidRequest
 
 _WINDOW = re.compile(r"^(\d{1,6})([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.catalogue import InvalidRequest
+from soraq.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,12 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
-def validation_error(fields: list[dict[str, str]]) -> JSONResponse:
+def validation_error(
+    fields: list[dict[str, str]], code: str = "validation_error", **extra: Any
+) -> JSONResponse:
     first = fields[0]
     message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
-    return JSONResponse(error_body("validation_error", message, fields=fields), status_code=422)
+    return JSONResponse(error_body(code, message, fields=fields, **extra), status_code=422)
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -105,7 +107,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidRequest)
     async def invalid_request(_: Request, exc: InvalidRequest) -> JSONResponse:
-        return validation_error([{"field": exc.field, "message": exc.message}])
+        return validation_error(
+            [{"field": exc.field, "message": exc.message}], code=exc.code, **exc.extra
+        )
 
     @app.exception_handler(RequestValidationError)
     async def request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.estimates import estimate
 from models.job import Job, JobStatus
 from models.webhook import WebhookDelivery
 
@@ -12,27 +13,56 @@ PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 PRIORITY_NAMES: dict[int, Literal["high", "normal", "low"]] = {0: "high", 1: "normal", 2: "low"}
 
 
+class ImageIn(BaseModel):
+    """One input image with its role: a public https URL or base64 (raw or a data: URL)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["first_frame", "last_frame", "reference"] = "first_frame"
+    url: str | None = Field(None, max_length=2048)
+    base64: str | None = None
+
+
 class JobCreate(BaseModel):
-    """A new job. Fields beyond these are model parameters, checked against the catalogue."""
+    """A new job. Fields beyond these are the model's own parameters, checked against its
+    JSON Schema (`GET /models` → `input_schema`)."""
 
     model_config = ConfigDict(
         extra="allow",
-        json_schema_extra={"examples": [{"prompt": "A cute cat playing in a garden"}]},
+        json_schema_extra={
+            "examples": [
+                {"prompt": "A cute cat playing in a garden"},
+                {
+                    "prompt": "The cat turns towards the camera",
+                    "model": "veo3.1-fast/image-to-video",
+                    "images": [
+                        {"role": "first_frame", "url": "https://example.com/first.png"},
+                        {"role": "last_frame", "url": "https://example.com/last.png"},
+                    ],
+                    "duration": 8,
+                },
+            ]
+        },
     )
 
-    prompt: str = Field(min_length=1, description="What the video shows (1–5000 characters).")
+    prompt: str = Field(min_length=1, description="What the video shows (each model's limit).")
     model: str | None = Field(
         None,
-        description="A model id from GET /models. Default: "
-        "sora-2-text-to-video, or sora-2-image-to-video with an image.",
+        max_length=100,
+        description="A live model id from GET /models. Default: the catalogue's default text "
+        "model, or its default image model when an image is given.",
     )
-    aspect_ratio: str | None = Field(None, description="Sora 2: landscape or portrait.")
-    duration: int | None = Field(None, description="Seconds; Sora 2: 10 or 15.")
-    remove_watermark: bool | None = None
-    size: str | None = Field(None, description="Pro models only: standard or high.")
-    image_url: str | None = Field(None, description="An https URL, passed to Kie as it is.")
+    image_url: str | None = Field(
+        None, max_length=2048, description="The first frame: an https URL on a public host."
+    )
     image_base64: str | None = Field(
-        None, description="Raw base64 or a data: URL (jpeg/png/webp, ≤10 MB)."
+        None, description="The first frame as raw base64 or a data: URL (jpeg/png/webp)."
+    )
+    images: list[ImageIn] | None = Field(
+        None,
+        max_length=12,
+        description="More images by role (first_frame, last_frame, reference); see the "
+        "model's image_roles in GET /models.",
     )
     metadata: dict[str, Any] | None = Field(
         None, description="Small free JSON object, echoed back."
@@ -44,13 +74,9 @@ class JobCreate(BaseModel):
         "normal", description="Order among this client's own queued jobs."
     )
 
-    def model_params(self) -> dict[str, Any]:
-        """The parameters the catalogue checks: the known optional ones plus any extra field."""
-        known = {
-            name: getattr(self, name)
-            for name in ("aspect_ratio", "duration", "remove_watermark", "size")
-        }
-        return {k: v for k, v in {**known, **(self.model_extra or {})}.items() if v is not None}
+    def model_fields_given(self) -> dict[str, Any]:
+        """What the model's schema checks: the prompt and every field beyond soraq's own."""
+        return {"prompt": self.prompt, **(self.model_extra or {})}
 
 
 class JobError(BaseModel):
@@ -92,12 +118,31 @@ class JobOut(BaseModel):
     queue_position: int | None = Field(
         None, description="While queued: 1 + this client's queued jobs admitted before it."
     )
+    waiting_reason: str | None = Field(
+        None,
+        description="While queued: why admission holds it back, e.g. kie_insufficient_credits "
+        "(a fact about the account: every job waits, none fails for it before its timeout).",
+    )
+    progress_source: Literal["reported", "estimated"] | None = Field(
+        None, description="Whether `progress` comes from the upstream or from recent runs."
+    )
+    eta: datetime | None = Field(
+        None, description="While generating: when the video is expected, from recent runs."
+    )
 
     @classmethod
     def of(
-        cls, job: Job, delivery: WebhookDelivery | None = None, queue_position: int | None = None
+        cls,
+        job: Job,
+        delivery: WebhookDelivery | None = None,
+        queue_position: int | None = None,
+        waiting_reason: str | None = None,
     ) -> JobOut:
         shown = dict(job.input)
+        if job.images:
+            shown["images"] = [
+                {"role": i.get("role"), "url": i.get("url")} for i in job.images if i.get("url")
+            ] or shown.get("images")
         if job.image_url:
             shown["image_url"] = job.image_url
         return cls(
@@ -132,7 +177,10 @@ class JobOut(BaseModel):
             else None,
             priority=PRIORITY_NAMES.get(job.priority, "normal"),
             queue_position=queue_position,
-        )
+            waiting_reason=(job.waiting_reason or waiting_reason)
+            if job.status == JobStatus.QUEUED
+            else None,
+        ).model_copy(update=estimate(job))
 
 
 class JobPage(BaseModel):

@@ -22,8 +22,8 @@ from api.auth import ClientIdentity
 from api.errors import APIError, JobFinished, NotFound, TooManyJobs
 from api.nudge import Nudger
 from api.schemas import PRIORITIES, JobCreate
+from catalogue import ModelSpec, get_catalogue
 from models.base import utcnow
-from models.catalogue import InvalidRequest, get_catalogue
 from models.event import JobEvent
 from models.idempotency import IdempotencyKey
 from models.job import Job, JobImage, JobStatus, new_callback_token, new_job_id
@@ -36,8 +36,10 @@ from models.job_queries import (
     jobs_page,
 )
 from models.lifecycle import TERMINAL, transition
+from models.scheduler import SchedulerState
 from models.webhook import WebhookDelivery
 from soraq.config import Settings
+from soraq.errors import InvalidRequest
 from soraq.images import MAX_IMAGE_BYTES, sniff_image_type
 from soraq.netguard import UnsafeURL, resolve
 
@@ -51,6 +53,19 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,
 class ImageBytes:
     data: bytes
     content_type: str
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One input image as the request gave it: a URL, or bytes to upload."""
+
+    role: str
+    field: str  # the request field that carried it, for errors a person can act on
+    url: str | None = None
+    upload: ImageBytes | None = None
+
+
+MAX_IMAGES = 12
 
 
 def check_image(data: bytes, field: str, declared: str | None = None) -> ImageBytes:
@@ -69,32 +84,30 @@ def check_image(data: bytes, field: str, declared: str | None = None) -> ImageBy
     return ImageBytes(data, content_type)
 
 
-def decode_base64_image(value: str) -> ImageBytes:
+def decode_base64_image(value: str, field: str = "image_base64") -> ImageBytes:
     declared = None
     if value.startswith("data:"):
         match = _DATA_URL.match(value)
         if match is None:
-            raise InvalidRequest(
-                "image_base64", "a data URL must look like data:image/png;base64,..."
-            )
+            raise InvalidRequest(field, "a data URL must look like data:image/png;base64,...")
         declared = match.group("mime")
         value = value[match.end() :]
     # Base64 is 4/3 the size of the bytes: refuse an oversized image before decoding it.
     if len(value) > MAX_IMAGE_BYTES * 4 // 3 + 1024:
         raise InvalidRequest(
-            "image_base64", f"image is larger than the limit of {MAX_IMAGE_BYTES} bytes (10 MB)"
+            field, f"image is larger than the limit of {MAX_IMAGE_BYTES} bytes (10 MB)"
         )
     try:
         data = base64.b64decode("".join(value.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidRequest("image_base64", "not valid base64") from None
-    return check_image(data, "image_base64", declared)
+        raise InvalidRequest(field, "not valid base64") from None
+    return check_image(data, field, declared)
 
 
-def check_image_url(url: str) -> str:
+def check_image_url(url: str, field: str = "image_url") -> str:
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
-        raise InvalidRequest("image_url", "must be an https:// URL that Kie can fetch")
+        raise InvalidRequest(field, "must be an https:// URL that Kie can fetch")
     host = parts.hostname
     try:
         address = ipaddress.ip_address(host)
@@ -105,16 +118,70 @@ def check_image_url(url: str) -> str:
         or host.endswith(".localhost")
         or (address is not None and not address.is_global)
     ):
-        raise InvalidRequest(
-            "image_url", "must point at a public host, not a private or local address"
-        )
+        raise InvalidRequest(field, "must point at a public host, not a private or local address")
     return url
 
 
-def request_fingerprint(request: JobCreate, upload: ImageBytes | None) -> str:
+def collect_images(
+    request: JobCreate, uploads: list[tuple[str, str, ImageBytes]]
+) -> list[ImageSource]:
+    """Every image of a request, in order: the first frame (image_url, image_base64 or the
+    multipart `image` part), then `images`, then multipart `image_<role>` parts."""
+    sources: list[ImageSource] = []
+    first_parts = [(r, name, img) for r, name, img in uploads if name == "image"]
+    given = [request.image_url, request.image_base64, *first_parts]
+    if sum(1 for g in given if g) > 1:
+        raise InvalidRequest("image", "give one first image: image_url, image_base64 or a file")
+    if request.image_url:
+        sources.append(ImageSource("first_frame", "image_url", url=request.image_url))
+    if request.image_base64:
+        upload = decode_base64_image(request.image_base64)
+        sources.append(ImageSource("first_frame", "image_base64", upload=upload))
+    sources += [ImageSource(r, name, upload=img) for r, name, img in first_parts]
+    for n, image in enumerate(request.images or []):
+        field = f"images.{n}"
+        if (image.url is None) == (image.base64 is None):
+            raise InvalidRequest(field, "give exactly one of url or base64")
+        if image.url is not None:
+            sources.append(ImageSource(image.role, f"{field}.url", url=image.url))
+        else:
+            assert image.base64 is not None
+            upload = decode_base64_image(image.base64, f"{field}.base64")
+            sources.append(ImageSource(image.role, f"{field}.base64", upload=upload))
+    sources += [
+        ImageSource(role, name, upload=img) for role, name, img in uploads if name != "image"
+    ]
+    if len(sources) > MAX_IMAGES:
+        raise InvalidRequest("images", f"at most {MAX_IMAGES} images per job")
+    return sources
+
+
+def check_images_for(spec: ModelSpec, sources: list[ImageSource]) -> None:
+    spec.check_images(source.role for source in sources)
+    for source in sources:
+        if source.url is not None:
+            check_image_url(source.url, source.field)
+        elif source.upload is not None:
+            upload = source.upload
+            if upload.content_type not in spec.image_types:
+                allowed = ", ".join(t.split("/")[1] for t in spec.image_types)
+                raise InvalidRequest(
+                    source.field,
+                    f"model {spec.id} takes {allowed} images; this one is {upload.content_type}",
+                )
+            if len(upload.data) > spec.image_max_bytes:
+                raise InvalidRequest(
+                    source.field,
+                    f"image is {len(upload.data)} bytes; model {spec.id} takes at most "
+                    f"{spec.image_max_bytes}",
+                )
+
+
+def request_fingerprint(request: JobCreate, uploads: list[tuple[str, str, ImageBytes]]) -> str:
     """What makes two requests "the same body" for Idempotency-Key purposes."""
     digest = hashlib.sha256(request.model_dump_json(exclude_none=True).encode())
-    if upload is not None:
+    for role, name, upload in uploads:
+        digest.update(f"{role}:{name}:".encode())
         digest.update(hashlib.sha256(upload.data).digest())
     return digest.hexdigest()
 
@@ -135,7 +202,7 @@ async def create_job(
     session: AsyncSession,
     client: ClientIdentity,
     request: JobCreate,
-    upload: ImageBytes | None,
+    uploads: list[tuple[str, str, ImageBytes]],
     *,
     idempotency_key: str | None,
     settings: Settings,
@@ -144,38 +211,51 @@ async def create_job(
     """Store a new job, commit, then nudge the worker. Returns (job, replayed)."""
     now = utcnow()
     client_id = client.id  # read before any rollback expires the client object
-    fingerprint = request_fingerprint(request, upload)
+    fingerprint = request_fingerprint(request, uploads)
     if idempotency_key is not None:
         replay = await _idempotent_replay(session, client_id, idempotency_key, fingerprint, now)
         if replay is not None:
             return replay, True
 
-    sources = [s for s in (request.image_url, request.image_base64, upload) if s]
-    if len(sources) > 1:
-        raise InvalidRequest("image", "give one image: image_url, image_base64 or an image file")
-    image = decode_base64_image(request.image_base64) if request.image_base64 else upload
-    image_url = check_image_url(request.image_url) if request.image_url else None
-    has_image = bool(image or image_url)
-
+    sources = collect_images(request, uploads)
     catalogue = get_catalogue()
-    spec = catalogue.get(request.model or catalogue.default_model(has_image=has_image))
-    params = spec.normalize(request.model_params(), has_image=has_image)
-    prompt_limit = spec.prompt_max_length or settings.prompt_max_length
-    if not request.prompt.strip():
-        raise InvalidRequest("prompt", "must not be blank")
-    if len(request.prompt) > prompt_limit:
+    spec = catalogue.get(request.model or catalogue.default_model(has_image=bool(sources)))
+    params = spec.validate(request.model_fields_given())
+    if len(request.prompt) > settings.prompt_max_length:  # the operator's cap over every model
         raise InvalidRequest(
-            "prompt", f"is {len(request.prompt)} characters; the limit is {prompt_limit}"
+            "prompt",
+            f"is {len(request.prompt)} characters; this service takes at most "
+            f"{settings.prompt_max_length}",
         )
+    check_images_for(spec, sources)
     if request.metadata is not None and len(json.dumps(request.metadata)) > MAX_METADATA_BYTES:
         raise InvalidRequest("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
     webhook_url = (
         await check_webhook_url(request.webhook_url, settings) if request.webhook_url else None
     )
 
+    images: list[dict[str, Any]] = []
+    shown_images: list[dict[str, Any]] = []
+    to_upload: list[tuple[int, ImageSource]] = []
+    for position, source in enumerate(sources):
+        if source.url is not None:
+            images.append({"role": source.role, "url": source.url})
+            shown_images.append({"role": source.role, "url": source.url})
+        else:
+            assert source.upload is not None
+            images.append({"role": source.role, "upload": position})
+            shown_images.append(
+                {
+                    "role": source.role,
+                    "content_type": source.upload.content_type,
+                    "bytes": len(source.upload.data),
+                }
+            )
+            to_upload.append((position, source))
     shown_input: dict[str, Any] = {"prompt": request.prompt, **params}
-    if image is not None:
-        shown_input["image"] = {"content_type": image.content_type, "bytes": len(image.data)}
+    if shown_images:
+        shown_input["images"] = shown_images
+    first_url = next((i["url"] for i in images if i["role"] == "first_frame" and "url" in i), None)
     job = Job(
         id=new_job_id(),
         callback_token=new_callback_token(),
@@ -184,7 +264,8 @@ async def create_job(
         model=spec.id,
         input=shown_input,
         meta=request.metadata,
-        image_url=image_url,
+        image_url=first_url,
+        images=images or None,
         webhook_url=webhook_url,
         priority=PRIORITIES[request.priority],
         attempts=0,
@@ -211,8 +292,17 @@ async def create_job(
             "reason": f"created by client {client.name}",
         },
     )
-    if image is not None:
-        session.add(JobImage(job_id=job.id, content_type=image.content_type, data=image.data))
+    for position, source in to_upload:
+        assert source.upload is not None
+        session.add(
+            JobImage(
+                job_id=job.id,
+                position=position,
+                role=source.role,
+                content_type=source.upload.content_type,
+                data=source.upload.data,
+            )
+        )
     if idempotency_key is not None:
         # An expired key may still hold the row: it no longer counts, so it makes way.
         await session.execute(
@@ -314,6 +404,14 @@ async def queue_position(session: AsyncSession, job: Job) -> int | None:
     if job.status != JobStatus.QUEUED:
         return None
     return 1 + int(await session.scalar(jobs_ahead(job)) or 0)
+
+
+async def account_waiting_reason(session: AsyncSession, job: Job) -> str | None:
+    """While the account is refused, every queued job waits for the same reason."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    state = await session.get(SchedulerState, "kie", populate_existing=True)
+    return state.account_reason if state is not None else None
 
 
 async def latest_deliveries(session: AsyncSession, jobs: list[Job]) -> dict[str, WebhookDelivery]:

@@ -35,7 +35,7 @@ SELECT 'job_' || lpad(to_hex(i), 24, '0'),
        'cl_' || lpad((1 + i % 20)::text, 16, '0'),
        (ARRAY['succeeded','succeeded','succeeded','succeeded','failed','canceled',
               'generating','queued'])[1 + i % 8],
-       (ARRAY['sora-2-text-to-video','sora-2-image-to-video','kling-2.6/text-to-video',
+       (ARRAY['veo3.1-fast/text-to-video','sora-2-image-to-video','kling-2.6/text-to-video',
               'hailuo/2-3-image-to-video-standard'])[1 + (i / 7) % 4],
        json_build_object('prompt', 'prompt number ' || i || ' about ' ||
            (ARRAY['a cat','the sea','mountains','a red fox','city lights'])[1 + i % 5]),

@@ -35,7 +35,7 @@ async def create(body: dict[str, object]) -> dict[str, str]:
             insert(Job).values(
                 id=job_id,
                 status="queued",
-                model="sora-2-text-to-video",
+                model="veo3.1-fast/text-to-video",
                 input=body,
                 callback_token=secrets.token_urlsafe(32),
                 attempts=0,

@@ -27,7 +27,7 @@ from worker.admission import admit
 FILL = """
 INSERT INTO jobs (id, status, model, input, callback_token, attempts, priority, created_at,
                   updated_at, next_check_at, kie_task_id, client_id)
-SELECT 'job_' || lpad(to_hex(i), 24, '0'), 'generating', 'sora-2-text-to-video',
+SELECT 'job_' || lpad(to_hex(i), 24, '0'), 'generating', 'veo3.1-fast/text-to-video',
        '{"prompt": "x"}', md5(i::text) || md5((i + 7)::text), 0, 1, now(), now(),
        CASE WHEN i <= 500 THEN now() - interval '1 second' ELSE now() + interval '1 hour' END,
        'task_' || i, NULL
@@ -36,7 +36,7 @@ FROM generate_series(1, 100000) i
 QUEUE = """
 INSERT INTO jobs (id, status, model, input, callback_token, attempts, priority, created_at,
                   updated_at, next_check_at, client_id)
-SELECT 'job_q' || lpad(to_hex(i), 23, '0'), 'queued', 'sora-2-text-to-video',
+SELECT 'job_q' || lpad(to_hex(i), 23, '0'), 'queued', 'veo3.1-fast/text-to-video',
        '{"prompt": "x"}', md5((i + 999999)::text) || md5(i::text), 0, 1,
        now() - (i || ' ms')::interval, now(), now() - interval '1 second', NULL
 FROM generate_series(1, 10000) i

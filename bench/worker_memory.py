@@ -53,7 +53,7 @@ def seed(database_url: str, sandbox_url: str, count: int) -> None:
     rows = [
         {
             "status": JobStatus.GENERATING,
-            "model": "sora-2-text-to-video",
+            "model": "veo3.1-fast/text-to-video",
             "input": {"prompt": "memory"},
             "kie_task_id": task_id,
             "started_at": now,

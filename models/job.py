@@ -47,7 +47,13 @@ class Job(Base):
 
     kie_task_id: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
     callback_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_callback_token)
-    image_url: Mapped[str | None] = mapped_column(Text, default=None)  # after upload, or given
+    image_url: Mapped[str | None] = mapped_column(Text, default=None)  # the first image's URL
+    # Every input image by role, in order: [{"role": "first_frame", "url": "https://…"}, …];
+    # an uploaded image has "upload": <position in job_images> until imgbb gives its URL.
+    images: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    # Why a queued job is not being admitted (e.g. kie_insufficient_credits: a fact about the
+    # account that holds back every job); cleared when admission resumes.
+    waiting_reason: Mapped[str | None] = mapped_column(String(64), default=None)
     progress: Mapped[int | None] = mapped_column(Integer, default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -100,12 +106,14 @@ class Job(Base):
 
 
 class JobImage(Base):
-    """Input image bytes waiting to be uploaded; deleted once imgbb has them."""
+    """Input image bytes waiting to be uploaded; each row is deleted once imgbb has it."""
 
     __tablename__ = "job_images"
 
     job_id: Mapped[str] = mapped_column(
         String(40), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
     )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, default=0)
+    role: Mapped[str] = mapped_column(String(16), default="first_frame")
     content_type: Mapped[str] = mapped_column(String(32))
     data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -212,3 +212,19 @@ def check_now_by_callback_token(token: str, *, now: datetime) -> Update:
         .returning(Job.id, Job.status)
         .execution_options(synchronize_session=False)
     )
+
+
+def recent_generation_seconds(model: str, limit: int = 50) -> Select[Any, Any]:
+    """How long the model's latest successes took at the upstream, newest first (the model's
+    listing index serves it)."""
+    return (
+        select(Job.submitted_at, Job.finished_at)
+        .where(
+            Job.model == model,
+            Job.status == "succeeded",
+            Job.submitted_at.is_not(None),
+            Job.finished_at.is_not(None),
+        )
+        .order_by(Job.created_at.desc())
+        .limit(limit)
+    )

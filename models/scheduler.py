@@ -24,3 +24,10 @@ class SchedulerState(Base):
     checks: Mapped[list[float]] = mapped_column(JSON, default=list)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     touched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # An account-level refusal (bad key, no credits, sub-key limit) pauses admission for
+    # everyone: the reason, since when, when the next probe (one createTask) may go, and which
+    # job carries it. Cleared when a createTask is accepted again (worker.account).
+    account_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+    account_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    account_probe_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    account_probe_job: Mapped[str | None] = mapped_column(String(40), default=None)

@@ -1,4 +1,5 @@
-"""The sandbox server: Kie's jobs API (`/api/v1/jobs/...`), imgbb (`/1/upload`), the files they
+"""The sandbox server: Kie's jobs API (`/api/v1/jobs/...`), Veo's (`/api/v1/veo/...`) and
+Runway's (`/api/v1/runway/...`) endpoints, imgbb (`/1/upload`), the files they
 hand out, and control routes under `/_sandbox/` for tests and benchmarks.
 
 Tasks move through waiting → queuing → generating (with progress) → success by the clock, so
@@ -24,9 +25,15 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from sandbox.faults import Fault, parse
+from sandbox.schemas import jobs_schema, refusal, runway_refusal, veo_refusal
 from soraq.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, parse_rate
 from soraq.images import sniff_image_type
 
+ACCOUNT_MESSAGES = {
+    401: "You do not have access permissions",
+    402: "The current credits are insufficient. Please top up.",
+    433: "The sub-key usage limit has been reached",
+}
 FAKE_MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64
 
 
@@ -38,6 +45,9 @@ class SandboxConfig:
     callback_delay: float = 0.0
     create_rate: str = ""  # like Kie: "20/10s" new tasks per window, excess refused (429)
     max_concurrent: int = 0  # tasks generating at once; 0: no limit
+    # Nonzero: every create call answers this code (401 bad key, 402 no credits, 433 sub-key
+    # limit), as Kie does for an account in that state; 0 again: topped up.
+    account_code: int = 0
     kie_key: str = SANDBOX_KIE_KEY
     imgbb_key: str = SANDBOX_IMGBB_KEY
 
@@ -63,6 +73,7 @@ class Task:
     faults: list[Fault]
     callback_url: str | None
     base_url: str
+    family: str = "jobs"  # jobs | veo | runway: which Kie API family created it
     record_calls: int = 0
     callback_sent: bool = False
 
@@ -72,19 +83,28 @@ class Task:
     def has(self, name: str) -> Fault | None:
         return next((f for f in self.faults if f.name == name), None)
 
-    def view(self, now: float) -> dict[str, Any]:
+    def stage(self, now: float) -> tuple[str, int]:
+        """(neutral state, progress) by the clock: waiting → queuing → generating → end."""
         elapsed = now - self.created
-        state, progress = "generating", 0
         if self.has("stuck"):
-            progress = min(99, int(elapsed))
-        elif elapsed >= self.duration:
-            state, progress = ("fail" if self.has("fail") else "success"), 100
-        elif elapsed < self.duration * 0.1:
-            state = "waiting"
-        elif elapsed < self.duration * 0.25:
-            state = "queuing"
-        else:
-            progress = int(100 * elapsed / self.duration)
+            return "generating", min(99, int(elapsed))
+        if elapsed >= self.duration:
+            return ("fail" if self.has("fail") else "success"), 100
+        if elapsed < self.duration * 0.1:
+            return "waiting", 0
+        if elapsed < self.duration * 0.25:
+            return "queuing", 0
+        return "generating", int(100 * elapsed / self.duration)
+
+    def video_url(self, watermarked: bool = False) -> str:
+        return f"{self.base_url}v/{self.id}{'-wm' if watermarked else ''}.mp4"
+
+    def view(self, now: float) -> dict[str, Any]:
+        """The task as the jobs API's recordInfo shows it."""
+        state, progress = self.stage(now)
+        odd = self.has("state")
+        if odd and odd.text and state not in ("success", "fail"):
+            state = odd.text  # a state word soraq does not know
         ms = int(self.created * 1000)
         data: dict[str, Any] = {
             "taskId": self.id,
@@ -101,9 +121,8 @@ class Task:
             "updateTime": int(now * 1000),
         }
         if state == "success":
-            url = f"{self.base_url}v/{self.id}.mp4"
             data["resultJson"] = json.dumps(
-                {"resultUrls": [url], "resultWaterMarkUrls": [f"{self.base_url}v/{self.id}-wm.mp4"]}
+                {"resultUrls": [self.video_url()], "resultWaterMarkUrls": [self.video_url(True)]}
             )
         if state == "fail":
             data.update(
@@ -114,6 +133,85 @@ class Task:
                 costTime=int(self.duration * 1000), completeTime=ms + int(self.duration * 1000)
             )
         return data
+
+    def veo_view(self, now: float) -> dict[str, Any]:
+        """The task as Veo's record-info shows it: successFlag, string times, no progress."""
+        state, _ = self.stage(now)
+        odd = self.has("state")
+        flag: Any = {"success": 1, "fail": 3}.get(state, 0)
+        if odd and odd.text and state not in ("success", "fail"):
+            flag = odd.text
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.created))
+        return {
+            "taskId": self.id,
+            "paramJson": json.dumps(self.param),
+            "createTime": stamp,
+            "completeTime": stamp if state in ("success", "fail") else None,
+            "response": {
+                "taskId": self.id,
+                "resultUrls": [self.video_url()],
+                "originUrls": [self.video_url()],
+                "resolution": self.param.get("resolution", "720p"),
+            }
+            if state == "success"
+            else None,
+            "successFlag": flag,
+            "errorCode": 400 if state == "fail" else None,
+            "errorMessage": "The prompt was flagged by the content policy."
+            if state == "fail"
+            else "",
+            "fallbackFlag": False,
+        }
+
+    def runway_view(self, now: float) -> dict[str, Any]:
+        state, _ = self.stage(now)
+        word = {"waiting": "wait", "queuing": "queueing"}.get(state, state)
+        odd = self.has("state")
+        if odd and odd.text and state not in ("success", "fail"):
+            word = odd.text
+        return {
+            "taskId": self.id,
+            "state": word,
+            "generateParam": self.param,
+            "videoInfo": {
+                "videoId": self.id,
+                "videoUrl": self.video_url(),
+                "imageUrl": f"{self.base_url}v/{self.id}.jpg",
+            }
+            if state == "success"
+            else None,
+            "failCode": 400 if state == "fail" else None,
+            "failMsg": "The prompt was flagged by the content policy." if state == "fail" else "",
+            "generateTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.created)),
+        }
+
+    def callback_body(self, now: float) -> dict[str, Any]:
+        state, _ = self.stage(now)
+        failed = state == "fail"
+        if self.family == "veo":
+            info = {"resultUrls": [self.video_url()], "originUrls": [self.video_url()]}
+            return {
+                "code": 501 if failed else 200,
+                "msg": "generation failed" if failed else "Veo3.1 video generated successfully.",
+                "data": {"taskId": self.id, "info": None if failed else info},
+            }
+        if self.family == "runway":
+            return {
+                "code": 501 if failed else 200,
+                "msg": "generation failed" if failed else "success",
+                "data": {
+                    "task_id": self.id,
+                    "video_id": self.id,
+                    "video_url": "" if failed else self.video_url(),
+                    "image_url": "",
+                },
+            }
+        data = self.view(now)
+        return {
+            "code": 501 if failed else 200,
+            "msg": data["failMsg"] if failed else "success",
+            "data": {**data, "consumeCredits": 10, "remainedCredits": 990},
+        }
 
 
 @dataclass
@@ -162,13 +260,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
 
     async def send_callback(task: Task) -> None:
         await asyncio.sleep(task.duration + config.callback_delay)
-        data = task.view(time.time())
-        failed = data["state"] == "fail"
-        payload = {
-            "code": 501 if failed else 200,
-            "msg": data["failMsg"] if failed else "success",
-            "data": {**data, "consumeCredits": 10, "remainedCredits": 990},
-        }
+        payload = task.callback_body(time.time())
         status: int | str
         try:
             response = await http["client"].post(task.callback_url or "", json=payload)
@@ -178,14 +270,17 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         task.callback_sent = True
         calls.record("callback", task_id=task.id, status_code=status)
 
-    @app.post("/api/v1/jobs/createTask")
-    async def create_task(request: Request) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            calls.record("createTask", code=422)
-            return JSONResponse(kie_body(422, "Invalid JSON"))
-        prompt = str((body.get("input") or {}).get("prompt") or "")
+    async def create(
+        request: Request,
+        family: str,
+        model: str,
+        prompt: str,
+        body: dict[str, Any],
+        check: Any,
+        shown: dict[str, Any],
+    ) -> Response:
+        """A create call of any family: auth, faults, the account switch, the schema, Kie's
+        limits, then a task that moves by the clock (and one callback)."""
         attempt = calls.create_by_prompt[prompt]
         calls.create_by_prompt[prompt] += 1
         faults = parse(prompt)
@@ -199,10 +294,12 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         def answer(code: int, msg: str, data: Any = None, **kwargs: Any) -> Response:
             calls.record(
                 "createTask",
+                family=family,
                 prompt=prompt,
                 code=code,
-                model=body.get("model"),
-                input=body.get("input"),
+                msg=msg,
+                model=model,
+                input=shown,
                 callback_url=body.get("callBackUrl"),
                 task_id=(data or {}).get("taskId"),
             )
@@ -210,10 +307,12 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
 
         if not authorized(request):
             return answer(401, "You do not have access permissions")
+        if config.account_code:
+            return answer(config.account_code, ACCOUNT_MESSAGES.get(config.account_code, "Error"))
         if fault := active("code"):
             headers = {"Retry-After": "1"} if fault.code == 429 else None
             messages = {
-                402: "The current credits are insufficient. Please top up.",
+                **ACCOUNT_MESSAGES,
                 429: "Rate limited",
                 500: "Internal Error",
                 455: "Maintenance",
@@ -222,24 +321,18 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
                 fault.code or 500, messages.get(fault.code or 500, "Error"), headers=headers
             )
         if fault := active("http"):
-            calls.record("createTask", prompt=prompt, code=fault.code)
+            calls.record("createTask", family=family, prompt=prompt, code=fault.code)
             return PlainTextResponse("<html>error</html>", status_code=fault.code or 500)
         if active("hang"):
             await asyncio.sleep(config.hang_seconds)
         if active("malformed"):
-            calls.record("createTask", prompt=prompt, code="malformed")
+            calls.record("createTask", family=family, prompt=prompt, code="malformed")
             return PlainTextResponse(
                 '{"code": 200, "data": {"taskId": ', media_type="application/json"
             )
-        model = str(body.get("model") or "")
-        if not model:
-            return answer(422, "model is required")
-        if not prompt:
-            return answer(422, "input.prompt is required")
-        if "image-to-video" in model:
-            image = body.get("input") or {}
-            if not (image.get("image_urls") or image.get("image_url") or image.get("input_urls")):
-                return answer(422, "image_urls is required")
+        refused = check()
+        if refused is not None:
+            return answer(*refused)
         now = time.time()
         if config.create_rate:
             rate = parse_rate(config.create_rate)
@@ -254,8 +347,9 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             return answer(429, f"Too many concurrent tasks (max {config.max_concurrent})")
         created_at.append(now)
         slow = active("slow")
+        prefix = {"veo": "veo_task", "runway": "runway_task"}.get(family, "task")
         task = Task(
-            id=f"task_{model.replace('/', '-')}_{int(time.time() * 1000)}{secrets.token_hex(3)}",
+            id=f"{prefix}_{model.replace('/', '-')}_{int(now * 1000)}{secrets.token_hex(3)}",
             model=model,
             prompt=prompt,
             param=body,
@@ -264,6 +358,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             faults=faults,
             callback_url=body.get("callBackUrl"),
             base_url=str(request.base_url),
+            family=family,
         )
         tasks[task.id] = task
         if task.callback_url and not task.has("nocallback") and not task.has("stuck"):
@@ -276,27 +371,107 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             await asyncio.sleep(delay.value or 1.0)
         return answer(200, "success", {"taskId": task.id})
 
-    @app.get("/api/v1/jobs/recordInfo")
-    async def record_info(request: Request, taskId: str = "") -> Response:  # noqa: N803
-        def answer(code: int, msg: str, data: Any = None, status: int = 200) -> Response:
-            calls.record("recordInfo", task_id=taskId, code=code)
-            return JSONResponse(kie_body(code, msg, data), status_code=status)
+    async def json_body(request: Request) -> dict[str, Any] | None:
+        try:
+            body = await request.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    @app.post("/api/v1/jobs/createTask")
+    async def create_task(request: Request) -> Response:
+        body = await json_body(request)
+        if body is None:
+            calls.record("createTask", family="jobs", code=422)
+            return JSONResponse(kie_body(422, "Invalid JSON"))
+        raw_input = body.get("input")
+        task_input: dict[str, Any] = raw_input if isinstance(raw_input, dict) else {}
+        model = str(body.get("model") or "")
+
+        def check() -> tuple[int, str] | None:
+            if not model:
+                return 500, "This field is required: model"
+            schema = jobs_schema(model)
+            if schema is None:
+                return 422, f"The model {model} is not available"
+            return refusal(schema, task_input)
+
+        prompt = str(task_input.get("prompt") or "")
+        return await create(request, "jobs", model, prompt, body, check, task_input)
+
+    @app.post("/api/v1/veo/generate")
+    async def veo_generate(request: Request) -> Response:
+        body = await json_body(request)
+        if body is None:
+            calls.record("createTask", family="veo", code=422)
+            return JSONResponse(kie_body(422, "Invalid JSON"))
+        model = str(body.get("model") or "veo3_fast")
+        prompt = str(body.get("prompt") or "")
+        shown = {k: v for k, v in body.items() if k not in ("model", "callBackUrl")}
+        return await create(request, "veo", model, prompt, body, lambda: veo_refusal(body), shown)
+
+    @app.post("/api/v1/runway/generate")
+    async def runway_generate(request: Request) -> Response:
+        body = await json_body(request)
+        if body is None:
+            calls.record("createTask", family="runway", code=422)
+            return JSONResponse(kie_body(422, "Invalid JSON"))
+        prompt = str(body.get("prompt") or "")
+        shown = {k: v for k, v in body.items() if k != "callBackUrl"}
+        return await create(
+            request, "runway", "runway", prompt, body, lambda: runway_refusal(body), shown
+        )
+
+    def read(request: Request, family: str, task_id: str) -> tuple[Task | None, Response | None]:
+        """The common part of every family's read: auth, lookup, injected check faults."""
+
+        def answer(code: int, msg: str) -> Response:
+            calls.record("recordInfo", family=family, task_id=task_id, code=code)
+            return JSONResponse(kie_body(code, msg))
 
         if not authorized(request):
-            return answer(401, "You do not have access permissions")
-        if not taskId:
-            return answer(400, "taskId is required")
-        task = tasks.get(taskId)
+            return None, answer(401, "You do not have access permissions")
+        if not task_id:
+            return None, answer(400, "taskId is required")
+        task = tasks.get(task_id)
         if task is None:
-            return answer(404, "task not found")
+            return None, answer(404, "task not found")
         task.record_calls += 1
         fault = task.has("checkfail")
         if fault and task.record_calls <= (fault.times or 10**9):
-            return answer(fault.code or 500, "Internal Error")
-        now = time.time()
-        if now - task.created < config.null_window:
-            return answer(422, "recordInfo is null")
-        return answer(200, "success", task.view(now))
+            return None, answer(fault.code or 500, "Internal Error")
+        if time.time() - task.created < config.null_window:
+            # Right after creation the task is not visible yet: the jobs API and Runway say
+            # "recordInfo is null" (422); Veo answers 404.
+            if family == "veo":
+                return None, answer(404, "task not found")
+            return None, answer(422, "recordInfo is null")
+        calls.record("recordInfo", family=family, task_id=task_id, code=200)
+        return task, None
+
+    @app.get("/api/v1/jobs/recordInfo")
+    async def record_info(request: Request, taskId: str = "") -> Response:  # noqa: N803
+        task, refused = read(request, "jobs", taskId)
+        if task is None:
+            assert refused is not None
+            return refused
+        return JSONResponse(kie_body(200, "success", task.view(time.time())))
+
+    @app.get("/api/v1/veo/record-info")
+    async def veo_record_info(request: Request, taskId: str = "") -> Response:  # noqa: N803
+        task, refused = read(request, "veo", taskId)
+        if task is None:
+            assert refused is not None
+            return refused
+        return JSONResponse(kie_body(200, "success", task.veo_view(time.time())))
+
+    @app.get("/api/v1/runway/record-detail")
+    async def runway_record_detail(request: Request, taskId: str = "") -> Response:  # noqa: N803
+        task, refused = read(request, "runway", taskId)
+        if task is None:
+            assert refused is not None
+            return refused
+        return JSONResponse(kie_body(200, "success", task.runway_view(time.time())))
 
     @app.post("/1/upload")
     async def imgbb_upload(request: Request) -> Response:
@@ -352,7 +527,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
 
     @app.get("/v/{filename}")
     async def video(filename: str) -> Response:
-        task_id = filename.removesuffix(".mp4").removesuffix("-wm")
+        task_id = filename.removesuffix(".mp4").removesuffix(".jpg").removesuffix("-wm")
         if task_id not in tasks:
             return PlainTextResponse("not found", status_code=404)
         return Response(FAKE_MP4, media_type="video/mp4")

@@ -11,6 +11,7 @@
 [kie:stuck]      the task stays "generating" forever
 [kie:nocallback] no callback is sent for the task
 [kie:checkfail500x2]  the first 2 recordInfo calls for the task answer 500
+[kie:state=rendering] while generating, the task reports a state soraq does not know
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_KEYWORD = re.compile(r"\[kie:([a-z]*)(\d*)(?:x(\d+))?(?:=([\d.]+))?\]")
+_KEYWORD = re.compile(r"\[kie:([a-z]*)(\d*)(?:x(\d+))?(?:=([\w.]+))?\]")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Fault:
     code: int | None = None
     times: int | None = None  # None: every time
     value: float | None = None
+    text: str | None = None  # a word given with `=` that is not a number
 
 
 def parse(prompt: str) -> list[Fault]:
@@ -35,8 +37,16 @@ def parse(prompt: str) -> list[Fault]:
             name=name or "code",
             code=int(number) if number else None,
             times=int(times) if times else None,
-            value=float(value) if value else None,
+            value=_number(value),
+            text=value if value and _number(value) is None else None,
         )
         for name, number, times, value in _KEYWORD.findall(prompt)
         if name or number
     ]
+
+
+def _number(value: str) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None

@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     kie_webhook_hmac_key: SecretStr | None = None  # set when the Kie account signs callbacks
 
     model_catalogue: Path | None = None  # a TOML file replacing the bundled catalogue
-    prompt_max_length: int = Field(5000, ge=1)
+    # Each model has its own prompt limit (the catalogue); this caps them all.
+    prompt_max_length: int = Field(30000, ge=1)
 
     # Outbound calls: every one has a timeout; retries are scheduled through the job row.
     kie_timeout: float = Field(30.0, gt=0)
@@ -107,6 +108,9 @@ class Settings(BaseSettings):
     kie_create_rate: str = "20/10s"
     kie_max_in_flight: int = Field(100, ge=1)
     kie_check_rate: str = "100/10s"
+    # While the account is refused (bad key, no credits, sub-key limit): one createTask probe
+    # this often, never more.
+    account_probe_interval: float = Field(60.0, gt=0)
 
     # Clients and their completion webhooks (Standard Webhooks).
     default_max_active_jobs: int = Field(100, ge=1)

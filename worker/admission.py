@@ -27,6 +27,7 @@ from models.job import Job, JobStatus
 from models.lifecycle import AT_KIE
 from models.scheduler import SchedulerState
 from soraq.config import Settings
+from worker import account
 from worker.limiter import check_window, create_window
 
 STATE = "kie"
@@ -100,6 +101,8 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
     admitted: list[str] = []
     paused = state.paused_until is not None and state.paused_until > now
     lease = timedelta(seconds=settings.claim_lease)
+    if state.account_reason is not None:
+        account.expire_waiting(session, state, now, settings)
     if not paused:
         pending = _pending_admissions(session, now)
         room = min(
@@ -107,8 +110,13 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
             settings.kie_max_in_flight - in_flight(session) - pending,
             settings.sweep_batch,
         )
+        if state.account_reason is not None:
+            # The account is refused: one probe per interval, nothing else.
+            room = 1 if room > 0 and account.take_probe(state, now, settings) else 0
         if room > 0:
             admitted = list(session.scalars(fair_order(now, room)))
+            if state.account_reason is not None and admitted:
+                state.account_probe_job = admitted[0]
         if admitted:
             session.execute(
                 update(Job)
@@ -119,7 +127,7 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
     return Budget(admitted, check_window(settings).room(state, now), state)
 
 
-def acquire_create(session: Session, settings: Settings) -> float | None:
+def acquire_create(session: Session, settings: Settings, job_id: str) -> float | None:
     """Take one createTask token, right before the call. None: granted. A number: no token
     now; the seconds until one frees. The caller commits at once (the database window holds
     the scheduler row's lock until then).
@@ -134,6 +142,9 @@ def acquire_create(session: Session, settings: Settings) -> float | None:
     now = utcnow()
     if state.paused_until is not None and state.paused_until > now:
         return (state.paused_until - now).total_seconds()
+    probe = account.probe_wait(state, job_id, now)
+    if probe is not None:
+        return probe  # the account is refused and this job is not the probe
     return window.take(state, now)
 
 
@@ -141,13 +152,3 @@ def record_checks(settings: Settings, budget: Budget, count: int, now: datetime)
     """The checks just claimed take their tokens (never more than budget.checks)."""
     if count:
         check_window(settings).take(budget.state, now, count)
-
-
-def pause(session: Session, until: datetime) -> None:
-    """Kie said 429 anyway: no admissions until `until` (the later of any two pauses)."""
-    session.execute(
-        update(SchedulerState)
-        .where(SchedulerState.name == STATE)
-        .where((SchedulerState.paused_until.is_(None)) | (SchedulerState.paused_until < until))
-        .values(paused_until=until)
-    )

@@ -20,8 +20,8 @@ from worker import webhooks
 from worker.admission import admit, record_checks
 from worker.app import celery_app
 from worker.imgbb import ImgbbClient
-from worker.kie import KieClient
 from worker.pipeline import Clients, advance
+from worker.upstreams import kie_upstreams
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def clients() -> Clients:
     kie_key = settings.kie_api_key.get_secret_value() if settings.kie_api_key else ""
     imgbb_key = settings.imgbb_api_key.get_secret_value() if settings.imgbb_api_key else ""
     return Clients(
-        kie=KieClient(settings.kie_base_url, kie_key, timeout=settings.kie_timeout),
+        upstreams=kie_upstreams(settings.kie_base_url, kie_key, timeout=settings.kie_timeout),
         imgbb=ImgbbClient(
             settings.imgbb_base_url,
             imgbb_key,

@@ -22,7 +22,7 @@ from api.errors import APIError
 from api.routes.jobs import JobId
 from api.schemas import AdminJobOut, DeliveryOut, EventOut
 from api.service import cancel_job
-from models.catalogue import get_catalogue
+from catalogue import get_catalogue
 from models.job import JobStatus
 from soraq.config import get_settings
 

@@ -7,13 +7,15 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import service
+from api import estimates, service
 from api.deps import CurrentClient, NudgerDep, SessionDep, SettingsDep
 from api.errors import UnsupportedMediaType
 from api.limits import MAX_BODY_BYTES
 from api.schemas import ErrorBody, JobCreate, JobOut, JobPage
-from models.catalogue import InvalidRequest, get_catalogue
+from catalogue import ROLES, get_catalogue
 from models.job import JobStatus
+from models.lifecycle import AT_KIE
+from soraq.errors import InvalidRequest
 from soraq.images import MAX_IMAGE_BYTES
 
 router = APIRouter(tags=["jobs"])
@@ -23,33 +25,43 @@ JobId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^job_[0-9a-f]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422, 429, 503)
 }
+_IMAGE_PART = {"type": "string", "format": "binary", "description": "jpeg/png/webp, ≤10 MB"}
 _MULTIPART_SCHEMA = {
     "type": "object",
     "required": ["prompt"],
+    "description": "The JSON fields as form fields (the model's own typed by its schema), "
+    "`image` as the first frame, and `image_first_frame`, `image_last_frame`, "
+    "`image_reference` parts for more images by role.",
     "properties": {
         "prompt": {"type": "string", "minLength": 1},
-        **{name: {"type": "string"} for name in ("model", "aspect_ratio", "size", "image_url")},
-        "duration": {"type": "integer"},
-        "remove_watermark": {"type": "boolean"},
+        **{name: {"type": "string"} for name in ("model", "image_url", "webhook_url")},
         "metadata": {"type": "string", "description": "a JSON object"},
-        "image": {"type": "string", "format": "binary", "description": "jpeg/png/webp, ≤10 MB"},
+        "image": _IMAGE_PART,
+        **{f"image_{role}": _IMAGE_PART for role in ROLES},
     },
 }
+_IMAGE_PARTS = {"image": "first_frame", **{f"image_{role}": role for role in ROLES}}
 
 
-async def _read_multipart(request: Request) -> tuple[JobCreate, service.ImageBytes | None]:
+async def _read_multipart(
+    request: Request,
+) -> tuple[JobCreate, list[tuple[str, str, service.ImageBytes]]]:
     try:
-        form = await request.form(max_files=1, max_fields=50, max_part_size=MAX_BODY_BYTES)
+        form = await request.form(
+            max_files=service.MAX_IMAGES, max_fields=50, max_part_size=MAX_BODY_BYTES
+        )
     except StarletteHTTPException as exc:  # a body that is not a multipart form at all
         raise InvalidRequest("body", f"not a valid multipart form: {exc.detail}") from None
     fields: dict[str, Any] = {}
-    upload = None
+    uploads: list[tuple[str, str, service.ImageBytes]] = []
     for name, value in form.multi_items():
         if isinstance(value, UploadFile):
-            if name != "image":
-                raise InvalidRequest(name, "only the `image` part may be a file")
+            role = _IMAGE_PARTS.get(name)
+            if role is None:
+                parts = ", ".join(_IMAGE_PARTS)
+                raise InvalidRequest(name, f"only these parts may be files: {parts}")
             data = await value.read(MAX_IMAGE_BYTES + 1)
-            upload = service.check_image(data, "image", None)
+            uploads.append((role, name, service.check_image(data, name, None)))
         elif name == "metadata":
             try:
                 fields[name] = json.loads(value)
@@ -57,13 +69,15 @@ async def _read_multipart(request: Request) -> tuple[JobCreate, service.ImageByt
                 raise InvalidRequest("metadata", "must be a JSON object") from None
         else:
             fields[name] = value
-    model = fields.get("model") or get_catalogue().default_model(has_image=upload is not None)
-    spec = get_catalogue().models.get(model)
+    catalogue = get_catalogue()
+    spec = catalogue.models.get(
+        fields.get("model") or catalogue.default_model(has_image=bool(uploads))
+    )
     if spec is not None:  # form values are strings: type the model's own parameters
         for name, param in spec.params.items():
             if isinstance(fields.get(name), str):
                 fields[name] = param.from_form(fields[name])
-    return JobCreate.model_validate(fields), upload
+    return JobCreate.model_validate(fields), uploads
 
 
 @router.post(
@@ -93,16 +107,17 @@ async def create_job(
 ) -> JobOut:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
-        payload, upload = JobCreate.model_validate_json(await request.body()), None
+        uploads: list[tuple[str, str, service.ImageBytes]] = []
+        payload = JobCreate.model_validate_json(await request.body())
     elif content_type == "multipart/form-data":
-        payload, upload = await _read_multipart(request)
+        payload, uploads = await _read_multipart(request)
     else:
         raise UnsupportedMediaType("send application/json or multipart/form-data")
     job, replayed = await service.create_job(
         session,
         client,
         payload,
-        upload,
+        uploads,
         idempotency_key=idempotency_key,
         settings=settings,
         nudger=nudger,
@@ -118,7 +133,10 @@ async def get_job(job_id: JobId, client: CurrentClient, session: SessionDep) -> 
     job = await service.get_job(session, job_id, client.id)
     deliveries = await service.latest_deliveries(session, [job])
     position = await service.queue_position(session, job)
-    return JobOut.of(job, deliveries.get(job.id), position)
+    reason = await service.account_waiting_reason(session, job)
+    if job.status in AT_KIE:
+        await estimates.refresh(session, job.model)
+    return JobOut.of(job, deliveries.get(job.id), position, reason)
 
 
 @router.post(

@@ -12,7 +12,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from api.deps import SessionDep
 from api.errors import error_body
 from api.health import DatabaseCollector, check_broker, check_database
-from models.catalogue import get_catalogue
+from catalogue import get_catalogue
 
 router = APIRouter(tags=["meta"])
 

@@ -77,7 +77,7 @@ class Stack:
                 client = session.scalars(select(Client).where(Client.name == "integration")).one()
                 job = Job(
                     client_id=client.id,
-                    model="sora-2-text-to-video",
+                    model="veo3.1-fast/text-to-video",
                     created_at=now,
                     updated_at=now,
                     **{"next_check_at": now, **values},
@@ -129,6 +129,7 @@ def stack(
     var_dir = tmp_path_factory.mktemp("stack")
     overrides = {
         "JOB_TIMEOUT": "6",
+        "ACCOUNT_PROBE_INTERVAL": "1",
         "KIE_TIMEOUT": "2",
         "PENDING_GRACE": "5",
         "SANDBOX_HANG_SECONDS": "4",

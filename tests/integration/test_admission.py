@@ -36,7 +36,7 @@ def backlog(stack: Stack, tag: str, sizes: dict[str, int]) -> list[str]:
                         "id": job_id,
                         "client_id": client.id,
                         "status": "queued",
-                        "model": "sora-2-text-to-video",
+                        "model": "veo3.1-fast/text-to-video",
                         "input": {"prompt": f"{name} {tag} {i}"},
                         "attempts": 0,
                         "priority": 1,

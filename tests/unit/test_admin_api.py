@@ -183,7 +183,7 @@ def test_stats(app_client: TestClient, two_clients: tuple[dict[str, str], dict[s
         session.commit()
     stats = app_client.get("/admin/stats", params={"window": "1h"}, headers=ADMIN).json()
     assert stats["window_seconds"] == 3600
-    assert stats["counts"]["succeeded"]["sora-2-text-to-video"] >= 1
+    assert stats["counts"]["succeeded"]["veo3.1-fast/text-to-video"] >= 1
     assert 0 < stats["success_rate"] <= 1
     assert stats["generation_seconds_p50"] is not None
     assert "queued" in stats["queue_depth"]

@@ -13,7 +13,8 @@ from models.client import Client
 from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
 from soraq.config import Settings
-from worker.admission import acquire_create, admit, pause, record_checks
+from worker.account import pause_rate_limited as pause
+from worker.admission import acquire_create, admit, record_checks
 
 
 def settings(**values: object) -> Settings:
@@ -36,7 +37,7 @@ def queue(session: Session, jobs: dict[str, int], weights: dict[str, int] | None
             session.add(
                 Job(
                     client_id=client.id,
-                    model="sora-2-text-to-video",
+                    model="veo3.1-fast/text-to-video",
                     input={"prompt": f"{name} {i}"},
                     created_at=created,
                     updated_at=created,
@@ -83,7 +84,7 @@ def _submit_all(session: Session, ids: list[str]) -> int:
     """What workers do with admitted jobs: take a createTask token each, then submit."""
     granted = 0
     for job_id in ids:
-        if acquire_create(session, settings()) is None:
+        if acquire_create(session, settings(), "job_x") is None:
             granted += 1
             session.execute(update(Job).where(Job.id == job_id).values(status="submitting"))
     session.commit()
@@ -106,7 +107,7 @@ def test_the_create_rate_holds_across_sweeps(engine: Engine) -> None:
 
 def test_a_worker_finds_no_token_when_the_window_is_full(engine: Engine) -> None:
     with Session(engine) as session:
-        grants = [acquire_create(session, settings()) for _ in range(7)]
+        grants = [acquire_create(session, settings(), "job_x") for _ in range(7)]
         session.commit()
     assert grants[:6] == [None] * 6
     assert grants[6] is not None

@@ -7,7 +7,7 @@ import base64
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.images import JPEG_HEADER, PNG
+from tests.images import JPEG_HEADER, PNG, WEBP
 from tests.unit.conftest import count_jobs, new_client_key
 
 
@@ -17,12 +17,12 @@ def test_create_answers_202_with_location_and_the_job(client: TestClient) -> Non
     job = response.json()
     assert response.headers["location"] == f"/jobs/{job['id']}"
     assert job["status"] == "queued"
-    assert job["model"] == "sora-2-text-to-video"
+    assert job["model"] == "veo3.1-fast/text-to-video"
     assert job["input"] == {
         "prompt": "A cat",
-        "aspect_ratio": "landscape",
-        "duration": 10,
-        "remove_watermark": True,
+        "aspect_ratio": "16:9",
+        "resolution": "720p",
+        "duration": 8,
     }
     assert job["metadata"] == {"order": 12}
     assert client.get(f"/jobs/{job['id']}").json() == {**job, "queue_position": 1}
@@ -34,14 +34,22 @@ def test_an_image_picks_the_image_to_video_model(client: TestClient) -> None:
     )
     assert response.status_code == 202
     job = response.json()
-    assert job["model"] == "sora-2-image-to-video"
-    assert job["input"]["image"] == {"content_type": "image/png", "bytes": len(PNG)}
+    assert job["model"] == "kling-2.6/image-to-video"
+    assert job["input"]["images"] == [
+        {"role": "first_frame", "content_type": "image/png", "bytes": len(PNG)}
+    ]
     assert "image_base64" not in job["input"]
 
 
-def test_pro_models_take_a_size_and_default_it(client: TestClient) -> None:
+def test_a_retired_model_is_refused_naming_its_replacement(client: TestClient) -> None:
+    before = count_jobs()
     response = client.post("/jobs", json={"prompt": "x", "model": "sora-2-pro-text-to-video"})
-    assert response.json()["input"]["size"] == "high"
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "model_retired"
+    assert error["replaced_by"] == "veo3.1/text-to-video"
+    assert error["fields"][0]["field"] == "model"
+    assert count_jobs() == before
 
 
 def test_a_non_sora_model_takes_its_own_params(client: TestClient) -> None:
@@ -50,7 +58,7 @@ def test_a_non_sora_model_takes_its_own_params(client: TestClient) -> None:
     assert response.status_code == 202, response.text
     assert response.json()["input"] == {
         "prompt": "x",
-        "aspect_ratio": "16:9",
+        "aspect_ratio": "1:1",
         "duration": 5,
         "sound": True,
     }
@@ -63,14 +71,66 @@ def test_a_non_sora_model_takes_its_own_params(client: TestClient) -> None:
         ({"prompt": ""}, "prompt", "at least 1 character"),
         ({"prompt": "   "}, "prompt", "blank"),
         ({"prompt": "x" * 5001}, "prompt", "limit is 5000"),
+        (
+            {"prompt": "x" * 1001, "model": "kling-2.6/text-to-video"},
+            "prompt",
+            "limit is 1000 for model kling-2.6/text-to-video",
+        ),
         ({"prompt": 42}, "prompt", "valid string"),
         ({"prompt": "x", "model": "sora-9"}, "model", "unknown model"),
-        ({"prompt": "x", "duration": 11}, "duration", "one of 10, 15"),
-        ({"prompt": "x", "duration": "ten"}, "duration", "valid integer"),
-        ({"prompt": "x", "aspect_ratio": "square"}, "aspect_ratio", "landscape, portrait"),
+        ({"prompt": "x", "duration": 11}, "duration", "one of 4, 6, 8"),
+        ({"prompt": "x", "duration": "ten"}, "duration", "must be an integer"),
+        ({"prompt": "x", "duration": True}, "duration", "must be an integer"),
+        ({"prompt": "x", "aspect_ratio": "square"}, "aspect_ratio", "16:9, 9:16, Auto"),
         ({"prompt": "x", "size": "high"}, "size", "does not take 'size'"),
         ({"prompt": "x", "sound": True}, "sound", "does not take 'sound'"),
-        ({"prompt": "x", "model": "sora-2-image-to-video"}, "image", "needs an image"),
+        ({"prompt": "x", "model": "kling-2.6/image-to-video"}, "images", "needs 1 first_frame"),
+        (
+            {
+                "prompt": "x",
+                "model": "runway/video",
+                "duration": 10,
+                "quality": "1080p",
+            },
+            "quality",
+            "one of 720p",
+        ),
+        (
+            {
+                "prompt": "x",
+                "model": "veo3.1-fast/image-to-video",
+                "images": [{"role": "reference", "url": "https://a.test/a.png"}],
+            },
+            "images",
+            "takes no reference image",
+        ),
+        (
+            {
+                "prompt": "x",
+                "model": "veo3.1-fast/image-to-video",
+                "image_url": "https://a.test/a.png",
+                "images": [
+                    {"role": "last_frame", "url": "https://a.test/b.png"},
+                    {"role": "last_frame", "url": "https://a.test/c.png"},
+                ],
+            },
+            "images",
+            "at most 1 last_frame",
+        ),
+        (
+            {"prompt": "x", "images": [{"role": "first_frame"}]},
+            "images.0",
+            "exactly one of url or base64",
+        ),
+        (
+            {
+                "prompt": "x",
+                "model": "kling-2.6/image-to-video",
+                "image_base64": base64.b64encode(WEBP).decode(),
+            },
+            "image_base64",
+            "takes jpeg, png images",
+        ),
         ({"prompt": "x", "image_url": "http://example.com/a.png"}, "image_url", "https"),
         ({"prompt": "x", "image_url": "https://10.0.0.1/a.png"}, "image_url", "public host"),
         ({"prompt": "x", "image_url": "https://localhost/a.png"}, "image_url", "public host"),
@@ -91,7 +151,7 @@ def test_a_non_sora_model_takes_its_own_params(client: TestClient) -> None:
         (
             {"prompt": "x", "image_url": "https://a.test/a.png", "image_base64": "AAAA"},
             "image",
-            "give one image",
+            "give one first image",
         ),
         ({"prompt": "x", "metadata": {"k": "v" * 9000}}, "metadata", "at most"),
         ({"prompt": "x", "metadata": [1, 2]}, "metadata", "an object"),
@@ -101,8 +161,8 @@ def test_a_non_sora_model_takes_its_own_params(client: TestClient) -> None:
                 "model": "bytedance/v1-pro-text-to-video",
                 "image_url": "https://a.test/a.png",
             },
-            "image",
-            "does not take an image",
+            "images",
+            "does not take images",
         ),
     ],
 )
@@ -114,7 +174,7 @@ def test_bad_input_is_refused_with_the_field_named_and_nothing_stored(
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["code"] == "validation_error"
-    assert error["fields"][0]["field"] == field
+    assert error["fields"][0]["field"] == field, error
     assert fragment in error["message"]
     assert count_jobs() == before
 
@@ -142,11 +202,27 @@ def test_multipart_types_form_fields_by_the_catalogue(client: TestClient) -> Non
     response = client.post(
         "/jobs",
         files={"image": ("cat.png", PNG, "image/png")},
-        data={"prompt": "x", "duration": "15", "remove_watermark": "false"},
+        data={"prompt": "x", "duration": "10", "sound": "true"},
     )
     assert response.status_code == 202, response.text
-    assert response.json()["input"]["duration"] == 15
-    assert response.json()["input"]["remove_watermark"] is False
+    assert response.json()["model"] == "kling-2.6/image-to-video"
+    assert response.json()["input"]["duration"] == 10
+    assert response.json()["input"]["sound"] is True
+
+
+def test_multipart_takes_images_by_role(client: TestClient) -> None:
+    response = client.post(
+        "/jobs",
+        files=[
+            ("image", ("first.png", PNG, "image/png")),
+            ("image_last_frame", ("last.png", PNG, "image/png")),
+        ],
+        data={"prompt": "x", "model": "veo3.1-fast/image-to-video", "duration": "6"},
+    )
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert [i["role"] for i in job["input"]["images"]] == ["first_frame", "last_frame"]
+    assert job["input"]["duration"] == 6
 
 
 def test_a_body_declared_too_large_is_refused_before_reading(client: TestClient) -> None:
@@ -206,8 +282,27 @@ def test_listing_filters_by_status(client: TestClient) -> None:
 def test_models_lists_the_catalogue(client: TestClient) -> None:
     body = client.get("/models").json()
     ids = {model["id"] for model in body["data"]}
-    assert {"sora-2-text-to-video", "sora-2-pro-image-to-video", "kling-2.6/text-to-video"} <= ids
-    assert body["default_text_model"] == "sora-2-text-to-video"
+    assert {"sora-2-text-to-video", "veo3.1-fast/image-to-video", "kling-2.6/text-to-video"} <= ids
+    by_id = {model["id"]: model for model in body["data"]}
+    live = [m for m in body["data"] if m["status"] == "live"]
+    assert len(live) >= 15
+    assert len({m["id"].split("/")[0].split("-")[0] for m in live}) >= 6  # model families
+    for default in (body["default_text_model"], body["default_image_model"]):
+        assert by_id[default]["status"] == "live"
+    sora = by_id["sora-2-text-to-video"]
+    assert sora["status"] == "retired"
+    assert by_id[sora["replaced_by"]]["status"] == "live"
+    veo = by_id["veo3.1-fast/image-to-video"]
+    assert veo["upstream"] == "kie-veo"
+    assert veo["image_roles"] == {
+        "first_frame": {"min": 1, "max": 1},
+        "last_frame": {"min": 0, "max": 1},
+    }
+    assert veo["progress"] == "estimated"
+    schema = by_id["kling-2.6/text-to-video"]["input_schema"]
+    assert schema["properties"]["prompt"]["maxLength"] == 1000
+    assert schema["properties"]["duration"] == {"type": "integer", "enum": [5, 10], "default": 5}
+    assert schema["additionalProperties"] is False
 
 
 def test_a_callback_for_an_unknown_token_is_a_404(client: TestClient) -> None:

@@ -9,14 +9,15 @@ import pytest
 import respx
 
 from worker.errors import ExternalError
-from worker.kie import KieClient
+from worker.upstreams.kie_http import KieHTTP
+from worker.upstreams.kie_jobs import KieJobs as KieClient
 
 BASE = "https://kie.test"
 
 
 @pytest.fixture
 def kie() -> KieClient:
-    return KieClient(BASE, "secret-key", timeout=2)
+    return KieClient(KieHTTP(BASE, "secret-key", timeout=2))
 
 
 def envelope(code: int, msg: str = "", data: object = None, key: str = "msg") -> dict[str, object]:
@@ -28,7 +29,7 @@ def test_create_task_sends_model_input_callback_and_headers(kie: KieClient) -> N
     route = respx.post(f"{BASE}/api/v1/jobs/createTask").respond(
         json=envelope(200, "success", {"taskId": "task_1"})
     )
-    assert kie.create_task("sora-2-text-to-video", {"prompt": "p"}, "https://cb/x") == "task_1"
+    assert kie.create("sora-2-text-to-video", {"prompt": "p"}, "https://cb/x") == "task_1"
     request = route.calls.last.request
     assert request.headers["authorization"] == "Bearer secret-key"
     assert request.headers["user-agent"].startswith("soraq/")
@@ -58,7 +59,7 @@ def test_errors_in_an_http_200_body_are_read_from_code(
 ) -> None:
     respx.post(f"{BASE}/api/v1/jobs/createTask").respond(200, json=envelope(code, "nope"))
     with pytest.raises(ExternalError) as raised:
-        kie.create_task("m", {"prompt": "p"}, None)
+        kie.create("m", {"prompt": "p"}, None)
     assert raised.value.code == expected
     assert raised.value.retryable is retryable
     assert raised.value.maybe_sent is False  # a definite answer: no task was created
@@ -71,7 +72,7 @@ def test_old_clients_message_field_is_read_too(kie: KieClient) -> None:
         json=envelope(402, "The current credits are insufficient.", key="message")
     )
     with pytest.raises(ExternalError, match="credits are insufficient"):
-        kie.create_task("m", {"prompt": "p"}, None)
+        kie.create("m", {"prompt": "p"}, None)
 
 
 @respx.mock
@@ -80,7 +81,7 @@ def test_retry_after_is_kept(kie: KieClient) -> None:
         429, json=envelope(429, "slow down"), headers={"Retry-After": "7"}
     )
     with pytest.raises(ExternalError) as raised:
-        kie.create_task("m", {"prompt": "p"}, None)
+        kie.create("m", {"prompt": "p"}, None)
     assert raised.value.retry_after == 7
 
 
@@ -88,7 +89,7 @@ def test_retry_after_is_kept(kie: KieClient) -> None:
 def test_a_read_timeout_on_create_means_the_outcome_is_unknown(kie: KieClient) -> None:
     respx.post(f"{BASE}/api/v1/jobs/createTask").mock(side_effect=httpx.ReadTimeout("slow"))
     with pytest.raises(ExternalError) as raised:
-        kie.create_task("m", {"prompt": "p"}, None)
+        kie.create("m", {"prompt": "p"}, None)
     assert raised.value.code == "kie_timeout"
     assert raised.value.maybe_sent is True
 
@@ -97,7 +98,7 @@ def test_a_read_timeout_on_create_means_the_outcome_is_unknown(kie: KieClient) -
 def test_a_refused_connection_proves_nothing_was_sent(kie: KieClient) -> None:
     respx.post(f"{BASE}/api/v1/jobs/createTask").mock(side_effect=httpx.ConnectError("refused"))
     with pytest.raises(ExternalError) as raised:
-        kie.create_task("m", {"prompt": "p"}, None)
+        kie.create("m", {"prompt": "p"}, None)
     assert raised.value.retryable
     assert not raised.value.maybe_sent
 
@@ -106,7 +107,7 @@ def test_a_refused_connection_proves_nothing_was_sent(kie: KieClient) -> None:
 def test_malformed_json_on_create_is_an_unknown_outcome(kie: KieClient) -> None:
     respx.post(f"{BASE}/api/v1/jobs/createTask").respond(200, content=b'{"code": 200, "da')
     with pytest.raises(ExternalError) as raised:
-        kie.create_task("m", {"prompt": "p"}, None)
+        kie.create("m", {"prompt": "p"}, None)
     assert raised.value.code == "kie_bad_response"
     assert raised.value.maybe_sent
 
@@ -115,7 +116,7 @@ def test_malformed_json_on_create_is_an_unknown_outcome(kie: KieClient) -> None:
 def test_cdn_block_is_permanent(kie: KieClient) -> None:
     respx.post(f"{BASE}/api/v1/jobs/createTask").respond(403, text="error code: 1010")
     with pytest.raises(ExternalError) as raised:
-        kie.create_task("m", {"prompt": "p"}, None)
+        kie.create("m", {"prompt": "p"}, None)
     assert raised.value.code == "kie_forbidden"
     assert not raised.value.retryable
 
@@ -123,7 +124,7 @@ def test_cdn_block_is_permanent(kie: KieClient) -> None:
 @respx.mock
 def test_record_info_null_right_after_creation_is_pending(kie: KieClient) -> None:
     respx.get(f"{BASE}/api/v1/jobs/recordInfo").respond(json=envelope(422, "recordInfo is null"))
-    assert kie.record_info("task_1").state == "pending"
+    assert kie.read("task_1").state == "pending"
 
 
 @respx.mock
@@ -136,7 +137,7 @@ def test_record_info_parses_result_json_string(kie: KieClient) -> None:
         "progress": 100,
     }
     route = respx.get(f"{BASE}/api/v1/jobs/recordInfo").respond(json=envelope(200, "success", data))
-    info = kie.record_info("task_1")
+    info = kie.read("task_1")
     assert route.calls.last.request.url.params["taskId"] == "task_1"
     assert info.state == "success"
     assert info.video_urls == ["https://v/1.mp4"]
@@ -147,7 +148,7 @@ def test_record_info_parses_result_json_string(kie: KieClient) -> None:
 def test_record_info_generating_with_progress(kie: KieClient) -> None:
     data = {"taskId": "t", "state": "generating", "progress": 45, "resultJson": ""}
     respx.get(f"{BASE}/api/v1/jobs/recordInfo").respond(json=envelope(200, "success", data))
-    info = kie.record_info("t")
+    info = kie.read("t")
     assert (info.state, info.progress) == ("generating", 45)
 
 
@@ -155,5 +156,5 @@ def test_record_info_generating_with_progress(kie: KieClient) -> None:
 def test_record_info_fail_carries_fail_code_and_message(kie: KieClient) -> None:
     data = {"taskId": "t", "state": "fail", "failCode": "400", "failMsg": "bad image"}
     respx.get(f"{BASE}/api/v1/jobs/recordInfo").respond(json=envelope(200, "success", data))
-    info = kie.record_info("t")
+    info = kie.read("t")
     assert (info.state, info.fail_code, info.fail_msg) == ("fail", "400", "bad image")

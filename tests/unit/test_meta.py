@@ -18,6 +18,6 @@ def test_metrics_read_jobs_from_the_database(client: TestClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    assert 'soraq_jobs_total{model="sora-2-text-to-video",status="queued"}' in text
+    assert 'soraq_jobs_total{model="veo3.1-fast/text-to-video",status="queued"}' in text
     assert 'soraq_queue_depth{state="queued"}' in text
     assert "soraq_oldest_due_check_seconds" in text

@@ -26,7 +26,7 @@ def claim(session: Session, at: timedelta = timedelta(0)) -> list[str]:
 def test_a_claimed_job_is_due_again_only_after_its_lease_or_its_next_step(engine: Engine) -> None:
     with Session(engine) as session:
         job = Job(
-            model="sora-2-text-to-video",
+            model="veo3.1-fast/text-to-video",
             input={"prompt": "x"},
             status=JobStatus.GENERATING,
             next_check_at=utcnow() - timedelta(seconds=1),

@@ -1,0 +1,165 @@
+"""What every step of the pipeline shares: claiming a stage, calling an upstream with its
+outcome recorded, sending a job back to the queue, retrying or failing it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.job import Job, JobStatus
+from models.lifecycle import fail, record_event, transition
+from soraq.config import Settings
+from soraq.metrics import KIE_CALLS, KIE_LATENCY
+from worker import account, policy
+from worker.errors import ExternalError
+from worker.imgbb import ImgbbClient
+from worker.upstreams import Upstream
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Clients:
+    """The outbound clients of one worker process: one adapter per upstream family."""
+
+    upstreams: dict[str, Upstream]
+    imgbb: ImgbbClient
+
+
+def context(job: Job, **more: object) -> dict[str, object]:
+    """Log context: JSON keys in production logs."""
+    return {"job_id": job.id, "client": job.client_id, "kie_task_id": job.kie_task_id, **more}
+
+
+def claim_stage(
+    session: Session,
+    job: Job,
+    expected: JobStatus,
+    new: JobStatus,
+    lease: datetime,
+    now: datetime,
+) -> bool:
+    # deadline_at is the lease: a job still in this stage after it was abandoned by a crash.
+    claimed = transition(
+        session,
+        job.id,
+        expected,
+        new,
+        now=now,
+        reason=f"a worker took the job ({new.value})",
+        deadline_at=lease,
+        next_check_at=lease,
+        started_at=job.started_at or now,
+    )
+    session.commit()
+    if claimed:
+        job.status, job.deadline_at = new, lease
+    return claimed
+
+
+def upstream_call(
+    session: Session, job_id: str, endpoint: str, upstream: str, call: Callable[[], T]
+) -> T:
+    """Make one upstream call, and record its outcome in the job's history and the metrics."""
+    started = time.monotonic()
+    code, message = "200", "success"
+    try:
+        return call()
+    except ExternalError as exc:
+        code, message = exc.code, exc.message
+        raise
+    finally:
+        latency = time.monotonic() - started
+        KIE_CALLS.labels(endpoint, code).inc()
+        KIE_LATENCY.labels(endpoint).observe(latency)
+        record_event(
+            session,
+            job_id,
+            "kie_call",
+            detail={
+                "endpoint": endpoint,
+                "upstream": upstream,
+                "code": code,
+                "msg": message[:300],
+                "latency_ms": round(latency * 1000),
+            },
+        )
+
+
+def requeue(
+    session: Session, job: Job, expected: JobStatus, wait: float, reason: str, **values: object
+) -> None:
+    """Nothing was sent upstream: the job goes back to the queue for `wait` seconds, and gives
+    up its admission (it holds no createTask slot while it waits). Commits, with whatever the
+    caller wrote before in the same transaction."""
+    now = utcnow()
+    transition(
+        session,
+        job.id,
+        expected,
+        JobStatus.QUEUED,
+        now=now,
+        reason=reason,
+        next_check_at=now + timedelta(seconds=wait),
+        admitted_at=None,
+        deadline_at=None,
+        **values,
+    )
+    session.commit()
+
+
+def retry_or_fail(
+    session: Session, job: Job, stage: JobStatus, exc: ExternalError, settings: Settings
+) -> None:
+    """A step before the upstream accepted the task failed; it certainly holds no task."""
+    now = utcnow()
+    if account.is_account_fact(exc):
+        # Bad key, no credits, sub-key limit: facts about the account, not this job. Every
+        # admission pauses; this job waits in the queue and costs no attempt.
+        account.pause_for(session, exc, now, settings)
+        requeue(
+            session,
+            job,
+            stage,
+            settings.account_probe_interval,
+            f"{exc.code}: {exc.message} — admission paused for the account",
+            waiting_reason=exc.code,
+        )
+        return
+    # Kie's rate limit is also about the account: it never fails a job and costs no attempt,
+    # and it holds back every admission (worker.admission) meanwhile.
+    rate_limited = exc.code == "kie_rate_limited"
+    attempts = job.attempts if rate_limited else job.attempts + 1
+    if policy.gives_up(settings, retryable=exc.retryable, attempts=attempts):
+        fail(session, job.id, stage, exc.code, exc.message, attempts=attempts)
+        log.info("job %s failed: %s", job.id, exc, extra=context(job))
+        session.commit()
+        return
+    delay = policy.backoff(settings, attempts, exc.retry_after)
+    if rate_limited:
+        account.pause_rate_limited(session, now + timedelta(seconds=delay))
+    session.commit()
+    requeue(
+        session,
+        job,
+        stage,
+        delay,
+        f"{exc.code}: {exc.message} — retrying in {delay:.1f} s",
+        attempts=attempts,
+    )
+    log.info(
+        "job %s: %s; retrying in %.1f s (attempt %d)",
+        job.id,
+        exc,
+        delay,
+        attempts,
+        extra=context(job),
+    )

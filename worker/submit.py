@@ -1,0 +1,122 @@
+"""The submit step: record `submitting` with a lease, take a createTask token, call the
+upstream once, store the task id. Never twice for one job: a job found `submitting` past its
+lease fails as submit_unknown rather than being paid for again."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import case, update
+from sqlalchemy.orm import Session
+
+from catalogue import get_catalogue
+from models.base import utcnow
+from models.job import Job, JobStatus
+from models.lifecycle import fail, transition
+from soraq.config import Settings
+from worker import account, policy
+from worker.admission import acquire_create
+from worker.errors import ExternalError
+from worker.stage import Clients, claim_stage, context, requeue, retry_or_fail, upstream_call
+
+log = logging.getLogger(__name__)
+S = JobStatus
+
+
+def to_submitting(
+    session: Session, job: Job, expected: JobStatus, clients: Clients, settings: Settings
+) -> None:
+    # Claim the stage first and take the createTask token last, so that only a Redis round
+    # trip lies between the token's time and the call the upstream counts.
+    now = utcnow()
+    lease = now + timedelta(seconds=settings.submit_lease)
+    if not claim_stage(session, job, expected, S.SUBMITTING, lease, now):
+        return
+    try:
+        wait = acquire_create(session, settings, job.id)
+    except Exception:
+        session.rollback()
+        requeue(session, job, S.SUBMITTING, 1.0, "the create limit could not be read")
+        raise
+    session.commit()  # frees the scheduler lock for other workers
+    if wait is not None:
+        # The window is full (admissions bunched up in the broker), or the account is paused
+        # and this job is not its probe: back to the queue rather than to the upstream.
+        requeue(session, job, S.SUBMITTING, wait, f"waiting {wait:.2f} s for Kie's capacity")
+        return
+    submit(session, job, clients, settings)
+
+
+def submit(session: Session, job: Job, clients: Clients, settings: Settings) -> None:
+    spec = get_catalogue().spec(job.model)
+    upstream = clients.upstreams[spec.upstream]
+    params = {name: value for name, value in job.input.items() if name in spec.params}
+    images = [(i["role"], i["url"]) for i in job.images or [] if i.get("url")]
+    if not images and job.image_url:
+        images = [("first_frame", job.image_url)]
+    body = spec.upstream_input(job.input["prompt"], params, images)
+    callback = (
+        f"{settings.public_url.rstrip('/')}/kie/callback/{job.callback_token}"
+        if settings.public_url
+        else None
+    )
+    try:
+        task_id = upstream_call(
+            session,
+            job.id,
+            "createTask",
+            spec.upstream,
+            lambda: upstream.create(spec.upstream_model, body, callback),
+        )
+    except ExternalError as exc:
+        if exc.maybe_sent:
+            fail(
+                session,
+                job.id,
+                S.SUBMITTING,
+                "submit_unknown",
+                f"Kie gave no definite answer to createTask ({exc.message}); the job was not "
+                "resubmitted so that it cannot be paid for twice.",
+            )
+            session.commit()
+            return
+        retry_or_fail(session, job, S.SUBMITTING, exc, settings)
+        return
+    now = utcnow()
+    first_check = now + timedelta(seconds=policy.check_interval(settings, elapsed=0.0))
+    recorded = transition(
+        session,
+        job.id,
+        S.SUBMITTING,
+        S.WAITING,
+        now=now,
+        reason="Kie accepted the task",
+        kie_task_id=task_id,
+        submitted_at=now,
+        attempts=0,
+        progress=0,
+        waiting_reason=None,
+        deadline_at=now + timedelta(seconds=settings.job_timeout),
+        # A callback that beat us here makes the first check immediate.
+        next_check_at=case((Job.callback_at.is_not(None), now), else_=first_check),
+    )
+    account.resume(session)  # an accepted createTask ends any account pause
+    if not recorded:
+        # The job moved on while we were at Kie (e.g. failed as submit_unknown after a long
+        # stall). Keep the task id for the record so an operator can find the paid task.
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.kie_task_id.is_(None))
+            .values(kie_task_id=task_id)
+        )
+        log.warning(
+            "job %s: Kie task %s created after the job moved on",
+            job.id,
+            task_id,
+            extra=context(job, kie_task_id=task_id),
+        )
+    session.commit()
+    log.info(
+        "job %s submitted to Kie as %s", job.id, task_id, extra=context(job, kie_task_id=task_id)
+    )

@@ -1,0 +1,26 @@
+"""One adapter per upstream API family, behind one interface (worker.upstreams.base)."""
+
+from __future__ import annotations
+
+import httpx
+
+from worker.upstreams.base import IN_PROGRESS, TaskInfo, Upstream
+from worker.upstreams.kie_http import ACCOUNT_CODES, KieHTTP
+from worker.upstreams.kie_jobs import KieJobs
+from worker.upstreams.kie_runway import KieRunway
+from worker.upstreams.kie_veo import KieVeo
+
+__all__ = ["ACCOUNT_CODES", "IN_PROGRESS", "TaskInfo", "Upstream", "kie_upstreams"]
+
+
+def kie_upstreams(
+    base_url: str,
+    api_key: str,
+    *,
+    timeout: float,
+    transport: httpx.BaseTransport | None = None,
+) -> dict[str, Upstream]:
+    """Every Kie family, sharing one connection pool (one host, one key)."""
+    http = KieHTTP(base_url, api_key, timeout=timeout, transport=transport)
+    families: list[Upstream] = [KieJobs(http), KieVeo(http), KieRunway(http)]
+    return {family.name: family for family in families}

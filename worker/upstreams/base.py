@@ -1,0 +1,79 @@
+"""What every upstream adapter offers the pipeline, and the neutral shapes it answers in.
+
+The pipeline never names a provider: it asks the job's model which upstream family serves it,
+then calls that family's adapter through this interface. A family that is not Kie's (fal.ai's
+queue API, say) is one more module implementing it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+log = logging.getLogger(__name__)
+
+# Neutral task states. "pending": the upstream does not show the task yet (Kie's "recordInfo is
+# null" right after creation). Anything an upstream reports that is not a known state counts as
+# still in progress: a task that was paid for is never thrown away over a word we do not know.
+State = Literal["pending", "waiting", "queuing", "generating", "success", "fail"]
+IN_PROGRESS: tuple[State, ...] = ("pending", "waiting", "queuing", "generating")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    state: State
+    progress: int | None = None
+    video_urls: list[str] = field(default_factory=list)
+    watermarked_video_urls: list[str] = field(default_factory=list)
+    fail_code: str = ""
+    fail_msg: str = ""
+    upstream_state: str = ""  # the upstream's own word, for the history
+    callback_url: str | None = None  # the callBackUrl the task was created with, if shown
+
+
+class Upstream(Protocol):
+    """One upstream API family: create a task, read it, and read its callbacks."""
+
+    name: str
+
+    def create(self, model: str, input: dict[str, Any], callback_url: str | None) -> str:
+        """Create a task; its id. Raises ExternalError (maybe_sent when the outcome is
+        unknown: then a task may exist and the job must never be resubmitted)."""
+        ...
+
+    def read(self, task_id: str) -> TaskInfo: ...
+
+    def callback_task_id(self, payload: Any) -> str | None:
+        """The task id a callback body names, if any (it is never trusted beyond that)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+_unknown_seen: set[tuple[str, str]] = set()
+
+
+def unknown_state(family: str, word: str) -> State:
+    """An upstream state we do not know: logged once per name, and counted as in progress."""
+    if (family, word) not in _unknown_seen:
+        _unknown_seen.add((family, word))
+        log.warning("%s reported an unknown task state %r: treated as in progress", family, word)
+    return "generating"
+
+
+def as_int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def url_list(value: Any) -> list[str]:
+    """Result URLs from an upstream: only http(s) strings survive (hostile input is dropped)."""
+    items = value if isinstance(value, list) else [value] if isinstance(value, str) else []
+    return [
+        str(item)
+        for item in items
+        if isinstance(item, str) and item.lower().startswith(("https://", "http://"))
+    ]

@@ -1,0 +1,96 @@
+"""Kie's market jobs API: `POST /api/v1/jobs/createTask`, `GET /api/v1/jobs/recordInfo`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from worker.errors import ExternalError
+from worker.upstreams.base import State, TaskInfo, unknown_state, url_list
+from worker.upstreams.kie_http import KieHTTP, callback_task_id, task_id_or_unknown
+
+STATES: dict[str, State] = {
+    "waiting": "waiting",
+    "queuing": "queuing",
+    "generating": "generating",
+    "success": "success",
+    "fail": "fail",
+}
+
+
+class KieJobs:
+    name = "kie-jobs"
+
+    def __init__(self, http: KieHTTP) -> None:
+        self._http = http
+
+    def close(self) -> None:
+        self._http.close()
+
+    def create(self, model: str, input: dict[str, Any], callback_url: str | None) -> str:
+        body: dict[str, Any] = {"model": model, "input": input}
+        if callback_url:
+            body["callBackUrl"] = callback_url
+        return task_id_or_unknown(self._http.call("POST", "/api/v1/jobs/createTask", json=body))
+
+    def read(self, task_id: str) -> TaskInfo:
+        try:
+            data = self._http.call("GET", "/api/v1/jobs/recordInfo", params={"taskId": task_id})
+        except ExternalError as exc:
+            # Right after creation Kie answers 422 "recordInfo is null" (or a 404): the task is
+            # not visible yet. The pipeline decides how long that may last.
+            if exc.code == "kie_not_found" or (
+                exc.code == "kie_invalid_request" and "null" in exc.message.lower()
+            ):
+                return TaskInfo(state="pending")
+            raise
+        if not data:
+            return TaskInfo(state="pending")
+        return task_info(data)
+
+    def callback_task_id(self, payload: Any) -> str | None:
+        return callback_task_id(payload)
+
+
+def task_info(data: dict[str, Any]) -> TaskInfo:
+    word = str(data.get("state") or "").lower()
+    state = STATES.get(word) or unknown_state("kie-jobs", word)
+    progress = data.get("progress")
+    callback = _callback_url(data.get("param"))
+    if state == "success":
+        result = data.get("resultJson")
+        if isinstance(result, str):  # a JSON-encoded string, per the docs
+            try:
+                result = json.loads(result) if result else {}
+            except ValueError:
+                result = {}
+        result = result if isinstance(result, dict) else {}
+        return TaskInfo(
+            state="success",
+            progress=100,
+            video_urls=url_list(result.get("resultUrls")),
+            watermarked_video_urls=url_list(result.get("resultWaterMarkUrls")),
+            upstream_state=word,
+            callback_url=callback,
+        )
+    return TaskInfo(
+        state=state,
+        progress=max(0, min(100, int(progress)))
+        if isinstance(progress, int | float) and not isinstance(progress, bool)
+        else None,
+        fail_code=str(data.get("failCode") or "")[:64],
+        fail_msg=str(data.get("failMsg") or "")[:1000],
+        upstream_state=word,
+        callback_url=callback,
+    )
+
+
+def _callback_url(param: Any) -> str | None:
+    """recordInfo's `param` (a JSON string) echoes the create body, callBackUrl included."""
+    if isinstance(param, str):
+        try:
+            param = json.loads(param)
+        except ValueError:
+            return None
+    value = param.get("callBackUrl") if isinstance(param, dict) else None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,84 @@
+"""Veo 3.1 through Kie's own Veo endpoints: a flat body (no `input`), `successFlag` states.
+
+`POST /api/v1/veo/generate` → `data.taskId`; `GET /api/v1/veo/record-info?taskId=` →
+`successFlag` 0 generating, 1 success (`response.resultUrls`), 2 failed, 3 generation failed;
+times are strings; no progress. Callbacks carry `data.taskId` and `data.info.resultUrls`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from worker.errors import ExternalError
+from worker.upstreams.base import State, TaskInfo, unknown_state, url_list
+from worker.upstreams.kie_http import KieHTTP, callback_task_id, task_id_or_unknown
+
+FLAGS: dict[int, State] = {0: "generating", 1: "success", 2: "fail", 3: "fail"}
+
+
+class KieVeo:
+    name = "kie-veo"
+
+    def __init__(self, http: KieHTTP) -> None:
+        self._http = http
+
+    def close(self) -> None:
+        self._http.close()
+
+    def create(self, model: str, input: dict[str, Any], callback_url: str | None) -> str:
+        body: dict[str, Any] = {**input, "model": model}
+        if callback_url:
+            body["callBackUrl"] = callback_url
+        return task_id_or_unknown(self._http.call("POST", "/api/v1/veo/generate", json=body))
+
+    def read(self, task_id: str) -> TaskInfo:
+        try:
+            data = self._http.call("GET", "/api/v1/veo/record-info", params={"taskId": task_id})
+        except ExternalError as exc:
+            if exc.code == "kie_not_found" or (
+                exc.code == "kie_invalid_request" and "null" in exc.message.lower()
+            ):
+                return TaskInfo(state="pending")
+            raise
+        if not data:
+            return TaskInfo(state="pending")
+        return task_info(data)
+
+    def callback_task_id(self, payload: Any) -> str | None:
+        return callback_task_id(payload)
+
+
+def task_info(data: dict[str, Any]) -> TaskInfo:
+    flag = data.get("successFlag")
+    word = str(flag)
+    state = (
+        FLAGS.get(flag) if isinstance(flag, int) and not isinstance(flag, bool) else None
+    ) or unknown_state("kie-veo", word)
+    callback: str | None = None
+    try:
+        param = json.loads(data.get("paramJson") or "{}")
+        found = param.get("callBackUrl") if isinstance(param, dict) else None
+        callback = found if isinstance(found, str) else None
+    except (TypeError, ValueError):
+        pass
+    shown = f"successFlag={word}"
+    if state == "success":
+        raw = data.get("response")
+        response: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        return TaskInfo(
+            state="success",
+            progress=100,
+            video_urls=url_list(response.get("resultUrls")),
+            upstream_state=shown,
+            callback_url=callback,
+        )
+    if state == "fail":
+        return TaskInfo(
+            state="fail",
+            fail_code=str(data.get("errorCode") or flag)[:64],
+            fail_msg=str(data.get("errorMessage") or "Veo reported the generation failed.")[:1000],
+            upstream_state=shown,
+            callback_url=callback,
+        )
+    return TaskInfo(state=state, upstream_state=shown, callback_url=callback)

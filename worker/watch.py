@@ -1,0 +1,157 @@
+"""The watch step: read the task from its upstream (callbacks only make a job due: the read is
+the truth), mirror its state, and end the job on success or failure. A state the upstream
+reports that we do not know counts as still working; a task that paid for is never dropped."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from catalogue import get_catalogue
+from models.job import Job, JobStatus
+from models.lifecycle import fail, transition
+from soraq.config import Settings
+from worker import policy
+from worker.errors import ExternalError
+from worker.stage import Clients, context, upstream_call
+from worker.upstreams import TaskInfo
+
+log = logging.getLogger(__name__)
+S = JobStatus
+
+
+def check(session: Session, job: Job, clients: Clients, settings: Settings, now: datetime) -> None:
+    status = JobStatus(job.status)
+    assert job.kie_task_id is not None
+    spec = get_catalogue().spec(job.model)
+    upstream = clients.upstreams[spec.upstream]
+    info: TaskInfo | None = None
+    error: ExternalError | None = None
+    try:
+        task_id = job.kie_task_id
+        info = upstream_call(
+            session, job.id, "recordInfo", spec.upstream, lambda: upstream.read(task_id)
+        )
+    except ExternalError as exc:
+        if not exc.retryable:
+            fail(session, job.id, status, exc.code, exc.message)
+            session.commit()
+            return
+        error = exc
+    finished = info is not None and info.state in ("success", "fail")
+    # Ask the upstream before giving up: a check that runs late must not discard a video.
+    if not finished and job.deadline_at is not None and now >= job.deadline_at:
+        fail(
+            session,
+            job.id,
+            status,
+            "timeout",
+            f"Kie did not finish the task within {settings.job_timeout:.0f} s.",
+        )
+    elif info is None:
+        reschedule(session, job, status, settings, now, retry=error)
+    else:
+        apply(session, job, status, info, settings, now)
+    session.commit()
+
+
+def apply(
+    session: Session,
+    job: Job,
+    status: JobStatus,
+    info: TaskInfo,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    if info.state == "success":
+        if not info.video_urls:
+            fail(
+                session,
+                job.id,
+                status,
+                "upstream_bad_output",
+                "Kie reported success without an http(s) video URL.",
+            )
+            return
+        transition(
+            session,
+            job.id,
+            status,
+            S.SUCCEEDED,
+            now=now,
+            reason="Kie finished the video",
+            progress=100,
+            result={
+                "video_urls": info.video_urls,
+                "watermarked_video_urls": info.watermarked_video_urls,
+            },
+        )
+        log.info("job %s succeeded", job.id, extra=context(job))
+    elif info.state == "fail":
+        fail(
+            session,
+            job.id,
+            status,
+            "kie_task_failed",
+            info.fail_msg or "Kie reported the generation failed.",
+            kie_fail_code=info.fail_code or None,
+        )
+        log.info(
+            "job %s failed at Kie: %s %s", job.id, info.fail_code, info.fail_msg, extra=context(job)
+        )
+    elif info.state == "pending":
+        since = (now - (job.submitted_at or now)).total_seconds()
+        if policy.still_pending_allowed(settings, since):
+            reschedule(session, job, status, settings, now)
+        else:
+            fail(
+                session,
+                job.id,
+                status,
+                "kie_task_not_found",
+                f"Kie still does not know task {job.kie_task_id}.",
+            )
+    else:
+        new = JobStatus(info.state)
+        reschedule(
+            session,
+            job,
+            status,
+            settings,
+            now,
+            new=new,
+            reason=f"Kie: {info.upstream_state or new.value}",
+            progress=info.progress if info.progress is not None else job.progress,
+        )
+
+
+def reschedule(
+    session: Session,
+    job: Job,
+    status: JobStatus,
+    settings: Settings,
+    now: datetime,
+    *,
+    new: JobStatus | None = None,
+    retry: ExternalError | None = None,
+    **values: Any,
+) -> None:
+    elapsed = (now - (job.submitted_at or now)).total_seconds()
+    delay = policy.check_interval(settings, elapsed)
+    attempts = 0
+    if retry is not None:
+        attempts = job.attempts + 1
+        delay = max(delay, policy.backoff(settings, attempts, retry.retry_after))
+    transition(
+        session,
+        job.id,
+        status,
+        new or status,
+        now=now,
+        attempts=attempts,
+        next_check_at=now + timedelta(seconds=delay),
+        **values,
+    )
