@@ -16,6 +16,7 @@ from models.admin_queries import oldest_due, queue_depth
 from models.base import utcnow
 from models.db import get_engine
 from models.job import Job
+from models.scheduler import SchedulerState
 from models.webhook import WebhookDelivery
 
 
@@ -56,6 +57,17 @@ async def check_broker() -> tuple[bool, str]:
     return await anyio.to_thread.run_sync(_broker_reachable)
 
 
+async def check_account(session: AsyncSession) -> tuple[bool, str]:
+    """Kie refusing the account (key, credits, sub-key limit) means no job can start."""
+    try:
+        state = await session.get(SchedulerState, "kie", populate_existing=True)
+    except Exception as exc:  # the database check reports the cause
+        return False, f"unknown: {type(exc).__name__}"
+    if state is not None and state.account_reason:
+        return False, f"Kie refuses the account ({state.account_reason}): admission is paused"
+    return True, "accepted"
+
+
 class DatabaseCollector:
     """Job and delivery figures read at scrape time: the rows are the truth, so every API
     process reports the same numbers and no restart resets them."""
@@ -77,6 +89,11 @@ class DatabaseCollector:
         webhooks = GaugeMetricFamily(
             "soraq_webhook_deliveries", "Webhook deliveries by state", labels=["state"]
         )
+        paused = GaugeMetricFamily(
+            "soraq_account_paused",
+            "1 while Kie refuses the account and admission is paused, by reason",
+            labels=["reason"],
+        )
         with engine.connect() as connection:
             rows: list[Any] = list(
                 connection.execute(
@@ -94,4 +111,8 @@ class DatabaseCollector:
                 select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)
             ):
                 webhooks.add_metric([state], count)
-        yield from (jobs, depth, oldest, webhooks)
+            reason = connection.execute(
+                select(SchedulerState.account_reason).where(SchedulerState.name == "kie")
+            ).scalar()
+            paused.add_metric([reason or ""], 1.0 if reason else 0.0)
+        yield from (jobs, depth, oldest, webhooks, paused)

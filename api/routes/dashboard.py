@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import admin_service
 from api.deps import NudgerDep, SessionDep, SettingsDep, admin_token_matches
@@ -24,6 +25,7 @@ from api.schemas import AdminJobOut, DeliveryOut, EventOut
 from api.service import cancel_job
 from catalogue import get_catalogue
 from models.job import JobStatus
+from models.scheduler import SchedulerState
 from soraq.config import get_settings
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -42,6 +44,20 @@ def _page(request: Request, name: str, status_code: int = 200, **context: Any) -
         {"logged_in": _logged_in(request), "csrf": request.session.get("csrf"), **context},
         status_code=status_code,
     )
+
+
+async def _account(session: AsyncSession) -> dict[str, Any]:
+    """For the banner shown while Kie refuses the account."""
+    state = await session.get(SchedulerState, "kie", populate_existing=True)
+    if state is None or state.account_reason is None:
+        return {}
+    return {
+        "account_reason": state.account_reason,
+        "account_since": state.account_paused_at.isoformat(timespec="seconds")
+        if state.account_paused_at
+        else None,
+        "probe_interval": f"{get_settings().account_probe_interval:g}",
+    }
 
 
 def _check_csrf(request: Request, token: str) -> None:
@@ -109,6 +125,7 @@ async def jobs_page(
         filters=filters,
         statuses=[s.value for s in JobStatus],
         models=list(get_catalogue().models),
+        **await _account(session),
     )
 
 
@@ -142,6 +159,7 @@ async def job_page(request: Request, job_id: JobId, session: SessionDep) -> Resp
         events=[EventOut.model_validate(e) for e in events],
         webhooks=[DeliveryOut.model_validate(d) for d in deliveries],
         flash=request.session.pop("flash", None),
+        **await _account(session),
     )
 
 

@@ -11,7 +11,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from api.deps import SessionDep
 from api.errors import error_body
-from api.health import DatabaseCollector, check_broker, check_database
+from api.health import DatabaseCollector, check_account, check_broker, check_database
 from catalogue import get_catalogue
 
 router = APIRouter(tags=["meta"])
@@ -29,10 +29,11 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(session: SessionDep) -> Response:
     database, broker = await check_database(session), await check_broker()
-    checks = {"database": database[1], "broker": broker[1]}
-    if database[0] and broker[0]:
+    account = await check_account(session) if database[0] else (True, "not checked")
+    checks = {"database": database[1], "broker": broker[1], "kie_account": account[1]}
+    if database[0] and broker[0] and account[0]:
         return JSONResponse({"status": "ready", "checks": checks})
-    failing = "; ".join(reason for ok, reason in (database, broker) if not ok)
+    failing = "; ".join(reason for ok, reason in (database, broker, account) if not ok)
     return JSONResponse(error_body("not_ready", failing, checks=checks), status_code=503)
 
 

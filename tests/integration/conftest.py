@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,16 @@ def stack(
     services: Services | None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    var_dir = tmp_path_factory.mktemp("stack")
+    with running_stack(request.param, services, tmp_path_factory.mktemp("stack")) as started:
+        yield started
+
+
+@contextmanager
+def running_stack(
+    backend: str, services: Services | None, var_dir: Path, **extra: str
+) -> Iterator[Stack]:
+    """A whole soraq on `backend` (skipped when its services are missing), with the suite's
+    fast settings plus `extra`."""
     overrides = {
         "JOB_TIMEOUT": "6",
         "ACCOUNT_PROBE_INTERVAL": "1",
@@ -150,11 +160,15 @@ def stack(
         "KIE_MAX_IN_FLIGHT": "100",
         "SANDBOX_MAX_CONCURRENT": "100",
     }
-    if request.param == PRODUCTION:
+    overrides.update(extra)
+    if backend == PRODUCTION:
         if services is None:
             pytest.skip("PostgreSQL or Redis is not installed on this machine")
-        overrides["DATABASE_URL"] = services.postgres.create_database(f"soraq_{next(_databases)}")
-        overrides["CELERY_BROKER_URL"] = services.redis.url
+        number = next(_databases)
+        overrides["DATABASE_URL"] = services.postgres.create_database(f"soraq_{number}")
+        # A Redis database of its own: two stacks alive at once must not share a broker
+        # queue (one's worker would take the other's tasks) or a create window.
+        overrides["CELERY_BROKER_URL"] = services.redis.url.rsplit("/", 1)[0] + f"/{number % 16}"
     with local_stack(var_dir, **overrides) as running:
         try:
             key, secret = running.create_client("integration")
@@ -172,7 +186,7 @@ def stack(
                     var_dir,
                     running,
                     secret,
-                    request.param,
+                    backend,
                     services,
                 )
         finally:

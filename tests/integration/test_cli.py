@@ -50,13 +50,13 @@ def test_submit_an_image_file(stack: Stack, tmp_path: Path) -> None:
     result = soraq(stack, "submit", "The kite flies", "--image", str(image), "--wait")
     assert result.returncode == 0, result.stderr
     job = stack.api.get(f"/jobs/{result.stdout.split()[0]}").json()
-    assert job["model"] == "sora-2-image-to-video"
+    assert job["model"] == "kling-2.6/image-to-video"
 
 
 def test_a_failed_job_exits_non_zero_with_its_error_code(stack: Stack) -> None:
-    result = soraq(stack, "submit", "No money [kie:402]", "--wait")
+    result = soraq(stack, "submit", "Refused [kie:422]", "--wait")
     assert result.returncode == 1
-    assert "kie_insufficient_credits" in result.stderr
+    assert "kie_invalid_request" in result.stderr
 
 
 def test_a_refused_submit_says_why(stack: Stack) -> None:

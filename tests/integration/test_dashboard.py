@@ -44,8 +44,8 @@ def test_log_in_filter_failed_open_retry(stack: Stack, browser: object, tmp_path
     from playwright.sync_api import Browser, expect
 
     assert isinstance(browser, Browser)
-    # A job that fails once at Kie (402), then succeeds when retried.
-    prompt = f"A red fox crossing a snowy field [kie:402x1] #{uuid.uuid4().hex[:6]}"
+    # A job that Kie refuses once (422), then succeeds when retried.
+    prompt = f"A red fox crossing a snowy field [kie:422x1] #{uuid.uuid4().hex[:6]}"
     job = stack.wait(stack.create(prompt=prompt)["id"])
     assert job["status"] == "failed"
     for i in range(3):

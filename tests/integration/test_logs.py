@@ -20,7 +20,7 @@ def test_no_secret_or_image_bytes_reach_the_logs(stack: Stack) -> None:
         )
         stack.wait(job["id"])
         stack.api.get("/admin/jobs", headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
-        failed = stack.create(prompt=f"fails {uuid.uuid4().hex[:6]} [kie:402]")
+        failed = stack.create(prompt=f"fails {uuid.uuid4().hex[:6]} [kie:422]")
         stack.wait(failed["id"])
     secrets = {
         "Kie key": stack.env["KIE_API_KEY"],

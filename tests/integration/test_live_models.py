@@ -1,0 +1,162 @@
+"""Today's Kie, end to end: every live model through its own API family, images by role,
+retired models refused, account-level refusals that pause instead of failing jobs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from catalogue import ModelSpec, get_catalogue
+from tests.integration.conftest import EMBEDDED, PRODUCTION, Services, Stack, running_stack
+
+LIVE = [spec for spec in get_catalogue().models.values() if spec.live]
+
+
+def unique(prompt: str) -> str:
+    return f"{prompt} #{uuid.uuid4().hex[:8]}"
+
+
+def required_images(spec: ModelSpec) -> list[dict[str, str]]:
+    return [
+        {"role": name, "url": f"https://i.ibb.co/test/{name}-{n}.png"}
+        for name, role in spec.roles.items()
+        for n in range(role.min)
+    ]
+
+
+def requests_for(spec: ModelSpec) -> Iterator[dict[str, Any]]:
+    """The model's default request, then one per value of each of its enums."""
+    base: dict[str, Any] = {"model": spec.id}
+    if images := required_images(spec):
+        base["images"] = images
+    yield {**base, "prompt": unique(f"defaults of {spec.id}")}
+    for name, param in spec.params.items():
+        for value in param.schema.get("enum", []):
+            yield {**base, "prompt": unique(f"{spec.id} {name}={value}"), name: value}
+
+
+def test_every_live_model_succeeds_with_its_defaults_and_each_enum_value(stack: Stack) -> None:
+    bodies = [body for spec in LIVE for body in requests_for(spec)]
+    jobs = [(body, stack.create(**body)) for body in bodies]
+    failed = []
+    for body, job in jobs:
+        done = stack.wait(job["id"], timeout=120)
+        if done["status"] != "succeeded":
+            failed.append((body["model"], body["prompt"], done["error"]))
+    assert not failed, failed
+    # Each went through its own family's create call, and Kie's schema accepted it.
+    families = {c["family"] for c in stack.calls("createTask") if c["code"] == 200}
+    assert {"jobs", "veo", "runway"} <= families
+
+
+def test_veo_first_and_last_frames_go_in_order(stack: Stack) -> None:
+    prompt = unique("from dawn to dusk")
+    job = stack.create(
+        prompt=prompt,
+        model="veo3.1-fast/image-to-video",
+        images=[
+            {"role": "last_frame", "url": "https://i.ibb.co/test/dusk.png"},
+            {"role": "first_frame", "url": "https://i.ibb.co/test/dawn.png"},
+        ],
+    )
+    assert stack.wait(job["id"])["status"] == "succeeded"
+    [call] = [c for c in stack.calls("createTask") if c["prompt"] == prompt]
+    assert call["family"] == "veo"
+    assert call["model"] == "veo3_fast"
+    assert call["input"]["generationType"] == "FIRST_AND_LAST_FRAMES_2_VIDEO"
+    assert call["input"]["imageUrls"] == [
+        "https://i.ibb.co/test/dawn.png",
+        "https://i.ibb.co/test/dusk.png",
+    ]
+
+
+def test_a_retired_model_is_refused_and_nothing_goes_upstream(stack: Stack) -> None:
+    prompt = unique("a retired model")
+    response = stack.api.post("/jobs", json={"prompt": prompt, "model": "sora-2-text-to-video"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "model_retired"
+    assert response.json()["error"]["replaced_by"] == "veo3.1-fast/text-to-video"
+    assert stack.creates_for(prompt) == 0
+
+
+@pytest.mark.parametrize(
+    "model", ["kling-2.6/text-to-video", "veo3.1-fast/text-to-video", "runway/video"]
+)
+def test_an_unknown_upstream_state_does_not_fail_the_job(stack: Stack, model: str) -> None:
+    job = stack.create(prompt=unique("odd words [kie:state=rendering] [kie:slow=1.5]"), model=model)
+    assert stack.wait(job["id"])["status"] == "succeeded"
+
+
+def test_an_estimated_progress_and_eta_while_generating(stack: Stack) -> None:
+    job = stack.create(prompt=unique("slow enough to watch [kie:slow=3]"))
+    deadline = time.monotonic() + 10
+    seen: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        seen = stack.api.get(f"/jobs/{job['id']}").json()
+        if seen["status"] in ("waiting", "queuing", "generating"):
+            break
+        time.sleep(0.1)
+    assert seen["progress_source"] == "estimated"
+    assert seen["eta"] is not None
+    assert 0 <= seen["progress"] <= 95
+    assert stack.wait(job["id"])["progress"] == 100
+
+
+@pytest.fixture(scope="module", params=[EMBEDDED, PRODUCTION])
+def long_stack(
+    request: pytest.FixtureRequest,
+    services: Services | None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """Its own stack: jobs that wait out an account pause need a JOB_TIMEOUT longer than it."""
+    with running_stack(
+        request.param,
+        services,
+        tmp_path_factory.mktemp("long"),
+        JOB_TIMEOUT="120",
+        ACCOUNT_PROBE_INTERVAL="1",
+    ) as started:
+        yield started
+
+
+def test_a_402_during_a_burst_pauses_admission_and_every_job_succeeds_after(
+    long_stack: Stack,
+) -> None:
+    stack = long_stack
+    stack.sandbox.post("/_sandbox/config", json={"account_code": 402})
+    try:
+        jobs = [stack.create(prompt=unique("burst while broke")) for _ in range(50)]
+
+        def waiting() -> int:
+            shown = [stack.api.get(f"/jobs/{job['id']}").json() for job in jobs]
+            assert all(job["status"] != "failed" for job in shown), shown
+            return sum(job["waiting_reason"] == "kie_insufficient_credits" for job in shown)
+
+        deadline = time.monotonic() + 30
+        while waiting() < 50 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert waiting() == 50
+        ready = stack.api.get("/readyz")
+        assert ready.status_code == 503
+        assert "kie_insufficient_credits" in ready.json()["error"]["message"]
+        assert 'soraq_account_paused{reason="kie_insufficient_credits"} 1.0' in (
+            stack.api.get("/metrics").text
+        )
+        time.sleep(4)  # a few probe intervals of 1 s
+    finally:
+        stack.sandbox.post("/_sandbox/config", json={"account_code": 0})  # topped up
+
+    refused = sorted(c["at"] for c in stack.calls("createTask") if c["code"] == 402)
+    first = refused[0]
+    # Calls already on their way when the first 402 came back may meet it too; from then on,
+    # at most one createTask (the probe) per ACCOUNT_PROBE_INTERVAL.
+    later = [at for at in refused if at > first + 1.0]
+    span = refused[-1] - first
+    assert len(later) <= span + 1, (len(refused), len(later), span)
+    for job in jobs:
+        assert stack.wait(job["id"], timeout=60)["status"] == "succeeded"
+    assert stack.api.get("/readyz").status_code == 200

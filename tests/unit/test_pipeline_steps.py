@@ -1,0 +1,305 @@
+"""`advance` in process: a real database session, every upstream family mocked with respx,
+through each branch of the pipeline (no worker, no broker, no subprocess)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session
+
+from catalogue import get_catalogue
+from models.base import utcnow
+from models.job import Job, JobStatus
+from models.scheduler import SchedulerState
+from soraq.config import Settings
+from worker.imgbb import ImgbbClient
+from worker.pipeline import Clients, advance
+from worker.upstreams import kie_upstreams
+
+KIE = "https://kie.test"
+S = JobStatus
+
+# Per family: the create route, the read route, and bodies of each read outcome.
+FAMILIES: dict[str, dict[str, Any]] = {
+    "kling-2.6/text-to-video": {
+        "create": "/api/v1/jobs/createTask",
+        "read": "/api/v1/jobs/recordInfo",
+        "success": {
+            "state": "success",
+            "resultJson": json.dumps({"resultUrls": ["https://cdn.test/v.mp4"]}),
+        },
+        "fail": {"state": "fail", "failCode": "content_policy", "failMsg": "flagged"},
+        "odd": {"state": "rendering"},
+        "running": {"state": "generating", "progress": 40},
+    },
+    "veo3.1-fast/text-to-video": {
+        "create": "/api/v1/veo/generate",
+        "read": "/api/v1/veo/record-info",
+        "success": {"successFlag": 1, "response": {"resultUrls": ["https://cdn.test/v.mp4"]}},
+        "fail": {"successFlag": 3, "errorCode": 400, "errorMessage": "flagged"},
+        "odd": {"successFlag": 7},
+        "running": {"successFlag": 0},
+    },
+    "runway/video": {
+        "create": "/api/v1/runway/generate",
+        "read": "/api/v1/runway/record-detail",
+        "success": {"state": "success", "videoInfo": {"videoUrl": "https://cdn.test/v.mp4"}},
+        "fail": {"state": "fail", "failMsg": "flagged"},
+        "odd": {"state": "rendering"},
+        "running": {"state": "queueing"},
+    },
+}
+MODELS = list(FAMILIES)
+
+
+def ok(data: Any) -> dict[str, Any]:
+    return {"code": 200, "msg": "success", "data": data}
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(
+        public_url=None,
+        kie_base_url=KIE,
+        pending_grace=60,
+        max_attempts=3,
+        account_probe_interval=60,
+    )
+
+
+@pytest.fixture
+def clients() -> Iterator[Clients]:
+    upstreams = kie_upstreams(KIE, "k", timeout=2)
+    yield Clients(upstreams, ImgbbClient("https://imgbb.test", "i", timeout=2, expiration=60))
+    next(iter(upstreams.values())).close()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as opened:
+        yield opened
+
+
+def new_job(session: Session, model: str, **values: Any) -> str:
+    now = utcnow()
+    # The input as the API stores it: validated, defaults filled in.
+    stored = get_catalogue().get(model).validate({"prompt": "a lighthouse"})
+    job = Job(
+        model=model,
+        input={"prompt": "a lighthouse", **stored},
+        created_at=now,
+        updated_at=now,
+        next_check_at=now,
+        admitted_at=now,
+        **values,
+    )
+    session.add(job)
+    session.commit()
+    return job.id
+
+
+def reload(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id, populate_existing=True)
+    assert job is not None
+    return job
+
+
+def submitted(session: Session, model: str, clients: Clients, settings: Settings) -> str:
+    family = FAMILIES[model]
+    respx.post(KIE + family["create"]).respond(json=ok({"taskId": "t-1"}))
+    job_id = new_job(session, model)
+    advance(session, job_id, clients, settings)
+    job = reload(session, job_id)
+    assert job.status == S.WAITING, job.error_message
+    assert job.kie_task_id == "t-1"
+    return job_id
+
+
+@pytest.mark.parametrize("model", MODELS)
+@respx.mock
+def test_a_job_is_created_in_its_familys_shape(
+    session: Session, clients: Clients, settings: Settings, model: str
+) -> None:
+    submitted(session, model, clients, settings)
+    body = json.loads(respx.calls.last.request.content)
+    if model.startswith("kling"):
+        assert body["model"] == "kling-2.6/text-to-video"
+        assert body["input"]["duration"] == "5"  # sent as Kie's string
+    elif model.startswith("veo"):
+        assert body["model"] == "veo3_fast"
+        assert body["generationType"] == "TEXT_2_VIDEO"
+        assert "input" not in body
+    else:
+        assert "model" not in body
+        assert body["prompt"] == "a lighthouse"
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(
+    ("outcome", "status", "code"),
+    [
+        ("success", S.SUCCEEDED, None),
+        ("fail", S.FAILED, "kie_task_failed"),
+        ("odd", S.GENERATING, None),
+        ("running", None, None),
+    ],
+)
+@respx.mock
+def test_reads_map_every_state_of_every_family(
+    session: Session,
+    clients: Clients,
+    settings: Settings,
+    model: str,
+    outcome: str,
+    status: JobStatus | None,
+    code: str | None,
+) -> None:
+    job_id = submitted(session, model, clients, settings)
+    family = FAMILIES[model]
+    respx.get(KIE + family["read"]).respond(json=ok({"taskId": "t-1", **family[outcome]}))
+    advance(session, job_id, clients, settings)
+    job = reload(session, job_id)
+    if status is None:  # a known in-progress state
+        assert job.status in (S.WAITING, S.QUEUING, S.GENERATING)
+    else:
+        assert job.status == status
+    assert job.error_code == code
+    if status == S.SUCCEEDED:
+        assert job.result == {
+            "video_urls": ["https://cdn.test/v.mp4"],
+            "watermarked_video_urls": [],
+        }
+
+
+@pytest.mark.parametrize("model", MODELS)
+@respx.mock
+def test_a_non_http_result_url_fails_the_job_instead_of_reaching_a_client(
+    session: Session, clients: Clients, settings: Settings, model: str
+) -> None:
+    job_id = submitted(session, model, clients, settings)
+    family = FAMILIES[model]
+    hostile = json.loads(
+        json.dumps(family["success"]).replace("https://cdn.test/v.mp4", "javascript:alert(1)")
+    )
+    respx.get(KIE + family["read"]).respond(json=ok({"taskId": "t-1", **hostile}))
+    advance(session, job_id, clients, settings)
+    assert reload(session, job_id).error_code == "upstream_bad_output"
+
+
+@pytest.mark.parametrize("model", MODELS)
+@respx.mock
+def test_an_early_404_is_pending_and_only_a_late_one_fails(
+    session: Session, clients: Clients, settings: Settings, model: str
+) -> None:
+    job_id = submitted(session, model, clients, settings)
+    respx.get(KIE + FAMILIES[model]["read"]).respond(json={"code": 404, "msg": "not found"})
+    advance(session, job_id, clients, settings)
+    assert reload(session, job_id).status == S.WAITING  # within PENDING_GRACE: still working
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(submitted_at=utcnow() - timedelta(seconds=settings.pending_grace + 1))
+    )
+    session.commit()
+    advance(session, job_id, clients, settings)
+    assert reload(session, job_id).error_code == "kie_task_not_found"
+
+
+@pytest.mark.parametrize("model", MODELS)
+@respx.mock
+def test_a_transient_create_error_requeues_and_gives_up_its_admission(
+    session: Session, clients: Clients, settings: Settings, model: str
+) -> None:
+    respx.post(KIE + FAMILIES[model]["create"]).respond(json={"code": 500, "msg": "busy"})
+    job_id = new_job(session, model)
+    advance(session, job_id, clients, settings)
+    job = reload(session, job_id)
+    assert job.status == S.QUEUED
+    assert job.attempts == 1
+    assert job.admitted_at is None  # it holds no createTask slot while it backs off
+
+
+@respx.mock
+def test_a_missing_field_500_is_not_retried(
+    session: Session, clients: Clients, settings: Settings
+) -> None:
+    respx.post(KIE + "/api/v1/jobs/createTask").respond(
+        json={"code": 500, "msg": "This field is required"}
+    )
+    job_id = new_job(session, "kling-2.6/text-to-video")
+    advance(session, job_id, clients, settings)
+    assert reload(session, job_id).error_code == "kie_invalid_request"
+
+
+@respx.mock
+def test_an_unreadable_create_answer_is_never_resubmitted(
+    session: Session, clients: Clients, settings: Settings
+) -> None:
+    route = respx.post(KIE + "/api/v1/veo/generate").respond(text='{"code": 200, "data": {')
+    job_id = new_job(session, "veo3.1-fast/text-to-video")
+    advance(session, job_id, clients, settings)
+    advance(session, job_id, clients, settings)
+    assert reload(session, job_id).error_code == "submit_unknown"
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(401, "kie_unauthorized"), (402, "kie_insufficient_credits"), (433, "kie_key_limit")],
+)
+@respx.mock
+def test_an_account_refusal_pauses_admission_instead_of_failing_jobs(
+    session: Session, clients: Clients, settings: Settings, code: int, reason: str
+) -> None:
+    route = respx.post(KIE + "/api/v1/jobs/createTask").respond(json={"code": code, "msg": "no"})
+    first = new_job(session, "kling-2.6/text-to-video")
+    advance(session, first, clients, settings)
+    job = reload(session, first)
+    assert job.status == S.QUEUED
+    assert job.waiting_reason == reason
+    assert job.attempts == 0
+    state = session.get(SchedulerState, "kie", populate_existing=True)
+    assert state is not None
+    assert state.account_reason == reason
+
+    # Another job admitted meanwhile is not the probe: it waits, and Kie is not asked.
+    second = new_job(session, "kling-2.6/text-to-video")
+    advance(session, second, clients, settings)
+    assert reload(session, second).status == S.QUEUED
+    assert route.call_count == 1
+
+    # The probe's turn: the account works again, and admission resumes for everyone.
+    route.respond(json=ok({"taskId": "t-9"}))
+    session.execute(update(SchedulerState).values(account_probe_job=second))
+    session.commit()
+    advance(session, second, clients, settings)
+    assert reload(session, second).status == S.WAITING
+    state = session.get(SchedulerState, "kie", populate_existing=True)
+    assert state is not None
+    assert state.account_reason is None
+    assert reload(session, first).waiting_reason is None
+
+
+def test_policy_is_pure(settings: Settings) -> None:
+    from worker import policy
+
+    assert policy.backoff(settings, 1, None, jitter=lambda a, b: b) == settings.retry_base_delay
+    assert policy.backoff(settings, 30, None, jitter=lambda a, b: b) == settings.retry_max_delay
+    assert policy.backoff(settings, 1, 99.0, jitter=lambda a, b: a) == 99.0
+    assert policy.gives_up(settings, retryable=False, attempts=1)
+    assert policy.gives_up(settings, retryable=True, attempts=settings.max_attempts)
+    assert not policy.gives_up(settings, retryable=True, attempts=1)
+    assert policy.still_pending_allowed(settings, settings.pending_grace)
+    assert not policy.still_pending_allowed(settings, settings.pending_grace + 0.1)
+
+
+def test_httpx_is_not_used_for_real() -> None:
+    # respx intercepts every call above; this documents that the base URL is not a real host.
+    assert httpx.URL(KIE).host.endswith(".test")
