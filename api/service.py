@@ -29,7 +29,7 @@ from models.idempotency import IdempotencyKey
 from models.job import Job, JobImage, JobStatus, new_callback_token, new_job_id
 from models.job_queries import (
     active_job_count,
-    check_now_by_callback_token,
+    check_now_by_callback,
     insert_job_within_limit,
     job_by_id,
     jobs_ahead,
@@ -441,9 +441,24 @@ async def list_jobs(
     return rows[:limit], next_cursor
 
 
-async def kie_callback(session: AsyncSession, token: str, *, nudger: Nudger) -> bool:
-    """Kie says a task finished. The body is not trusted: the job is checked with recordInfo."""
-    found = (await session.execute(check_now_by_callback_token(token, now=utcnow()))).first()
+async def job_for_callback(session: AsyncSession, token: str) -> Job | None:
+    return await session.scalar(
+        select(Job).where(Job.callback_token == token).execution_options(populate_existing=True)
+    )
+
+
+async def kie_callback(
+    session: AsyncSession, job: Job, task_id: str, *, debounce: float, nudger: Nudger
+) -> bool:
+    """Kie says a task finished: make the job due now (its worker re-reads the task), at most
+    once per `debounce` seconds. A job with no task id of its own (its createTask answer was
+    lost) keeps the named task id as a candidate the worker will check before adopting it."""
+    now = utcnow()
+    found = (
+        await session.execute(
+            check_now_by_callback(job.id, task_id or None, now=now, debounce=debounce)
+        )
+    ).first()
     await session.commit()
     if found is None:
         return False

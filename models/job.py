@@ -54,6 +54,9 @@ class Job(Base):
     # Why a queued job is not being admitted (e.g. kie_insufficient_credits: a fact about the
     # account that holds back every job); cleared when admission resumes.
     waiting_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+    # A task id a callback named while the job had none (its createTask answer was lost): the
+    # worker adopts it once the upstream confirms the task was made with this job's callback.
+    adopt_task_id: Mapped[str | None] = mapped_column(String(200), default=None)
     progress: Mapped[int | None] = mapped_column(Integer, default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)

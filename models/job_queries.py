@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal,
     select,
     tuple_,
     update,
@@ -196,18 +197,35 @@ def latest_delivery(job_id: str) -> Select[WebhookDelivery]:
     )
 
 
-def check_now_by_callback_token(token: str, *, now: datetime) -> Update:
-    """A Kie callback arrived: make the job due at once (the check itself re-reads Kie)."""
+def check_now_by_callback(
+    job_id: str, task_id: str | None, *, now: datetime, debounce: float
+) -> Update:
+    """A Kie callback arrived: make the job due at once (the check itself re-reads the task),
+    unless another callback did within `debounce` seconds. A job that has no task id of its
+    own — still submitting, or failed as submit_unknown — keeps the named task as a candidate
+    for adoption (worker.adopt), and a failed one becomes due for that check."""
+    recent = now - timedelta(seconds=debounce)
+    at_kie = Job.status.in_(list(AT_KIE))
+    orphan = Job.kie_task_id.is_(None) & (
+        (Job.status == "submitting")
+        | ((Job.status == "failed") & (Job.error_code == "submit_unknown"))
+    )
     return (
         update(Job)
-        .where(Job.callback_token == token)
+        .where(Job.id == job_id)
+        .where((Job.callback_at.is_(None)) | (Job.callback_at < recent))
         .values(
             callback_at=now,
             # A job still submitting keeps its lease; recording callback_at makes the
             # transition to "at Kie" schedule its first check at once. A finished job
             # stays finished: a late callback does not bring it back.
-            next_check_at=case((Job.status.in_(list(AT_KIE)), now), else_=Job.next_check_at),
-            claimed_until=case((Job.status.in_(list(AT_KIE)), None), else_=Job.claimed_until),
+            next_check_at=case(
+                (at_kie, now),
+                (orphan & (Job.status == "failed") & literal(task_id is not None), now),
+                else_=Job.next_check_at,
+            ),
+            claimed_until=case((at_kie, None), else_=Job.claimed_until),
+            adopt_task_id=case((orphan, literal(task_id)), else_=Job.adopt_task_id),
         )
         .returning(Job.id, Job.status)
         .execution_options(synchronize_session=False)

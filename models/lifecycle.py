@@ -210,3 +210,52 @@ def retry(session: Session, job_id: str, *, now: datetime | None = None, reason:
             reason=reason,
         )
     return moved
+
+
+def adopt_task(
+    session: Session, job_id: str, task_id: str, *, now: datetime, deadline: datetime
+) -> bool:
+    """A job whose createTask answer was lost (still `submitting`, or failed as
+    submit_unknown) takes the task a callback named, once the upstream showed that task
+    carries this job's own callback URL. The one way out of `failed` besides an operator's
+    retry: the task exists and is paid for, so the job follows it."""
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.kie_task_id.is_(None),
+            Job.adopt_task_id == task_id,
+            (Job.status == S.SUBMITTING)
+            | ((Job.status == S.FAILED) & (Job.error_code == "submit_unknown")),
+        )
+        .values(
+            status=S.WAITING,
+            kie_task_id=task_id,
+            adopt_task_id=None,
+            error_code=None,
+            error_message=None,
+            finished_at=None,
+            submitted_at=now,
+            deadline_at=deadline,
+            attempts=0,
+            progress=0,
+            updated_at=now,
+            next_check_at=now,
+            claimed_until=None,
+        )
+        .returning(Job.status)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if result is None:
+        return False
+    record_event(
+        session,
+        job_id,
+        "transition",
+        now=now,
+        to_status=S.WAITING,
+        reason=f"adopted Kie task {task_id}: its createTask answer was lost, but the task "
+        "carries this job's callback URL (no second createTask)",
+        detail={"kie_task_id": task_id},
+    )
+    return True

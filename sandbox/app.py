@@ -365,6 +365,14 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             pending = asyncio.create_task(send_callback(task))
             background.add(pending)
             pending.add_done_callback(background.discard)
+        if active("lostreply"):
+            # Kie made the task (and will call back), but its answer never arrives whole.
+            calls.record(
+                "createTask", family=family, prompt=prompt, code="lostreply", task_id=task.id
+            )
+            return PlainTextResponse(
+                '{"code": 200, "data": {"taskId', media_type="application/json"
+            )
         if delay := active("createdelay"):
             # Kie has the task; its answer is slow to come back (a client may give up first).
             calls.record("createTask.created", prompt=prompt, task_id=task.id)

@@ -12,6 +12,7 @@
 [kie:nocallback] no callback is sent for the task
 [kie:checkfail500x2]  the first 2 recordInfo calls for the task answer 500
 [kie:state=rendering] while generating, the task reports a state soraq does not know
+[kie:lostreply]  createTask makes the task (its callback will come) but answers garbage
 """
 
 from __future__ import annotations

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     imgbb_base_url: str = "https://api.imgbb.com"
     public_url: str | None = None  # how Kie reaches /kie/callback; unset: no callbacks
     kie_webhook_hmac_key: SecretStr | None = None  # set when the Kie account signs callbacks
+    # Callbacks for one job closer together than this cause one upstream read, not many.
+    callback_debounce: float = Field(5.0, ge=0)
 
     model_catalogue: Path | None = None  # a TOML file replacing the bundled catalogue
     # Each model has its own prompt limit (the catalogue); this caps them all.

@@ -7,11 +7,31 @@ keys, webhook secrets and image bytes are never passed to a logger.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
 _CONFIGURED = "_soraq_configured"
+# A callback token in a URL is a credential for that job's callback: never in a log line.
+_CALLBACK_TOKEN = re.compile(r"(/kie/callback/)[^\s\"'?/]+")
+
+
+def redact(text: str) -> str:
+    return _CALLBACK_TOKEN.sub(r"\1[redacted]", text)
+
+
+class RedactTokens(logging.Filter):
+    """Rewrites every record (uvicorn's access log included) before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "/kie/callback/" in record.msg:
+            record.msg = redact(record.msg)
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            if any(isinstance(a, str) and "/kie/callback/" in a for a in args):
+                record.args = tuple(redact(a) if isinstance(a, str) else a for a in args)
+        return True
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
@@ -30,6 +50,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
         )
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactTokens())
     root.handlers = [handler]
     root.setLevel(level.upper())
     logging.captureWarnings(True)  # warnings become log records too (JSON in production)

@@ -19,6 +19,7 @@ from models.base import utcnow
 from models.job import Job, JobImage, JobStatus
 from models.lifecycle import AT_KIE, TERMINAL, fail
 from soraq.config import Settings
+from worker.adopt import adopt, is_orphan_with_candidate
 from worker.stage import Clients, claim_stage, context
 from worker.submit import to_submitting
 from worker.upload import upload
@@ -32,9 +33,14 @@ S = JobStatus
 
 def advance(session: Session, job_id: str, clients: Clients, settings: Settings) -> None:
     job = session.get(Job, job_id, populate_existing=True)
-    if job is None or job.status in TERMINAL:
+    if job is None:
         return
     now = utcnow()
+    if is_orphan_with_candidate(job):
+        adopt(session, job, clients, settings, now)
+        return
+    if job.status in TERMINAL:
+        return
     status = JobStatus(job.status)
     if status == S.QUEUED:
         _start(session, job, clients, settings, now)

@@ -79,6 +79,12 @@ def submit(session: Session, job: Job, clients: Clients, settings: Settings) -> 
                 f"Kie gave no definite answer to createTask ({exc.message}); the job was not "
                 "resubmitted so that it cannot be paid for twice.",
             )
+            # A callback may already have named the task: look at it now (worker.adopt).
+            session.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.adopt_task_id.is_not(None))
+                .values(next_check_at=utcnow())
+            )
             session.commit()
             return
         retry_or_fail(session, job, S.SUBMITTING, exc, settings)
@@ -97,6 +103,7 @@ def submit(session: Session, job: Job, clients: Clients, settings: Settings) -> 
         attempts=0,
         progress=0,
         waiting_reason=None,
+        adopt_task_id=None,
         deadline_at=now + timedelta(seconds=settings.job_timeout),
         # A callback that beat us here makes the first check immediate.
         next_check_at=case((Job.callback_at.is_not(None), now), else_=first_check),

@@ -1,49 +1,90 @@
+"""Kie's completion callbacks: a hint to look at the job now, never trusted for its content.
+
+Hostile input first: the token is looked up before a byte of the body is read, the body is
+read to 64 kB at most (413 beyond) and parsed off the event loop. With the account's
+webhookHmacKey set, the signature must be fresh (±5 minutes) and sign the job's own task id;
+repeated callbacks within CALLBACK_DEBOUNCE cause one upstream read.
+"""
+
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
 import json
+import time
+from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
 
 from api import service
 from api.deps import NudgerDep, SessionDep, SettingsDep
-from api.errors import NotFound, Unauthorized
+from api.errors import NotFound, PayloadTooLarge, Unauthorized
+from models.job import JobStatus
+from worker.upstreams.kie_http import callback_task_id
 
 router = APIRouter(tags=["kie"], include_in_schema=False)
 
+MAX_CALLBACK_BYTES = 64 * 1024
+SIGNATURE_TOLERANCE = 300  # seconds, either way
 
-def _task_id(body: bytes) -> str:
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"a callback body is at most {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"a callback body is at most {limit} bytes")
+    return bytes(body)
+
+
+def _parse(body: bytes) -> Any:
     try:
-        payload = json.loads(body)
+        return json.loads(body)
     except ValueError:
-        return ""
-    if not isinstance(payload, dict):
-        return ""
-    data = payload.get("data")
-    data = data if isinstance(data, dict) else {}
-    return str(payload.get("taskId") or data.get("taskId") or data.get("task_id") or "")
+        return None
 
 
-def _signature_ok(key: str, request: Request, body: bytes) -> bool:
+def _signature_ok(key: str, request: Request, task_id: str) -> bool:
     timestamp = request.headers.get("x-webhook-timestamp", "")
     signature = request.headers.get("x-webhook-signature", "")
+    if not (timestamp.isdigit() and signature):
+        return False
+    if abs(time.time() - int(timestamp)) > SIGNATURE_TOLERANCE:
+        return False  # a replay of an old callback
     expected = base64.b64encode(
-        hmac.new(key.encode(), f"{_task_id(body)}.{timestamp}".encode(), hashlib.sha256).digest()
+        hmac.new(key.encode(), f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()
     ).decode()
-    return bool(timestamp and signature) and hmac.compare_digest(expected, signature)
+    return hmac.compare_digest(expected, signature)
 
 
 @router.post("/kie/callback/{token}")
 async def kie_callback(
     token: str, request: Request, session: SessionDep, nudger: NudgerDep, settings: SettingsDep
 ) -> dict[str, bool]:
-    """Kie's completion callback: a hint to check the job now. The body is never trusted."""
-    if settings.kie_webhook_hmac_key is not None:
-        body = await request.body()
-        if not _signature_ok(settings.kie_webhook_hmac_key.get_secret_value(), request, body):
-            raise Unauthorized("bad callback signature")
-    if len(token) > 64 or not await service.kie_callback(session, token, nudger=nudger):
+    if len(token) > 64:
         raise NotFound("unknown callback")
-    return {"received": True}
+    job = await service.job_for_callback(session, token)
+    if job is None:
+        raise NotFound("unknown callback")
+    body = await _read_limited(request, MAX_CALLBACK_BYTES)
+    task_id = callback_task_id(await anyio.to_thread.run_sync(_parse, body)) or ""
+    if settings.kie_webhook_hmac_key is not None:
+        key = settings.kie_webhook_hmac_key.get_secret_value()
+        if not _signature_ok(key, request, task_id):
+            raise Unauthorized("bad callback signature")
+        # The signed task must be this job's own (or, before its id is known, the job must be
+        # waiting for one): a valid signature for another task is no reason to look at this job.
+        known = job.kie_task_id
+        if known is not None and task_id != known:
+            raise Unauthorized("the callback names another task")
+        if known is None and job.status not in (JobStatus.SUBMITTING, JobStatus.FAILED):
+            raise Unauthorized("the job has no task to call back about")
+    acted = await service.kie_callback(
+        session, job, task_id, debounce=settings.callback_debounce, nudger=nudger
+    )
+    return {"received": True, "checked": acted}

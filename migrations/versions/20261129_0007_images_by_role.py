@@ -6,7 +6,9 @@ Create Date: 2026-11-29 21:00:00
 
 A job may carry several input images, each with a role (first_frame, last_frame, reference):
 `jobs.images` lists them, `job_images` holds the bytes of those still to upload, one row per
-image. `jobs.waiting_reason` says why a queued job is held back (an account-level pause).
+image. `jobs.waiting_reason` says why a queued job is held back (an account-level pause);
+`jobs.adopt_task_id` holds a task id a callback named for a job whose createTask answer was
+lost, until the worker has checked it; `scheduler_state` records the account pause.
 """
 
 from collections.abc import Sequence
@@ -26,6 +28,7 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("images", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("waiting_reason", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("adopt_task_id", sa.String(length=200), nullable=True))
     with op.batch_alter_table("scheduler_state", schema=None) as batch_op:
         batch_op.add_column(sa.Column("account_reason", sa.String(length=64), nullable=True))
         batch_op.add_column(
@@ -64,5 +67,6 @@ def downgrade() -> None:
             batch_op.drop_column(column)
         batch_op.drop_column("account_reason")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("adopt_task_id")
         batch_op.drop_column("waiting_reason")
         batch_op.drop_column("images")

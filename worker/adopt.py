@@ -1,0 +1,100 @@
+"""Closing the window the README used to call unclosable: a createTask whose answer was lost.
+
+Between Kie accepting a createTask and soraq storing the task id, a crash or a lost answer
+leaves a task soraq cannot name (the job is `submitting`, then fails as submit_unknown). But
+Kie's callback for that task comes to the job's own callback URL, naming the task. The
+callback route keeps that id as a candidate; this step reads the task from the upstream and
+adopts it only if the upstream shows it was created with this job's callback URL (which holds
+an unguessable per-job token). No second createTask is ever made.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, update
+from sqlalchemy.orm import Session
+
+from catalogue import get_catalogue
+from models.job import Job, JobStatus
+from models.lifecycle import adopt_task, record_event
+from soraq.config import Settings
+from worker import policy
+from worker.errors import ExternalError
+from worker.stage import Clients, context, upstream_call
+from worker.upstreams import TaskInfo
+
+log = logging.getLogger(__name__)
+
+
+def is_orphan_with_candidate(job: Job) -> bool:
+    return (
+        job.adopt_task_id is not None
+        and job.kie_task_id is None
+        and (
+            job.status == JobStatus.SUBMITTING
+            or (job.status == JobStatus.FAILED and job.error_code == "submit_unknown")
+        )
+    )
+
+
+def carries_callback(info: TaskInfo | None, token: str) -> bool:
+    url = (info.callback_url or "") if info is not None else ""
+    return url.rstrip("/").endswith(f"/kie/callback/{token}")
+
+
+def adopt(session: Session, job: Job, clients: Clients, settings: Settings, now: datetime) -> None:
+    task_id = job.adopt_task_id
+    assert task_id is not None
+    spec = get_catalogue().spec(job.model)
+    upstream = clients.upstreams[spec.upstream]
+    info: TaskInfo | None = None
+    try:
+        info = upstream_call(
+            session, job.id, "recordInfo", spec.upstream, lambda: upstream.read(task_id)
+        )
+    except ExternalError as exc:
+        if exc.retryable:
+            delay = policy.backoff(settings, 1, exc.retry_after)
+            session.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.adopt_task_id == task_id)
+                .values(next_check_at=now + timedelta(seconds=delay), claimed_until=None)
+            )
+            session.commit()
+            return
+    if carries_callback(info, job.callback_token) and adopt_task(
+        session,
+        job.id,
+        task_id,
+        now=now,
+        deadline=now + timedelta(seconds=settings.job_timeout),
+    ):
+        session.commit()
+        log.warning(
+            "job %s adopted task %s after its createTask answer was lost",
+            job.id,
+            task_id,
+            extra=context(job, kie_task_id=task_id),
+        )
+        return
+    # Not this job's task (or not visible): forget the candidate. A failed job goes back to
+    # having no next check; a submitting one keeps its lease.
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.adopt_task_id == task_id)
+        .values(
+            adopt_task_id=None,
+            next_check_at=case((Job.status == JobStatus.FAILED, None), else_=Job.next_check_at),
+            claimed_until=None,
+        )
+    )
+    record_event(
+        session,
+        job.id,
+        "callback",
+        reason=f"a callback named task {task_id}, which does not carry this job's callback "
+        "URL: ignored",
+    )
+    session.commit()
