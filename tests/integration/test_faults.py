@@ -128,18 +128,23 @@ def test_postgres_down_answers_503_and_work_resumes(stack: Stack) -> None:
         ("[kie:malformed]", "failed", "submit_unknown", 1),  # an answer we cannot read
         ("[kie:hang]", "failed", "submit_unknown", 1),  # no answer within KIE_TIMEOUT
         ("[kie:stuck]", "failed", "timeout", 1),
-        ("[kie:401]", "failed", "kie_unauthorized", 1),
+        # A fact about the account: the job waits, probed once per ACCOUNT_PROBE_INTERVAL (1 s),
+        # and fails with the account's code only at its JOB_TIMEOUT (6 s here).
+        ("[kie:401]", "failed", "kie_unauthorized", range(1, 9)),
         ("[kie:fail]", "failed", "kie_task_failed", 1),
     ],
 )
 def test_kie_misbehaving_ends_in_the_documented_state(
-    stack: Stack, fault: str, status: str, code: str | None, creates: int
+    stack: Stack, fault: str, status: str, code: str | None, creates: int | range
 ) -> None:
     prompt = unique(f"Kie misbehaves {fault}")
     job = stack.wait(stack.create(prompt=prompt)["id"], timeout=40)
     assert job["status"] == status, job
     assert (job["error"] or {}).get("code") == code
-    assert stack.creates_for(prompt) == creates
+    if isinstance(creates, range):
+        assert stack.creates_for(prompt) in creates
+    else:
+        assert stack.creates_for(prompt) == creates
 
 
 def test_a_429_storm_fails_no_job(stack: Stack) -> None:
