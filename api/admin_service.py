@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import statistics
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -35,11 +35,29 @@ _WINDOW = re.compile(r"^(\d{1,6})([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+MAX_WINDOW = timedelta(days=366)
+_EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def parse_window(window: str) -> timedelta:
     match = _WINDOW.match(window)
     if match is None:
         raise InvalidRequest("window", "must look like 90m, 24h or 7d")
-    return timedelta(seconds=int(match.group(1)) * _UNIT[match.group(2)])
+    parsed = timedelta(seconds=int(match.group(1)) * _UNIT[match.group(2)])
+    if parsed > MAX_WINDOW:
+        raise InvalidRequest("window", "must be at most 366d")
+    return parsed
+
+
+def bounded_time(field: str, value: datetime | None) -> datetime | None:
+    """A filter time as UTC (a time without a zone is read as UTC), within years a job can
+    have: 0001-01-01 is a 422 that says so, not a database overflow."""
+    if value is None:
+        return None
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not _EARLIEST <= value <= _LATEST:
+        raise InvalidRequest(field, "must be between 2000-01-01 and 2200-01-01")
+    return value
 
 
 async def list_jobs(
@@ -65,8 +83,8 @@ async def list_jobs(
         statuses=statuses,
         model=model,
         client_id=client_id,
-        created_after=created_after,
-        created_before=created_before,
+        created_after=bounded_time("created_after", created_after),
+        created_before=bounded_time("created_before", created_before),
         q=q.strip() if q else None,
         limit=limit + 1,
         after=decode_cursor(cursor) if cursor else None,

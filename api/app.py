@@ -12,8 +12,10 @@ from api.auth import KeyCache
 from api.limits import BodySizeLimit
 from api.nudge import Nudger
 from api.routes import admin, dashboard, jobs, kie, meta
+from api.security_headers import DashboardHeaders
 from api.sessions import session_signing_key
 from models.db import async_session_factory, make_async_engine
+from soraq.auth_events import file_epoch, listen
 from soraq.config import get_settings
 from soraq.logs import setup_logging
 
@@ -34,8 +36,11 @@ def create_app() -> FastAPI:
         engine = make_async_engine(settings.resolved_database_url)
         app.state.sessionmaker = async_session_factory(engine)
         app.state.nudger = Nudger(_send_nudge)
-        app.state.keys = KeyCache(settings.auth_cache_seconds)
+        app.state.keys = KeyCache(settings.auth_cache_seconds, file_epoch(settings))
+        stop_listening = listen(settings, app.state.keys.clear)
         yield
+        if stop_listening is not None:
+            stop_listening.set()
         await app.state.nudger.drain()
         await engine.dispose()
 
@@ -47,6 +52,7 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(DashboardHeaders)
     app.add_middleware(
         SessionMiddleware,
         # No admin token: a random key nobody knows, and no session is accepted anyway.

@@ -1,10 +1,12 @@
 """Who is calling. API keys are looked up by their hash, and the answer is kept for a few
 seconds: every request of a busy client would otherwise pay a database round trip for it.
-A disabled or rotated key therefore stops working within AUTH_CACHE_SECONDS."""
+A disabled or rotated key stops working at once where the change is announced
+(soraq.auth_events), and within AUTH_CACHE_SECONDS in any case."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,14 +20,28 @@ class ClientIdentity:
     id: str
     name: str
     max_active_jobs: int
+    create_rate: str | None = None  # None: CLIENT_CREATE_RATE
 
 
 class KeyCache:
-    def __init__(self, ttl: float) -> None:
+    """Key lookups remembered for `ttl` seconds, forgotten at once when `soraq clients
+    disable|rotate-key` announces a change (soraq.auth_events)."""
+
+    def __init__(self, ttl: float, epoch: Callable[[], int] | None = None) -> None:
         self.ttl = ttl
         self._known: dict[str, tuple[ClientIdentity, float]] = {}
+        self._epoch = epoch
+        self._seen_epoch = epoch() if epoch else 0
+
+    def clear(self) -> None:
+        self._known = {}
 
     async def lookup(self, session: AsyncSession, key: str) -> ClientIdentity | None:
+        if self._epoch is not None:
+            current = self._epoch()
+            if current != self._seen_epoch:
+                self._seen_epoch = current
+                self.clear()
         digest, now = hash_api_key(key), time.monotonic()
         cached = self._known.get(digest)
         if cached is not None and cached[1] > now:
@@ -34,7 +50,9 @@ class KeyCache:
         if client is None:
             self._known.pop(digest, None)
             return None
-        identity = ClientIdentity(client.id, client.name, client.max_active_jobs)
+        identity = ClientIdentity(
+            client.id, client.name, client.max_active_jobs, client.create_rate
+        )
         if self.ttl > 0:
             if len(self._known) > 10_000:  # bounded: a flood of keys cannot grow it forever
                 self._known.clear()

@@ -66,6 +66,11 @@ class JobFinished(APIError):
     code = "job_finished"
 
 
+class RateLimited(APIError):
+    status_code = 429
+    code = "rate_limited"
+
+
 class TooManyJobs(APIError):
     status_code = 429
     code = "too_many_active_jobs"

@@ -38,8 +38,9 @@ async def check_database(session: AsyncSession) -> tuple[bool, str]:
         return False, f"database unreachable: {type(exc).__name__}"
     head = migration_head()
     if version != head:
-        return False, f"migrations at {version}, code expects {head}: run `soraq migrate`"
-    return True, f"reachable, migrations at head ({head})"
+        return False, "migrations are not at the code's head: run `soraq migrate`"
+    # The revision itself is not shown: /readyz is public, and it tells an attacker the build.
+    return True, "reachable, migrations at head"
 
 
 def _broker_reachable() -> tuple[bool, str]:

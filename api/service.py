@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import ipaddress
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,12 +15,12 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import anyio.to_thread
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, delete, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import ClientIdentity
-from api.errors import APIError, JobFinished, NotFound, TooManyJobs
+from api.errors import APIError, JobFinished, NotFound, RateLimited, TooManyJobs
 from api.nudge import Nudger
 from api.schemas import PRIORITIES, JobCreate
 from catalogue import ModelSpec, get_catalogue
@@ -38,14 +39,19 @@ from models.job_queries import (
 from models.lifecycle import TERMINAL, transition
 from models.scheduler import SchedulerState
 from models.webhook import WebhookDelivery
-from soraq.config import Settings
+from soraq.config import Rate, Settings, parse_rate
 from soraq.errors import InvalidRequest
 from soraq.images import MAX_IMAGE_BYTES, sniff_image_type
 from soraq.netguard import UnsafeURL, resolve
 
 MAX_METADATA_BYTES = 8 * 1024
+MAX_METADATA_DEPTH = 8
+# Control characters other than tab and newline: never meaningful in a prompt or a URL, and
+# a NUL is refused by PostgreSQL's text search (a 503 a client would retry forever).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Built once: on the API's hottest path, building a statement costs more than running it.
 _NEW_EVENT = insert(cast(Table, JobEvent.__table__))
+_CLIENT_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:client_id, 0))")
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IGNORECASE)
 
 
@@ -108,7 +114,7 @@ def check_image_url(url: str, field: str = "image_url") -> str:
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         raise InvalidRequest(field, "must be an https:// URL that Kie can fetch")
-    host = parts.hostname
+    host = parts.hostname.rstrip(".")  # "localhost." is localhost
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -177,6 +183,56 @@ def check_images_for(spec: ModelSpec, sources: list[ImageSource]) -> None:
                 )
 
 
+def check_text(request: JobCreate) -> None:
+    """Every text field of a request, the model's own and the metadata's included."""
+    fields: list[tuple[str, object]] = [
+        ("prompt", request.prompt),
+        ("model", request.model),
+        ("image_url", request.image_url),
+        ("webhook_url", request.webhook_url),
+        *((f"images.{n}.url", image.url) for n, image in enumerate(request.images or [])),
+        *((name, value) for name, value in (request.model_extra or {}).items()),
+        ("metadata", request.metadata),
+    ]
+    for name, value in fields:
+        if _has_control(value):
+            raise InvalidRequest(
+                name, "must not contain control characters (other than tab and newline)"
+            )
+    if request.metadata is not None:
+        if _depth(request.metadata) > MAX_METADATA_DEPTH:
+            raise InvalidRequest("metadata", f"must nest at most {MAX_METADATA_DEPTH} levels")
+        if len(json.dumps(request.metadata)) > MAX_METADATA_BYTES:
+            raise InvalidRequest("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
+
+
+def _has_control(value: object) -> bool:
+    """Walks nested values without recursion: a deep structure cannot exhaust the stack."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _CONTROL.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _depth(value: object) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def request_fingerprint(request: JobCreate, uploads: list[tuple[str, str, ImageBytes]]) -> str:
     """What makes two requests "the same body" for Idempotency-Key purposes."""
     digest = hashlib.sha256(request.model_dump_json(exclude_none=True).encode())
@@ -184,6 +240,17 @@ def request_fingerprint(request: JobCreate, uploads: list[tuple[str, str, ImageB
         digest.update(f"{role}:{name}:".encode())
         digest.update(hashlib.sha256(upload.data).digest())
     return digest.hexdigest()
+
+
+async def check_public_url(url: str, field: str, settings: Settings) -> None:
+    """An input image's URL must resolve to public addresses only — the same guard as
+    webhooks: `https://2130706433/`, `https://0x7f.1/` and `localhost.` are loopback."""
+    try:
+        await anyio.to_thread.run_sync(
+            lambda: resolve(url, allow_http=False, allowed=settings.allowed_networks)
+        )
+    except UnsafeURL as exc:
+        raise InvalidRequest(field, str(exc)) from None
 
 
 async def check_webhook_url(url: str, settings: Settings) -> str:
@@ -217,6 +284,7 @@ async def create_job(
         if replay is not None:
             return replay, True
 
+    check_text(request)
     sources = collect_images(request, uploads)
     catalogue = get_catalogue()
     spec = catalogue.get(request.model or catalogue.default_model(has_image=bool(sources)))
@@ -228,8 +296,9 @@ async def create_job(
             f"{settings.prompt_max_length}",
         )
     check_images_for(spec, sources)
-    if request.metadata is not None and len(json.dumps(request.metadata)) > MAX_METADATA_BYTES:
-        raise InvalidRequest("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
+    for source in sources:
+        if source.url is not None:
+            await check_public_url(source.url, source.field, settings)
     webhook_url = (
         await check_webhook_url(request.webhook_url, settings) if request.webhook_url else None
     )
@@ -273,15 +342,18 @@ async def create_job(
         updated_at=now,
         next_check_at=now,
     )
+    rate = parse_rate(client.create_rate or settings.client_create_rate)
+    since = now - timedelta(seconds=rate.window)
+    if session.get_bind().dialect.name == "postgresql":
+        # Count and insert one request at a time per client: under READ COMMITTED two
+        # concurrent inserts would each count without the other and both pass the limit.
+        await session.execute(_CLIENT_LOCK, {"client_id": client.id})
     # Core statements, not the ORM's unit of work: this is the hottest path in the API.
-    inserted = await session.scalar(*insert_job_within_limit(job, client.max_active_jobs))
+    inserted = await session.scalar(
+        *insert_job_within_limit(job, client.max_active_jobs, rate.count, since)
+    )
     if inserted is None:
-        active = await session.scalar(active_job_count(client.id, client.max_active_jobs))
-        raise TooManyJobs(
-            f"{active} of your jobs are unfinished, the most allowed at once is "
-            f"{client.max_active_jobs}; retry when some finish",
-            headers={"Retry-After": "30"},
-        )
+        await _refuse_over_limit(session, client, rate, since, now)
     await session.execute(
         _NEW_EVENT,
         {
@@ -337,6 +409,26 @@ async def create_job(
         return replay, True
     nudger.nudge()
     return job, False
+
+
+async def _refuse_over_limit(
+    session: AsyncSession, client: ClientIdentity, rate: Rate, since: datetime, now: datetime
+) -> None:
+    active = await session.scalar(active_job_count(client.id, client.max_active_jobs))
+    if (active or 0) >= client.max_active_jobs:
+        raise TooManyJobs(
+            f"{active} of your jobs are unfinished, the most allowed at once is "
+            f"{client.max_active_jobs}; retry when some finish",
+            headers={"Retry-After": "30"},
+        )
+    oldest = await session.scalar(
+        select(func.min(Job.created_at)).where(Job.client_id == client.id, Job.created_at > since)
+    )
+    wait = max(1, math.ceil(rate.window - (now - (oldest or now)).total_seconds()))
+    raise RateLimited(
+        f"at most {rate.count} new jobs per {rate.window:g} s for this client; retry in {wait} s",
+        headers={"Retry-After": str(wait)},
+    )
 
 
 async def _idempotent_replay(

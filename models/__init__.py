@@ -1,5 +1,6 @@
 """Database models, engine/session setup, the job state machine and the queries beside them."""
 
+from models.admin import AdminAuthFailures, AdminSession
 from models.base import Base
 from models.client import Client
 from models.event import JobEvent
@@ -9,6 +10,8 @@ from models.scheduler import SchedulerState
 from models.webhook import DeliveryState, WebhookDelivery, WebhookHostSlot
 
 __all__ = [
+    "AdminAuthFailures",
+    "AdminSession",
     "Base",
     "Client",
     "DeliveryState",

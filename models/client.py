@@ -43,4 +43,8 @@ class Client(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     max_active_jobs: Mapped[int] = mapped_column(Integer, default=100)
     weight: Mapped[int] = mapped_column(Integer, default=1)  # its share of Kie's capacity
+    create_rate: Mapped[str | None] = mapped_column(String(20), default=None)  # e.g. "600/1m"
+    # After `rotate-webhook-secret`, deliveries are signed with both secrets until this passes.
+    previous_webhook_secret: Mapped[str | None] = mapped_column(String(100), default=None)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -85,14 +85,37 @@ def active_job_count(
     return select(func.count()).select_from(unfinished)
 
 
-def insert_job_within_limit(job: Job, up_to: int) -> tuple[Insert, dict[str, Any]]:
+def recent_job_count(
+    client_id: str | ColumnElement[str],
+    since: datetime | ColumnElement[datetime],
+    up_to: int | ColumnElement[int],
+) -> Select[Any]:
+    """A client's jobs created after `since`, counted up to `up_to` (its creation rate):
+    bounded, on the (client_id, created_at) index."""
+    recent = (
+        select(Job.id)
+        .where(Job.client_id == client_id, Job.created_at > since)
+        .limit(up_to)
+        .subquery()
+    )
+    return select(func.count()).select_from(recent)
+
+
+def insert_job_within_limit(
+    job: Job, up_to: int, rate_count: int, rate_since: datetime
+) -> tuple[Insert, dict[str, Any]]:
     """Insert a new job unless its client already has `up_to` unfinished ones: the bounded
     count and the insert in one statement, one round trip. It returns the new job's id; no
     row: over the limit. (RETURNING, not rowcount: the async psycopg adapter reports -1.)
     Returns the statement (built once: building SQL costs more than running it here) and its
     parameters."""
     params = {f"new_{column.key}": getattr(job, key) for column, key in _job_columns()}
-    params.update(limit_client_id=job.client_id, limit_up_to=up_to)
+    params.update(
+        limit_client_id=job.client_id,
+        limit_up_to=up_to,
+        rate_count=rate_count,
+        rate_since=rate_since,
+    )
     return _insert_within_limit(), params
 
 
@@ -113,7 +136,12 @@ def _insert_within_limit() -> Insert:
     columns = [column for column, _ in _job_columns()]
     row = select(*(bindparam(f"new_{c.key}", type_=c.type) for c in columns))
     # The table, not the entity: an ORM-enabled INSERT … SELECT would go through bulk insert.
-    within_limit = row.where(count < limit)
+    rate_count = bindparam("rate_count", type_=Integer)
+    since = bindparam("rate_since", type_=Job.created_at.type)
+    recent = recent_job_count(
+        bindparam("limit_client_id", type_=String), since, rate_count
+    ).scalar_subquery()
+    within_limit = row.where(count < limit, recent < rate_count)
     return insert(_JOBS).from_select(columns, within_limit).returning(_JOBS.c.id)
 
 

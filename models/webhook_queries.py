@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -16,12 +16,11 @@ _FREE = datetime(1970, 1, 1, tzinfo=UTC)
 
 def take_host_slot(
     session: Session, host: str, holder: str, *, now: datetime, until: datetime, capacity: int
-) -> bool:
-    """Take one of `capacity` slots for `host` until `until`, or say there is none free.
-
-    Each slot is taken by a compare-and-set on its row, so two workers never hold one slot;
-    commits at once so that other workers see the slot taken.
-    """
+) -> int | None:
+    """Take one of `capacity` slots for `host` until `until`: its number, or None when none is
+    free. Each slot is taken by a compare-and-set on its row, so two workers never hold one
+    slot (a duplicate message for the same delivery takes a slot of its own, and gives back
+    only that one); commits at once so that other workers see the slot taken."""
     existing = session.scalar(
         select(func.count()).select_from(WebhookHostSlot).where(WebhookHostSlot.host == host)
     )
@@ -42,21 +41,25 @@ def take_host_slot(
             .where(
                 WebhookHostSlot.host == host,
                 WebhookHostSlot.slot == slot,
-                or_(WebhookHostSlot.held_until <= now, WebhookHostSlot.holder == holder),
+                WebhookHostSlot.held_until <= now,
             )
             .values(holder=holder, held_until=until)
         ).rowcount  # type: ignore[attr-defined]
         if taken:
             session.commit()
-            return True
+            return slot
     session.commit()
-    return False
+    return None
 
 
-def release_host_slot(session: Session, host: str, holder: str) -> None:
+def release_host_slot(session: Session, host: str, slot: int, holder: str) -> None:
     session.execute(
         update(WebhookHostSlot)
-        .where(WebhookHostSlot.host == host, WebhookHostSlot.holder == holder)
+        .where(
+            WebhookHostSlot.host == host,
+            WebhookHostSlot.slot == slot,
+            WebhookHostSlot.holder == holder,
+        )
         .values(holder=None, held_until=_FREE)
     )
     session.commit()

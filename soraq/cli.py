@@ -10,9 +10,11 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from soraq.auth_events import announce
 from soraq.config import (
     JOBS_QUEUE,
     QUEUES,
@@ -55,7 +57,11 @@ def clients_command(args: argparse.Namespace) -> int:
         try:
             if args.action == "create":
                 created = clients.create(
-                    session, args.name, max_active_jobs=args.max_active_jobs, weight=args.weight
+                    session,
+                    args.name,
+                    max_active_jobs=args.max_active_jobs,
+                    weight=args.weight,
+                    create_rate=args.create_rate,
                 )
                 print(f"client:          {created.client.name} ({created.client.id})")
                 print(f"API key:         {created.api_key}")
@@ -63,11 +69,21 @@ def clients_command(args: argparse.Namespace) -> int:
                 print("Store both now: the API key is not shown again.")
             elif args.action == "rotate-key":
                 rotated = clients.rotate_key(session, args.name)
+                announce(get_settings())
                 print(f"new API key for {rotated.client.name}: {rotated.api_key}")
                 print("The old key stops working now.")
             elif args.action == "disable":
                 clients.set_active(session, args.name, False)
+                announce(get_settings())
                 print(f"client {args.name} disabled: its key no longer works")
+            elif args.action == "rotate-webhook-secret":
+                grace = timedelta(hours=args.grace_hours)
+                client = clients.rotate_webhook_secret(session, args.name, grace=grace)
+                print(f"new webhook secret for {client.name}: {client.webhook_secret}")
+                print(
+                    f"For {args.grace_hours:g} h deliveries carry signatures with both the old "
+                    "and the new secret; switch your receiver within that time."
+                )
             else:
                 print(f"{'name':<24} {'id':<20} {'key':<12} {'active':<7} {'max jobs':>8}  created")
                 for client in clients.all_clients(session):
@@ -301,9 +317,23 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument(
         "--weight", type=int, default=1, help="its share of Kie's capacity against other clients"
     )
+    create.add_argument(
+        "--create-rate",
+        help="new jobs allowed per window, e.g. 600/1m (default CLIENT_CREATE_RATE)",
+    )
     client_actions.add_parser("list", help="list clients")
     client_actions.add_parser("rotate-key", help="give a client a new key").add_argument("name")
     client_actions.add_parser("disable", help="disable a client's key").add_argument("name")
+    rotate_secret = client_actions.add_parser(
+        "rotate-webhook-secret", help="a new webhook signing secret, the old one kept a while"
+    )
+    rotate_secret.add_argument("name")
+    rotate_secret.add_argument(
+        "--grace-hours", type=float, default=24.0, help="how long the old secret still signs"
+    )
+    admin_parser = verbs.add_parser("admin", help="operator actions")
+    admin_actions = admin_parser.add_subparsers(dest="action", required=True)
+    admin_actions.add_parser("revoke-sessions", help="log every dashboard session out")
     sandbox = verbs.add_parser("sandbox", help="run the Kie + imgbb stand-in")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8765)
@@ -325,6 +355,14 @@ def main(argv: list[str] | None = None) -> int:
         run_beat()
     elif args.verb == "clients":
         return clients_command(args)
+    elif args.verb == "admin":
+        from models.admin import revoke_all_sessions
+        from models.db import session_scope
+
+        with session_scope() as session:
+            count = revoke_all_sessions(session)
+            session.commit()
+        print(f"{count} dashboard session(s) revoked")
     elif args.verb == "submit":
         from soraq import remote
 

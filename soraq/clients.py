@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.client import Client, hash_api_key, new_api_key
+from models.base import utcnow
+from models.client import Client, hash_api_key, new_api_key, new_webhook_secret
 from models.client_queries import client_by_name
+from soraq.config import parse_rate
 
 
 class ClientError(ValueError):
@@ -30,10 +33,28 @@ def _with_new_key(client: Client) -> str:
     return key
 
 
-def create(session: Session, name: str, *, max_active_jobs: int, weight: int = 1) -> Credentials:
+def create(
+    session: Session,
+    name: str,
+    *,
+    max_active_jobs: int,
+    weight: int = 1,
+    create_rate: str | None = None,
+) -> Credentials:
     if session.scalar(client_by_name(name)) is not None:
         raise ClientError(f"a client named {name!r} exists already")
-    client = Client(name=name, max_active_jobs=max_active_jobs, weight=weight, active=True)
+    if create_rate is not None:
+        try:
+            parse_rate(create_rate)
+        except ValueError as exc:
+            raise ClientError(str(exc)) from None
+    client = Client(
+        name=name,
+        max_active_jobs=max_active_jobs,
+        weight=weight,
+        active=True,
+        create_rate=create_rate,
+    )
     key = _with_new_key(client)
     session.add(client)
     session.commit()
@@ -57,6 +78,17 @@ def rotate_key(session: Session, name: str) -> Credentials:
 def set_active(session: Session, name: str, active: bool) -> Client:
     client = get(session, name)
     client.active = active
+    session.commit()
+    return client
+
+
+def rotate_webhook_secret(session: Session, name: str, *, grace: timedelta) -> Client:
+    """A new signing secret; for `grace` the old one still signs too (Standard Webhooks allows
+    several `v1,` signatures), so receivers can switch without missing an event."""
+    client = get(session, name)
+    client.previous_webhook_secret = client.webhook_secret
+    client.previous_secret_until = utcnow() + grace
+    client.webhook_secret = new_webhook_secret()
     session.commit()
     return client
 

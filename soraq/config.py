@@ -116,6 +116,8 @@ class Settings(BaseSettings):
 
     # Clients and their completion webhooks (Standard Webhooks).
     default_max_active_jobs: int = Field(100, ge=1)
+    # New jobs per client (a client's own `create_rate` overrides it): a flood gets 429s.
+    client_create_rate: str = "60/1m"
     auth_cache_seconds: float = Field(5.0, ge=0)  # a disabled key stops working within this
     idempotency_ttl: float = Field(86400.0, gt=0)
     webhook_allow_http: bool = False  # plain http receivers: development only
@@ -130,6 +132,10 @@ class Settings(BaseSettings):
     # Server-side half of the dashboard's session-signing key (the other half is the admin
     # token). Unset on the embedded default: generated once into var/session-secret.
     session_secret: SecretStr | None = None
+    # /metrics: a bearer token (unset: open, as Prometheus scrapes usually are on a private
+    # network) and how long the figures read from the database are reused.
+    metrics_token: SecretStr | None = None
+    metrics_cache_seconds: float = Field(10.0, ge=0)
     # Set when ADMIN_TOKEN was present but blank: production refuses that (see below).
     admin_token_blank: bool = Field(False, exclude=True, repr=False)
 
@@ -152,7 +158,7 @@ class Settings(BaseSettings):
         """`ADMIN_TOKEN=` (as .env files ship it) is no token at all: an empty secret would
         make every key derived from it public."""
         if isinstance(data, dict):
-            for name in ("admin_token", "session_secret"):
+            for name in ("admin_token", "session_secret", "metrics_token"):
                 value = data.get(name)
                 if isinstance(value, str) and not value.strip():
                     data.pop(name)
@@ -160,7 +166,7 @@ class Settings(BaseSettings):
                         data["admin_token_blank"] = True
         return data
 
-    @field_validator("kie_create_rate", "kie_check_rate")
+    @field_validator("kie_create_rate", "kie_check_rate", "client_create_rate")
     @classmethod
     def _rate_format(cls, value: str) -> str:
         parse_rate(value)

@@ -59,21 +59,22 @@ def deliver(
     host = (urlsplit(delivery.url).hostname or "").lower()
     now = utcnow()
     # The slot is held past the deadline by a margin: a killed worker frees it by time alone.
-    if not take_host_slot(
+    slot = take_host_slot(
         session,
         host,
         delivery.id,
         now=now,
         until=now + timedelta(seconds=settings.webhook_timeout + 30),
         capacity=settings.webhook_max_in_flight_per_host,
-    ):
+    )
+    if slot is None:
         _wait_for_a_slot(session, delivery.id, attempt)
         return
     try:
         _attempt(session, delivery, attempt, settings, transport)
     finally:
         session.rollback()
-        release_host_slot(session, host, delivery.id)
+        release_host_slot(session, host, slot, delivery.id)
 
 
 def _wait_for_a_slot(session: Session, delivery_id: str, attempt: int) -> None:
@@ -134,7 +135,7 @@ def _attempt(
         "user-agent": USER_AGENT,
         "webhook-id": delivery.id,
         "webhook-timestamp": str(int(timestamp.timestamp())),
-        "webhook-signature": Webhook(client.webhook_secret).sign(delivery.id, timestamp, body),
+        "webhook-signature": _signatures(client, delivery.id, timestamp, body),
         "host": _host_header(checked.host, checked.port, checked.scheme),
     }
     answer = post_within(
@@ -174,6 +175,16 @@ def _attempt(
                 next_attempt_at=utcnow() + timedelta(seconds=delay),
             )
         log.info("webhook %s attempt %d failed: %s", delivery.id, attempt + 1, error)
+
+
+def _signatures(client: Client, event_id: str, timestamp: datetime, body: str) -> str:
+    """`v1,<sig>`, plus the previous secret's signature during a rotation's grace period
+    (Standard Webhooks: several signatures, space-separated; a receiver accepts any)."""
+    secrets = [client.webhook_secret]
+    until = client.previous_secret_until
+    if client.previous_webhook_secret and until is not None and until > utcnow():
+        secrets.append(client.previous_webhook_secret)
+    return " ".join(Webhook(secret).sign(event_id, timestamp, body) for secret in secrets)
 
 
 def _pinned_url(url: str, address: str) -> httpx.URL:

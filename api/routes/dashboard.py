@@ -23,7 +23,10 @@ from api.errors import APIError
 from api.routes.jobs import JobId
 from api.schemas import AdminJobOut, DeliveryOut, EventOut
 from api.service import cancel_job
+from api.throttle import count_failure, refuse_if_throttled
 from catalogue import get_catalogue
+from models.admin import live_session, new_session, revoke_session
+from models.base import utcnow
 from models.job import JobStatus
 from models.scheduler import SchedulerState
 from soraq.config import get_settings
@@ -32,18 +35,25 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parents[1] / "templates"))
 
 
-def _logged_in(request: Request) -> bool:
-    # A session counts only while an admin token is configured, whatever the cookie says.
-    return get_settings().admin_token is not None and bool(request.session.get("admin"))
+async def _logged_in(request: Request, session: AsyncSession) -> bool:
+    """A session counts only while an admin token is configured, and only if its server-side
+    record is live: logout and `soraq admin revoke-sessions` end it whatever a cookie says."""
+    sid = request.session.get("sid")
+    if get_settings().admin_token is None or not isinstance(sid, str):
+        return False
+    return await session.scalar(live_session(sid, utcnow())) is not None
 
 
-def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
-    return templates.TemplateResponse(
+def _page(
+    request: Request, name: str, *, logged_in: bool, status_code: int = 200, **context: Any
+) -> Response:
+    response = templates.TemplateResponse(
         request,
         name,
-        {"logged_in": _logged_in(request), "csrf": request.session.get("csrf"), **context},
+        {"logged_in": logged_in, "csrf": request.session.get("csrf"), **context},
         status_code=status_code,
     )
+    return response
 
 
 async def _account(session: AsyncSession) -> dict[str, Any]:
@@ -60,9 +70,9 @@ async def _account(session: AsyncSession) -> dict[str, Any]:
     }
 
 
-def _check_csrf(request: Request, token: str) -> None:
+async def _check_csrf(request: Request, session: AsyncSession, token: str) -> None:
     expected = request.session.get("csrf")
-    if not _logged_in(request):
+    if not await _logged_in(request, session):
         raise APIError("log in first", code="unauthorized", status_code=401)
     if not expected or not secrets.compare_digest(expected, token):
         raise APIError("the form is stale; reload the page", code="csrf_failed", status_code=403)
@@ -91,8 +101,8 @@ async def jobs_page(
     created_before: Annotated[str | None, Query(max_length=40)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    if not _logged_in(request):
-        return _page(request, "login.html")
+    if not await _logged_in(request, session):
+        return _page(request, "login.html", logged_in=False)
     statuses = [s for s in status or [] if s in JobStatus.__members__.values()]
     filters = {
         "status": statuses,
@@ -120,6 +130,7 @@ async def jobs_page(
     return _page(
         request,
         "jobs.html",
+        logged_in=True,
         jobs=[AdminJobOut.of_admin(job, name) for job, name in rows],
         next_url=next_url,
         filters=filters,
@@ -131,30 +142,49 @@ async def jobs_page(
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(
-    request: Request, settings: SettingsDep, token: Annotated[str, Form(max_length=500)] = ""
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    token: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
+    await refuse_if_throttled(session, request)
     if not admin_token_matches(token, settings):
-        return _page(request, "login.html", status_code=401, error="That token is not right.")
+        await count_failure(session, request)
+        return _page(
+            request,
+            "login.html",
+            logged_in=False,
+            status_code=401,
+            error="That token is not right.",
+        )
+    sid = secrets.token_urlsafe(32)
+    await session.execute(new_session(sid, utcnow()))
+    await session.commit()
     request.session.clear()
-    request.session.update(admin=True, csrf=secrets.token_urlsafe(24))
+    request.session.update(sid=sid, csrf=secrets.token_urlsafe(24))
     return RedirectResponse("/admin", status_code=303)
 
 
 @router.post("/logout")
-async def logout(request: Request, csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
-    _check_csrf(request, csrf)
+async def logout(
+    request: Request, session: SessionDep, csrf: Annotated[str, Form(max_length=100)] = ""
+) -> Response:
+    await _check_csrf(request, session, csrf)
+    await session.execute(revoke_session(str(request.session.get("sid")), utcnow()))
+    await session.commit()
     request.session.clear()
     return RedirectResponse("/admin", status_code=303)
 
 
 @router.get("/view/{job_id}", response_class=HTMLResponse)
 async def job_page(request: Request, job_id: JobId, session: SessionDep) -> Response:
-    if not _logged_in(request):
+    if not await _logged_in(request, session):
         return RedirectResponse("/admin", status_code=303)
     job, client_name, events, deliveries = await admin_service.job_detail(session, job_id)
     return _page(
         request,
         "job.html",
+        logged_in=True,
         job=AdminJobOut.of_admin(job, client_name),
         events=[EventOut.model_validate(e) for e in events],
         webhooks=[DeliveryOut.model_validate(d) for d in deliveries],
@@ -171,7 +201,7 @@ async def retry_from_page(
     nudger: NudgerDep,
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    _check_csrf(request, csrf)
+    await _check_csrf(request, session, csrf)
     await admin_service.retry_job(session, job_id, nudger=nudger)
     request.session["flash"] = "Retried: the job is queued for a new Kie task."
     return RedirectResponse(f"/admin/view/{job_id}", status_code=303)
@@ -185,7 +215,7 @@ async def cancel_from_page(
     nudger: NudgerDep,
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    _check_csrf(request, csrf)
+    await _check_csrf(request, session, csrf)
     await cancel_job(session, None, job_id, nudger=nudger, by="an operator")
     request.session["flash"] = "Canceled."
     return RedirectResponse(f"/admin/view/{job_id}", status_code=303)

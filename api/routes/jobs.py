@@ -63,9 +63,12 @@ async def _read_multipart(
             data = await value.read(MAX_IMAGE_BYTES + 1)
             uploads.append((role, name, service.check_image(data, name, None)))
         elif name == "metadata":
+            # The same limits as a JSON body's metadata; a deep nest is refused, not a 500.
+            if len(value) > service.MAX_METADATA_BYTES:
+                raise InvalidRequest("metadata", "must be at most 8192 bytes as JSON")
             try:
                 fields[name] = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise InvalidRequest("metadata", "must be a JSON object") from None
         else:
             fields[name] = value

@@ -1,18 +1,22 @@
 from __future__ import annotations
 
+import hmac
 import os
+import threading
+import time
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from api.deps import SessionDep
-from api.errors import error_body
+from api.deps import SessionDep, SettingsDep
+from api.errors import Unauthorized, error_body
 from api.health import DatabaseCollector, check_account, check_broker, check_database
 from catalogue import get_catalogue
+from soraq.config import get_settings
 
 router = APIRouter(tags=["meta"])
 
@@ -37,6 +41,25 @@ async def readyz(session: SessionDep) -> Response:
     return JSONResponse(error_body("not_ready", failing, checks=checks), status_code=503)
 
 
+_database_figures: tuple[float, bytes] = (0.0, b"")  # (monotonic time it expires, text)
+_figures_lock = threading.Lock()
+
+
+def _database_metrics(cache_seconds: float) -> bytes:
+    """The figures read from the database, reused for METRICS_CACHE_SECONDS: a scrape storm
+    costs one set of queries, not one per scrape."""
+    global _database_figures
+    with _figures_lock:
+        expires, text = _database_figures
+        if time.monotonic() < expires:
+            return text
+        database = CollectorRegistry()
+        database.register(DatabaseCollector())
+        text = generate_latest(database)
+        _database_figures = (time.monotonic() + cache_seconds, text)
+        return text
+
+
 def _render_metrics() -> bytes:
     # Counters from every process of this host (multiprocess mode), then the database's view.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -45,13 +68,16 @@ def _render_metrics() -> bytes:
         process_metrics = generate_latest(registry)
     else:
         process_metrics = generate_latest(REGISTRY)
-    database = CollectorRegistry()
-    database.register(DatabaseCollector())
-    return process_metrics + generate_latest(database)
+    return process_metrics + _database_metrics(get_settings().metrics_cache_seconds)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics() -> Response:
+async def metrics(request: Request, settings: SettingsDep) -> Response:
+    if settings.metrics_token is not None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        expected = settings.metrics_token.get_secret_value().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+            raise Unauthorized("A valid metrics token is required.")
     body = await anyio.to_thread.run_sync(_render_metrics)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

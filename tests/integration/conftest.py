@@ -154,6 +154,8 @@ def running_stack(
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "LOG_FORMAT": "json",
         "AUTH_CACHE_SECONDS": "1",
+        # The suite makes hundreds of jobs a minute with one client; the limit has its own test.
+        "CLIENT_CREATE_RATE": "100000/1m",
         # Kie's limits, scaled down to seconds: the sandbox refuses excess like Kie does.
         "KIE_CREATE_RATE": "40/1s",
         "SANDBOX_CREATE_RATE": "40/1s",

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
 
 from tests.integration.conftest import ADMIN_TOKEN, Stack
-from tests.integration.receiver import slow_receiver
+from tests.integration.receiver import slow_receiver, webhook_receiver
 
 
 def unique(prompt: str) -> str:
@@ -110,3 +113,142 @@ def test_a_lost_createtask_answer_is_adopted_from_its_callback(stack: Stack) -> 
     reasons = [e["reason"] or "" for e in events]
     assert any("adopted Kie task" in r for r in reasons), reasons
     assert any(e.get("detail") and e["detail"].get("kie_task_id") for e in events)
+
+
+def client_api(stack: Stack, key: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=str(stack.api.base_url), headers={"authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+def test_the_active_job_limit_holds_under_50_parallel_requests(stack: Stack) -> None:
+    key, _ = stack.local.create_client(f"limited-{uuid.uuid4().hex[:6]}", max_active_jobs=2)
+    with client_api(stack, key) as api, ThreadPoolExecutor(max_workers=25) as pool:
+        answers = list(
+            pool.map(
+                lambda n: api.post("/jobs", json={"prompt": unique(f"race {n} [kie:slow=30]")}),
+                range(50),
+            )
+        )
+        codes = sorted(a.status_code for a in answers)
+        assert codes.count(202) == 2, codes
+        assert set(codes) == {202, 429}
+        for answer in answers:
+            if answer.status_code == 202:
+                api.post(f"/jobs/{answer.json()['id']}/cancel")
+
+
+def test_a_client_over_its_creation_rate_gets_429_with_retry_after(stack: Stack) -> None:
+    name = f"bursty-{uuid.uuid4().hex[:6]}"
+    out = stack.local.cli("clients", "create", name, "--create-rate", "3/1m")
+    key = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)["API key"].strip()
+    with client_api(stack, key) as api:
+        made = [api.post("/jobs", json={"prompt": unique("rate")}) for _ in range(3)]
+        assert [m.status_code for m in made] == [202, 202, 202]
+        refused = api.post("/jobs", json={"prompt": unique("one too many")})
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        for job in made:
+            api.post(f"/jobs/{job.json()['id']}/cancel")
+
+
+def test_admin_authentication_is_throttled_per_address(stack: Stack) -> None:
+    # A fresh stack address would be best; the suite's API is on 127.0.0.1, so this test
+    # ends with a successful login after the minute has been cleared of its failures.
+    wrong = {"authorization": "Bearer wrong-token"}
+    codes = [stack.api.get("/admin/jobs", headers=wrong).status_code for _ in range(11)]
+    assert codes[:10] == [401] * 10
+    assert codes[10] == 429
+    login = stack.api.post("/admin/login", data={"token": ADMIN_TOKEN})
+    assert login.status_code == 429  # the login form counts and refuses the same way
+    right = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert stack.api.get("/admin/jobs", headers=right).status_code == 429
+    _forget_auth_failures(stack)
+    assert stack.api.get("/admin/jobs", headers=right).status_code == 200
+
+
+def _forget_auth_failures(stack: Stack) -> None:
+    from sqlalchemy import delete
+
+    from models.admin import AdminAuthFailures
+    from models.db import make_engine
+
+    engine = make_engine(stack.env["DATABASE_URL"])
+    try:
+        with engine.begin() as connection:
+            connection.execute(delete(AdminAuthFailures))
+    finally:
+        engine.dispose()
+
+
+def test_logout_and_revoke_sessions_end_dashboard_sessions(stack: Stack) -> None:
+    def logged_in_client() -> tuple[httpx.Client, str]:
+        browser = httpx.Client(base_url=str(stack.api.base_url), timeout=10)
+        answer = browser.post("/admin/login", data={"token": ADMIN_TOKEN})
+        assert answer.status_code == 303
+        page = browser.get("/admin")
+        assert "<table" in page.text
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        return browser, csrf
+
+    browser, csrf = logged_in_client()
+    cookie = browser.cookies.get("soraq_admin")
+    assert browser.post("/admin/logout", data={"csrf": csrf}).status_code == 303
+    # The same cookie, replayed after logout, opens nothing.
+    with httpx.Client(base_url=str(stack.api.base_url), timeout=10) as replay:
+        replay.cookies.set("soraq_admin", str(cookie))
+        assert "<table" not in replay.get("/admin").text
+    browser.close()
+
+    browser, _ = logged_in_client()
+    assert "revoked" in stack.local.cli("admin", "revoke-sessions")
+    assert "<table" not in browser.get("/admin").text
+    browser.close()
+
+
+def test_dashboard_pages_carry_security_headers(stack: Stack) -> None:
+    page = stack.api.get("/admin")
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["cache-control"] == "no-store"
+    assert "script-src" not in page.headers["content-security-policy"]
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+def test_a_disabled_key_stops_working_at_once(stack: Stack) -> None:
+    name = f"short-lived-{uuid.uuid4().hex[:6]}"
+    key, _ = stack.local.create_client(name)
+    with client_api(stack, key) as api:
+        assert api.get("/jobs").status_code == 200  # now in the API's key cache
+        stack.local.cli("clients", "disable", name)
+        assert api.get("/jobs").status_code == 401  # no wait for AUTH_CACHE_SECONDS
+
+
+def test_a_rotated_webhook_secret_signs_beside_the_old_one(stack: Stack) -> None:
+    from standardwebhooks import Webhook
+
+    name = f"rotating-{uuid.uuid4().hex[:6]}"
+    key, old_secret = stack.local.create_client(name)
+    out = stack.local.cli("clients", "rotate-webhook-secret", name, "--grace-hours", "1")
+    new_secret = out.split("new webhook secret for", 1)[1].split(":", 1)[1].split()[0]
+    with webhook_receiver() as receiver, client_api(stack, key) as api:
+        job = api.post(
+            "/jobs", json={"prompt": unique("signed twice"), "webhook_url": receiver.script("/r")}
+        ).json()
+        assert "id" in job, job
+        deadline = time.monotonic() + 20
+        while not receiver.received["/r"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [delivery] = receiver.received["/r"]
+    signatures = delivery.headers["webhook-signature"].split(" ")
+    assert len(signatures) == 2
+    for secret in (old_secret, new_secret):  # a receiver with either secret verifies it
+        Webhook(secret).verify(delivery.body, delivery.headers)
+
+
+def test_metrics_hide_nothing_secret_and_readyz_shows_no_revision(stack: Stack) -> None:
+    ready = stack.api.get("/readyz").json()
+    assert "0008" not in str(ready)
+    assert "head" in ready["checks"]["database"]

@@ -22,7 +22,7 @@ def unique(prompt: str) -> str:
 
 def required_images(spec: ModelSpec) -> list[dict[str, str]]:
     return [
-        {"role": name, "url": f"https://i.ibb.co/test/{name}-{n}.png"}
+        {"role": name, "url": f"https://1.1.1.1/test/{name}-{n}.png"}
         for name, role in spec.roles.items()
         for n in range(role.min)
     ]
@@ -59,8 +59,8 @@ def test_veo_first_and_last_frames_go_in_order(stack: Stack) -> None:
         prompt=prompt,
         model="veo3.1-fast/image-to-video",
         images=[
-            {"role": "last_frame", "url": "https://i.ibb.co/test/dusk.png"},
-            {"role": "first_frame", "url": "https://i.ibb.co/test/dawn.png"},
+            {"role": "last_frame", "url": "https://1.1.1.1/test/dusk.png"},
+            {"role": "first_frame", "url": "https://1.1.1.1/test/dawn.png"},
         ],
     )
     assert stack.wait(job["id"])["status"] == "succeeded"
@@ -69,8 +69,8 @@ def test_veo_first_and_last_frames_go_in_order(stack: Stack) -> None:
     assert call["model"] == "veo3_fast"
     assert call["input"]["generationType"] == "FIRST_AND_LAST_FRAMES_2_VIDEO"
     assert call["input"]["imageUrls"] == [
-        "https://i.ibb.co/test/dawn.png",
-        "https://i.ibb.co/test/dusk.png",
+        "https://1.1.1.1/test/dawn.png",
+        "https://1.1.1.1/test/dusk.png",
     ]
 
 

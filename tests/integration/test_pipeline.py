@@ -90,10 +90,10 @@ def test_multipart_image_job_succeeds(stack: Stack) -> None:
 
 def test_image_url_is_passed_to_kie_as_is(stack: Stack) -> None:
     prompt = unique("Zoom out")
-    job = stack.wait(stack.create(prompt=prompt, image_url="https://i.ibb.co/abc/cat.png")["id"])
+    job = stack.wait(stack.create(prompt=prompt, image_url="https://1.1.1.1/abc/cat.png")["id"])
     assert job["status"] == "succeeded"
     [call] = [c for c in stack.calls("createTask") if c["prompt"] == prompt]
-    assert call["input"]["image_urls"] == ["https://i.ibb.co/abc/cat.png"]
+    assert call["input"]["image_urls"] == ["https://1.1.1.1/abc/cat.png"]
     assert not [c for c in stack.calls("imgbb_upload") if c.get("job") == job["id"]]
 
 

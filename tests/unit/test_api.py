@@ -134,6 +134,19 @@ def test_a_non_sora_model_takes_its_own_params(client: TestClient) -> None:
         ({"prompt": "x", "image_url": "http://example.com/a.png"}, "image_url", "https"),
         ({"prompt": "x", "image_url": "https://10.0.0.1/a.png"}, "image_url", "public host"),
         ({"prompt": "x", "image_url": "https://localhost/a.png"}, "image_url", "public host"),
+        # Hosts that look public as text but resolve to this machine.
+        ({"prompt": "x", "image_url": "https://2130706433/a.png"}, "image_url", "private"),
+        ({"prompt": "x", "image_url": "https://0x7f.1/a.png"}, "image_url", "private"),
+        ({"prompt": "x", "image_url": "https://localhost./a.png"}, "image_url", "public host"),
+        ({"prompt": "x", "image_url": "https://169.254.169.254.nip.io/a"}, "image_url", "resolve"),
+        ({"prompt": "x\u0000y"}, "prompt", "control characters"),
+        ({"prompt": "x", "aspect_ratio": "16:9\u001b[2J"}, "aspect_ratio", "control characters"),
+        ({"prompt": "x", "metadata": {"k": "a\u0007"}}, "metadata", "control characters"),
+        (
+            {"prompt": "x", "metadata": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}}},
+            "metadata",
+            "nest at most",
+        ),
         ({"prompt": "x", "image_base64": "!!!notbase64"}, "image_base64", "base64"),
         (
             {"prompt": "x", "image_base64": base64.b64encode(b"GIF89a....").decode()},
@@ -177,6 +190,27 @@ def test_bad_input_is_refused_with_the_field_named_and_nothing_stored(
     assert error["fields"][0]["field"] == field, error
     assert fragment in error["message"]
     assert count_jobs() == before
+
+
+def test_tabs_and_newlines_are_fine_in_a_prompt(client: TestClient) -> None:
+    response = client.post("/jobs", json={"prompt": "line one\n\tline two"})
+    assert response.status_code == 202, response.text
+
+
+def test_deep_multipart_metadata_is_a_422_not_a_500(client: TestClient) -> None:
+    deep = "[" * 3000 + "]" * 3000  # within 8 kB, but deeper than Python's parser goes
+    image = {"image": ("a.png", PNG, "image/png")}
+    response = client.post("/jobs", data={"prompt": "x", "metadata": deep}, files=image)
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == "metadata"
+    nested = '{"a":' * 20 + "1" + "}" * 20
+    response = client.post(
+        "/jobs",
+        data={"prompt": "x", "metadata": nested},
+        files=image,
+    )
+    assert response.status_code == 422
+    assert "nest at most" in response.json()["error"]["message"]
 
 
 def test_an_image_over_10_mb_is_refused(client: TestClient) -> None:
