@@ -18,6 +18,7 @@ os.environ.update(
     IMGBB_BASE_URL="https://imgbb.test",
     PUBLIC_URL="",
     ADMIN_TOKEN="test-admin-token",
+    METRICS_CACHE_SECONDS="0",
 )
 for name in ("MODEL_CATALOGUE", "KIE_WEBHOOK_HMAC_KEY"):
     os.environ.pop(name, None)

@@ -156,6 +156,7 @@ def running_stack(
         "AUTH_CACHE_SECONDS": "1",
         # The suite makes hundreds of jobs a minute with one client; the limit has its own test.
         "CLIENT_CREATE_RATE": "100000/1m",
+        "METRICS_CACHE_SECONDS": "0",  # tests read /metrics right after a change
         # Kie's limits, scaled down to seconds: the sandbox refuses excess like Kie does.
         "KIE_CREATE_RATE": "40/1s",
         "SANDBOX_CREATE_RATE": "40/1s",

@@ -190,3 +190,36 @@ def test_stats(app_client: TestClient, two_clients: tuple[dict[str, str], dict[s
     assert (
         app_client.get("/admin/stats", params={"window": "soon"}, headers=ADMIN).status_code == 422
     )
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"window": "999999d"}, "window"),
+        ({"window": "367d"}, "window"),
+    ],
+)
+def test_stats_refuses_a_window_it_cannot_mean(
+    app_client: TestClient, params: dict[str, str], field: str
+) -> None:
+    response = app_client.get("/admin/stats", params=params, headers=ADMIN)
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == field
+
+
+@pytest.mark.parametrize("field", ["created_after", "created_before"])
+def test_listing_refuses_dates_out_of_any_jobs_range(app_client: TestClient, field: str) -> None:
+    response = app_client.get("/admin/jobs", params={field: "0001-01-01T00:00:00"}, headers=ADMIN)
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == field
+
+
+def test_redirects_never_use_the_request_host(app_client: TestClient) -> None:
+    response = app_client.post(
+        "/admin/login",
+        data={"token": "test-admin-token"},
+        headers={"host": "evil.example"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/admin"  # relative: no host taken from the request
