@@ -73,7 +73,7 @@ def test_log_in_filter_failed_open_retry(stack: Stack, browser: object, tmp_path
 
     page.click(f"a[href='/admin/view/{job['id']}']")
     expect(page.locator("h1")).to_contain_text(job["id"])
-    expect(page.locator("dd.error")).to_contain_text("kie_insufficient_credits")
+    expect(page.locator("dd.error")).to_contain_text("kie_invalid_request")
     page.click("form[action$='/retry'] button")
     expect(page.locator(".flash")).to_contain_text("Retried")
     expect(page.locator("table").first).to_contain_text("retried by an operator")
