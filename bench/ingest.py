@@ -104,6 +104,8 @@ def main() -> list[Row]:
                     "bench",
                     "--max-active-jobs",
                     "100000000",
+                    "--create-rate",
+                    "100000000/1s",
                 ],
                 env=env,
                 check=True,

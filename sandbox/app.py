@@ -43,6 +43,7 @@ class SandboxConfig:
     null_window: float = 0.2  # seconds recordInfo answers "recordInfo is null" after creation
     hang_seconds: float = 40.0  # how long [kie:hang] keeps createTask waiting
     callback_delay: float = 0.0
+    veo_1080p_delay: float = 1.0  # seconds after success until get-1080p-video has the file
     create_rate: str = ""  # like Kie: "20/10s" new tasks per window, excess refused (429)
     max_concurrent: int = 0  # tasks generating at once; 0: no limit
     # Nonzero: every create call answers this code (401 bad key, 402 no credits, 433 sub-key
@@ -54,7 +55,13 @@ class SandboxConfig:
     @classmethod
     def from_env(cls) -> SandboxConfig:
         config = cls()
-        for name in ("duration", "null_window", "hang_seconds", "callback_delay"):
+        for name in (
+            "duration",
+            "null_window",
+            "hang_seconds",
+            "callback_delay",
+            "veo_1080p_delay",
+        ):
             if value := os.environ.get(f"SANDBOX_{name.upper()}"):
                 setattr(config, name, float(value))
         config.create_rate = os.environ.get("SANDBOX_CREATE_RATE", "")
@@ -151,7 +158,8 @@ class Task:
                 "taskId": self.id,
                 "resultUrls": [self.video_url()],
                 "originUrls": [self.video_url()],
-                "resolution": self.param.get("resolution", "720p"),
+                # Veo finishes in 720p; 1080p comes from get-1080p-video a while later.
+                "resolution": "720p",
             }
             if state == "success"
             else None,
@@ -473,6 +481,21 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             return refused
         return JSONResponse(kie_body(200, "success", task.veo_view(time.time())))
 
+    @app.get("/api/v1/veo/get-1080p-video")
+    async def veo_1080p(request: Request, taskId: str = "", index: int = 0) -> Response:  # noqa: N803
+        task, refused = read(request, "veo", taskId)
+        if task is None:
+            assert refused is not None
+            return refused
+        now = time.time()
+        state, _ = task.stage(now)
+        ready_at = task.created + task.duration + config.veo_1080p_delay
+        if state != "success" or now < ready_at:
+            return JSONResponse(kie_body(422, "The 1080P video is being generated, try later"))
+        return JSONResponse(
+            kie_body(200, "success", {"resultUrl": f"{task.base_url}v/{task.id}-1080p.mp4"})
+        )
+
     @app.get("/api/v1/runway/record-detail")
     async def runway_record_detail(request: Request, taskId: str = "") -> Response:  # noqa: N803
         task, refused = read(request, "runway", taskId)
@@ -535,7 +558,12 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
 
     @app.get("/v/{filename}")
     async def video(filename: str) -> Response:
-        task_id = filename.removesuffix(".mp4").removesuffix(".jpg").removesuffix("-wm")
+        task_id = (
+            filename.removesuffix(".mp4")
+            .removesuffix(".jpg")
+            .removesuffix("-wm")
+            .removesuffix("-1080p")
+        )
         if task_id not in tasks:
             return PlainTextResponse("not found", status_code=404)
         return Response(FAKE_MP4, media_type="video/mp4")

@@ -114,6 +114,8 @@ FAST = {
     "RETRY_BASE_DELAY": "0.2",
     "RETRY_MAX_DELAY": "2",
     "SANDBOX_DURATION": "0.5",
+    # Tests and benchmarks submit hundreds of jobs a minute with one client.
+    "CLIENT_CREATE_RATE": "100000000/1s",
 }
 
 

@@ -303,3 +303,31 @@ def test_policy_is_pure(settings: Settings) -> None:
 def test_httpx_is_not_used_for_real() -> None:
     # respx intercepts every call above; this documents that the base URL is not a real host.
     assert httpx.URL(KIE).host.endswith(".test")
+
+
+@respx.mock
+def test_a_veo_1080p_job_waits_for_get_1080p_video(
+    session: Session, clients: Clients, settings: Settings
+) -> None:
+    job_id = submitted(session, "veo3.1-fast/text-to-video", clients, settings)
+    respx.get(KIE + "/api/v1/veo/record-info").respond(
+        json=ok(
+            {
+                "taskId": "t-1",
+                "successFlag": 1,
+                "paramJson": json.dumps({"resolution": "1080p"}),
+                "response": {"resultUrls": ["https://cdn.test/720.mp4"], "resolution": "720p"},
+            }
+        )
+    )
+    later = respx.get(KIE + "/api/v1/veo/get-1080p-video").respond(
+        json={"code": 422, "msg": "The 1080P video is being generated"}
+    )
+    advance(session, job_id, clients, settings)
+    assert reload(session, job_id).status == S.GENERATING  # not done with a 720p file
+    later.respond(json=ok({"resultUrl": "https://cdn.test/1080.mp4"}))
+    advance(session, job_id, clients, settings)
+    job = reload(session, job_id)
+    assert job.status == S.SUCCEEDED
+    assert job.result is not None
+    assert job.result["video_urls"] == ["https://cdn.test/1080.mp4"]

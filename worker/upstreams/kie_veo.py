@@ -3,6 +3,7 @@
 `POST /api/v1/veo/generate` → `data.taskId`; `GET /api/v1/veo/record-info?taskId=` →
 `successFlag` 0 generating, 1 success (`response.resultUrls`), 2 failed, 3 generation failed;
 times are strings; no progress. Callbacks carry `data.taskId` and `data.info.resultUrls`.
+A 1080p request is done only when `get-1080p-video` hands out its file.
 """
 
 from __future__ import annotations
@@ -43,10 +44,51 @@ class KieVeo:
             raise
         if not data:
             return TaskInfo(state="pending")
-        return task_info(data)
+        info = task_info(data)
+        if info.state == "success" and _wants_1080p(data):
+            return self._with_1080p(task_id, info)
+        return info
+
+    def _with_1080p(self, task_id: str, info: TaskInfo) -> TaskInfo:
+        """Veo finishes in 720p; the 1080p file comes from get-1080p-video, which answers
+        "not ready" for a minute or more after success. Until then the task is still working
+        (a 1080p job is not done with a 720p file)."""
+        try:
+            data = self._http.call(
+                "GET", "/api/v1/veo/get-1080p-video", params={"taskId": task_id, "index": 0}
+            )
+        except ExternalError as exc:
+            if exc.retryable or exc.code in ("kie_invalid_request", "kie_not_found", "kie_error"):
+                return TaskInfo(state="generating", progress=99, upstream_state="1080p not ready")
+            raise
+        urls = url_list((data or {}).get("resultUrl"))
+        if not urls:
+            return TaskInfo(state="generating", progress=99, upstream_state="1080p not ready")
+        return TaskInfo(
+            state="success",
+            progress=100,
+            video_urls=urls,
+            upstream_state=info.upstream_state,
+            callback_url=info.callback_url,
+        )
 
     def callback_task_id(self, payload: Any) -> str | None:
         return callback_task_id(payload)
+
+
+def _wants_1080p(data: dict[str, Any]) -> bool:
+    """Asked for 1080p (paramJson echoes the request) and not delivered in it yet."""
+    try:
+        param = json.loads(data.get("paramJson") or "{}")
+    except (TypeError, ValueError):
+        return False
+    raw = data.get("response")
+    response: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    return (
+        isinstance(param, dict)
+        and param.get("resolution") == "1080p"
+        and response.get("resolution") != "1080p"
+    )
 
 
 def task_info(data: dict[str, Any]) -> TaskInfo:
