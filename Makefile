@@ -44,7 +44,7 @@ bench: install services
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy api worker models soraq sandbox
+	$(BIN)/mypy api worker models soraq sandbox catalogue media
 
 fmt: install
 	$(BIN)/ruff check --fix .

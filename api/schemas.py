@@ -6,8 +6,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.estimates import estimate
+from media.links import signed_path
 from models.job import Job, JobStatus
 from models.webhook import WebhookDelivery
+from soraq.config import get_settings
 
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 PRIORITY_NAMES: dict[int, Literal["high", "normal", "low"]] = {0: "high", 1: "normal", 2: "low"}
@@ -85,9 +87,53 @@ class JobError(BaseModel):
     kie_fail_code: str | None = None
 
 
+class VideoOut(BaseModel):
+    """One archived result file, as soraq keeps it."""
+
+    index: int
+    url: str = Field(description="A signed soraq link (valid for CONTENT_URL_TTL).")
+    sha256: str
+    bytes: int
+    content_type: str
+    duration_s: float | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    has_audio: bool
+    poster_url: str = Field(description="A signed link to a JPEG frame of the video.")
+    source_url: str = Field(description="The upstream's own link (it expires upstream).")
+    expires_at: datetime | None = None
+    watermarked: bool = False
+    archived: bool = True
+
+
 class JobResult(BaseModel):
     video_urls: list[str]
     watermarked_video_urls: list[str] = []
+    videos: list[VideoOut] = []
+
+    @classmethod
+    def of(cls, job_id: str, result: dict[str, Any]) -> JobResult:
+        if "videos" not in result:  # a job finished before results were archived
+            return cls(
+                video_urls=result.get("video_urls", []),
+                watermarked_video_urls=result.get("watermarked_video_urls", []),
+            )
+        base = (get_settings().public_url or "").rstrip("/")
+        videos = []
+        for position, video in enumerate(result["videos"]):
+            videos.append(
+                VideoOut(
+                    **{k: v for k, v in video.items() if k in VideoOut.model_fields},
+                    url=base + signed_path(job_id, "content", position),
+                    poster_url=base + signed_path(job_id, "poster", position),
+                )
+            )
+        return cls(
+            video_urls=[v.url for v in videos if not v.watermarked],
+            watermarked_video_urls=[v.url for v in videos if v.watermarked],
+            videos=videos,
+        )
 
 
 class WebhookStatus(BaseModel):
@@ -152,7 +198,9 @@ class JobOut(BaseModel):
             input=shown,
             progress=job.progress,
             kie_task_id=job.kie_task_id,
-            result=JobResult(**job.result) if job.result else None,
+            result=JobResult.of(job.id, job.result)
+            if job.result and job.status == JobStatus.SUCCEEDED
+            else None,
             error=JobError(
                 code=job.error_code,
                 message=job.error_message or "",

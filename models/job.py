@@ -18,6 +18,7 @@ class JobStatus(StrEnum):
     WAITING = "waiting"  # at Kie, mirroring Kie's own states
     QUEUING = "queuing"
     GENERATING = "generating"
+    ARCHIVING = "archiving"  # the upstream is done; copying the result into soraq's storage
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"

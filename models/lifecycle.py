@@ -1,7 +1,7 @@
 """The job state machine. Every change is a compare-and-set on the state the caller last saw.
 
-    queued ─▶ uploading ─▶ submitting ─▶ waiting ⇄ queuing ⇄ generating ─▶ succeeded
-       │          │  ▲          │  ▲                                     └─▶ failed
+    queued ─▶ uploading ─▶ submitting ─▶ waiting ⇄ queuing ⇄ generating ─▶ archiving ─▶ succeeded
+       │          │  ▲          │  ▲                                     └──────┴─▶ failed
        └──────────┴──┴──────────┴──┴─▶ failed   (transient errors go back to queued)
     any unfinished state ─▶ canceled
 
@@ -33,7 +33,9 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     S.UPLOADING: frozenset({S.SUBMITTING, S.QUEUED, S.FAILED, S.CANCELED}),
     # Back to queued only when Kie certainly created no task (a refusal with an answer).
     S.SUBMITTING: AT_KIE | {S.QUEUED, S.FAILED, S.CANCELED},
-    **{s: AT_KIE | TERMINAL for s in AT_KIE},
+    **{s: AT_KIE | TERMINAL | {S.ARCHIVING} for s in AT_KIE},
+    # The video exists and is paid for: it is copied into storage, then the job succeeds.
+    S.ARCHIVING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED}),
     S.SUCCEEDED: frozenset(),
     S.FAILED: frozenset(),
     S.CANCELED: frozenset(),

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from sandbox.faults import Fault, parse
 from sandbox.schemas import jobs_schema, refusal, runway_refusal, veo_refusal
+from sandbox.videos import padded, parse_size, sample_mp4
 from soraq.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, parse_rate
 from soraq.images import sniff_image_type
 
@@ -558,15 +559,40 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
 
     @app.get("/v/{filename}")
     async def video(filename: str) -> Response:
+        """A generated file: a real MP4 (H.264 + AAC) unless the prompt asked otherwise —
+        [kie:badvideo] garbage, [kie:size=5MB] padded to that size, [kie:expire=5] gone 5 s
+        after the task finished (as Kie's links expire)."""
         task_id = (
             filename.removesuffix(".mp4")
             .removesuffix(".jpg")
             .removesuffix("-wm")
             .removesuffix("-1080p")
         )
-        if task_id not in tasks:
+        task = tasks.get(task_id)
+        if task is None:
             return PlainTextResponse("not found", status_code=404)
-        return Response(FAKE_MP4, media_type="video/mp4")
+        expire = task.has("expire")
+        if expire and time.time() > task.created + task.duration + (expire.value or 0):
+            return PlainTextResponse("expired", status_code=404)
+        if task.has("badvideo"):
+            return Response(FAKE_MP4, media_type="video/mp4")
+        data = sample_mp4()
+        size = task.has("size")
+        if size and size.text:
+            data = padded(data, parse_size(size.text))
+        return Response(data, media_type="video/mp4")
+
+    @app.post("/api/v1/common/download-url")
+    async def download_url(request: Request) -> Response:
+        """A fresh 20-minute link for a file Kie generated (others: 422)."""
+        body = await json_body(request) or {}
+        url = str(body.get("url") or "")
+        calls.record("download-url", url=url)
+        if not authorized(request):
+            return JSONResponse(kie_body(401, "You do not have access permissions"))
+        if "/v/" not in url:
+            return JSONResponse(kie_body(422, "Only Kie-generated files are supported"))
+        return JSONResponse(kie_body(200, "success", url.split("?", 1)[0] + "?fresh=1"))
 
     @app.get("/_sandbox/calls")
     async def call_log() -> dict[str, Any]:

@@ -13,6 +13,9 @@
 [kie:checkfail500x2]  the first 2 recordInfo calls for the task answer 500
 [kie:state=rendering] while generating, the task reports a state soraq does not know
 [kie:lostreply]  createTask makes the task (its callback will come) but answers garbage
+[kie:badvideo]   the result file is not a playable video
+[kie:size=5MB]   the result file is padded to that size
+[kie:expire=5]   the result file's link 404s 5 s after the task finished
 """
 
 from __future__ import annotations

@@ -224,6 +224,9 @@ def dev(host: str, port: int, sandbox_port: int) -> int:
             IMGBB_API_KEY=SANDBOX_IMGBB_KEY,
         )
         env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
+        # The sandbox serves its result files from this machine; the archive step may fetch
+        # them (the SSRF guard refuses loopback otherwise).
+        env.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
         log.warning(
             "KIE_API_KEY is not set: using the bundled sandbox at %s for Kie and imgbb "
             "(fake videos, no cost). Set KIE_API_KEY and IMGBB_API_KEY for real ones.",

@@ -139,6 +139,15 @@ class Settings(BaseSettings):
     # Set when ADMIN_TOKEN was present but blank: production refuses that (see below).
     admin_token_blank: bool = Field(False, exclude=True, repr=False)
 
+    # Result videos: archived before a job succeeds (media/). file:// or s3://bucket/prefix.
+    storage_url: str = ""  # empty: file://<VAR_DIR>/media
+    s3_endpoint_url: str | None = None  # e.g. http://minio:9000
+    s3_region: str | None = None
+    archive_max_bytes: int = Field(2 * 1024**3, ge=1)
+    archive_timeout: float = Field(600.0, gt=0)  # seconds for one whole download
+    archive_watermarked: bool = False
+    content_url_ttl: float = Field(3600.0, gt=0)  # how long a signed content link works
+
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     worker_concurrency: int = Field(8, ge=1)
     log_level: str = "INFO"

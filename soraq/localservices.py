@@ -1,4 +1,5 @@
-"""Throwaway Redis and PostgreSQL servers on this machine, for the test suite and benchmarks.
+"""Throwaway Redis, PostgreSQL and S3 (moto) servers on this machine, for the test suite and
+benchmarks.
 
 Each runs from a temporary folder on a free port and is stopped by its pid. As root, Postgres
 runs as the `postgres` user (initdb refuses root).
@@ -10,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -173,3 +175,62 @@ def start_postgres() -> Postgres:
     postgres.init()
     postgres.start()
     return postgres
+
+
+@dataclass
+class S3Server:
+    """moto's standalone server: a real S3-protocol endpoint over HTTP (MinIO is not packaged
+    for Debian or PyPI; docker-compose uses MinIO)."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self, bucket: str) -> dict[str, str]:
+        return {
+            "STORAGE_URL": f"s3://{bucket}/media",
+            "S3_ENDPOINT_URL": self.endpoint,
+            "S3_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+        }
+
+    def create_bucket(self, bucket: str) -> None:
+        import httpx
+
+        httpx.put(f"{self.endpoint}/{bucket}", timeout=10).raise_for_status()
+
+    def start(self) -> None:
+        binary = _find("moto_server", (str(Path(sys.executable).parent),))
+        self.process = subprocess.Popen(
+            [binary, "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                import httpx
+
+                if httpx.get(self.endpoint, timeout=1).status_code < 500:
+                    return
+            except Exception:
+                time.sleep(0.1)
+        raise Unavailable("moto_server did not start")
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start_s3() -> S3Server:
+    server = S3Server(free_port())
+    server.start()
+    return server

@@ -136,6 +136,8 @@ def local_stack(var_dir: Path, *, callbacks: bool = True, **overrides: str) -> I
         "IMGBB_API_KEY": SANDBOX_IMGBB_KEY,
         "PUBLIC_URL": api_url if callbacks else "",
         "PROMETHEUS_MULTIPROC_DIR": str(var_dir / "metrics"),
+        # The sandbox hands out result files from this machine: let the archive step fetch them.
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
         **FAST,
         **overrides,
     }

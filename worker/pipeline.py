@@ -20,6 +20,8 @@ from models.job import Job, JobImage, JobStatus
 from models.lifecycle import AT_KIE, TERMINAL, fail
 from soraq.config import Settings
 from worker.adopt import adopt, is_orphan_with_candidate
+from worker.archive import archive
+from worker.archive import lease as archive_lease
 from worker.stage import Clients, claim_stage, context
 from worker.submit import to_submitting
 from worker.upload import upload
@@ -48,6 +50,12 @@ def advance(session: Session, job_id: str, clients: Clients, settings: Settings)
         _stage_lease_check(session, job, clients, settings, now)
     elif status in AT_KIE:
         check(session, job, clients, settings, now)
+    elif status == S.ARCHIVING:
+        if job.deadline_at is not None and now < job.deadline_at:
+            return  # another worker is archiving it
+        held = archive_lease(settings, now)
+        if claim_stage(session, job, S.ARCHIVING, S.ARCHIVING, held, now):
+            archive(session, job, settings, now)
 
 
 def _upload_lease(settings: Settings, now: datetime) -> datetime:

@@ -15,6 +15,8 @@ from models.job import Job, JobStatus
 from models.lifecycle import fail, transition
 from soraq.config import Settings
 from worker import policy
+from worker.archive import archive
+from worker.archive import lease as archive_lease
 from worker.errors import ExternalError
 from worker.stage import Clients, context, upstream_call
 from worker.upstreams import TaskInfo
@@ -76,20 +78,33 @@ def apply(
                 "Kie reported success without an http(s) video URL.",
             )
             return
-        transition(
+        # The video exists and is paid for. Copy it into storage before anyone is told: the
+        # archive step (worker.archive) runs at once, in this same task, after this commit.
+        held = archive_lease(settings, now)
+        moved = transition(
             session,
             job.id,
             status,
-            S.SUCCEEDED,
+            S.ARCHIVING,
             now=now,
-            reason="Kie finished the video",
+            reason="Kie finished the video; archiving it",
             progress=100,
+            attempts=0,
             result={
-                "video_urls": info.video_urls,
-                "watermarked_video_urls": info.watermarked_video_urls,
+                "source_urls": info.video_urls,
+                "watermarked_source_urls": info.watermarked_video_urls,
             },
+            deadline_at=held,
+            next_check_at=held,
         )
-        log.info("job %s succeeded", job.id, extra=context(job))
+        if moved:
+            session.commit()
+            job.status, job.attempts = S.ARCHIVING, 0
+            job.result = {
+                "source_urls": info.video_urls,
+                "watermarked_source_urls": info.watermarked_video_urls,
+            }
+            archive(session, job, settings, now)
     elif info.state == "fail":
         fail(
             session,

@@ -15,7 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
-from soraq.localservices import Postgres, Redis, Unavailable, start_postgres, start_redis
+from soraq.localservices import (
+    Postgres,
+    Redis,
+    S3Server,
+    Unavailable,
+    start_postgres,
+    start_redis,
+    start_s3,
+)
 from soraq.localstack import LocalStack, local_stack
 
 TERMINAL = {"succeeded", "failed", "canceled"}
@@ -28,6 +36,7 @@ _databases = itertools.count()
 class Services:
     postgres: Postgres
     redis: Redis
+    s3: S3Server
 
 
 @dataclass
@@ -109,8 +118,17 @@ def services(request: pytest.FixtureRequest) -> Iterator[Services | None]:
         yield None
         return
     try:
-        yield Services(postgres, redis)
+        s3 = start_s3()
+    except Unavailable as exc:
+        redis.close()
+        postgres.close()
+        _shout(request, f"Postgres+Redis+S3 integration run SKIPPED: {exc}")
+        yield None
+        return
+    try:
+        yield Services(postgres, redis, s3)
     finally:
+        s3.close()
         postgres.close()
         redis.close()
 
@@ -172,6 +190,10 @@ def running_stack(
         # A Redis database of its own: two stacks alive at once must not share a broker
         # queue (one's worker would take the other's tasks) or a create window.
         overrides["CELERY_BROKER_URL"] = services.redis.url.rsplit("/", 1)[0] + f"/{number % 16}"
+        # Result videos go to a real S3-protocol server, a bucket per stack.
+        bucket = f"soraq-{number}"
+        services.s3.create_bucket(bucket)
+        overrides.update(services.s3.env(bucket))
     with local_stack(var_dir, **overrides) as running:
         try:
             key, secret = running.create_client("integration")

@@ -40,8 +40,8 @@ def test_submit_and_wait_prints_the_video_url(stack: Stack) -> None:
     assert result.returncode == 0, result.stderr
     job_id, url = result.stdout.split()[:2]
     assert job_id.startswith("job_")
-    assert url.startswith(stack.sandbox_url)
-    assert url.endswith(".mp4")
+    # The archived copy, served by soraq through a signed link.
+    assert url.startswith(f"{stack.env['PUBLIC_URL']}/jobs/{job_id}/content?")
 
 
 def test_submit_an_image_file(stack: Stack, tmp_path: Path) -> None:

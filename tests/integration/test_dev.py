@@ -64,7 +64,9 @@ def test_soraq_dev_runs_a_job_against_the_sandbox_and_stops_cleanly(tmp_path: Pa
                     break
                 time.sleep(0.2)
         assert job["status"] == "succeeded", job
-        assert job["result"]["video_urls"][0].startswith(f"http://127.0.0.1:{sandbox_port}/v/")
+        [video] = job["result"]["videos"]
+        assert video["source_url"].startswith(f"http://127.0.0.1:{sandbox_port}/v/")
+        assert job["result"]["video_urls"] == [video["url"]]  # the archived copy
     finally:
         dev.send_signal(signal.SIGINT)
         code = dev.wait(timeout=30)

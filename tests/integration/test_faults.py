@@ -185,7 +185,7 @@ def test_a_forged_callback_body_is_not_believed(stack: Stack) -> None:
     assert stack.api.get(f"/jobs/{job['id']}").json()["status"] != "succeeded"  # Kie says not yet
     done = stack.wait(job["id"])
     assert done["status"] == "succeeded"
-    assert done["result"]["video_urls"][0].startswith(stack.sandbox_url)
+    assert done["result"]["videos"][0]["source_url"].startswith(stack.sandbox_url)
 
 
 def test_a_callback_for_an_unknown_token_changes_nothing(stack: Stack) -> None:

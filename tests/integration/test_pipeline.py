@@ -7,6 +7,8 @@ import time
 import uuid
 from datetime import timedelta
 
+import httpx
+
 from models.base import utcnow
 from models.job import JobStatus
 from tests.images import PNG
@@ -32,9 +34,11 @@ def test_text_job_succeeds_with_the_sandbox_video(stack: Stack) -> None:
     assert job["progress"] == 100
     assert job["kie_task_id"].startswith("veo_task_veo3_fast_")
     [url] = job["result"]["video_urls"]
-    assert url.startswith(stack.sandbox_url)
-    assert url.endswith(".mp4")
-    assert stack.sandbox.get(url.removeprefix(stack.sandbox_url)).status_code == 200
+    [video] = job["result"]["videos"]
+    assert video["source_url"].startswith(stack.sandbox_url)
+    assert video["source_url"].endswith(".mp4")
+    assert url == video["url"]  # soraq's archived copy, not Kie's link
+    assert httpx.get(url, follow_redirects=True, timeout=10).status_code == 200
     assert job["started_at"]
     assert job["finished_at"]
     assert job["error"] is None

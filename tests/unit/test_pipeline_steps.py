@@ -3,6 +3,7 @@ through each branch of the pipeline (no worker, no broker, no subprocess)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,6 +19,7 @@ from catalogue import get_catalogue
 from models.base import utcnow
 from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
+from sandbox.videos import sample_mp4
 from soraq.config import Settings
 from worker.imgbb import ImgbbClient
 from worker.pipeline import Clients, advance
@@ -79,6 +81,26 @@ def clients() -> Iterator[Clients]:
     upstreams = kie_upstreams(KIE, "k", timeout=2)
     yield Clients(upstreams, ImgbbClient("https://imgbb.test", "i", timeout=2, expiration=60))
     next(iter(upstreams.values())).close()
+
+
+@pytest.fixture(autouse=True)
+def cdn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The upstream's result host: resolved to a public address (no DNS in tests) and serving
+    a real MP4 through respx, so the archive step runs for real."""
+    from soraq.netguard import CheckedURL, check_scheme
+    from worker import fetch as fetch_module
+
+    def resolve(url: str, **_: object) -> CheckedURL:
+        scheme, host, port = check_scheme(url, allow_http=True)
+        return CheckedURL(url, scheme, host, port, "93.184.216.34")
+
+    monkeypatch.setattr(fetch_module, "resolve", resolve)
+
+
+def cdn_file(name: str = "v.mp4", data: bytes | None = None) -> None:
+    respx.get(f"https://93.184.216.34/{name}").respond(
+        content=sample_mp4() if data is None else data, headers={"content-type": "video/mp4"}
+    )
 
 
 @pytest.fixture
@@ -164,6 +186,7 @@ def test_reads_map_every_state_of_every_family(
     job_id = submitted(session, model, clients, settings)
     family = FAMILIES[model]
     respx.get(KIE + family["read"]).respond(json=ok({"taskId": "t-1", **family[outcome]}))
+    cdn_file()
     advance(session, job_id, clients, settings)
     job = reload(session, job_id)
     if status is None:  # a known in-progress state
@@ -171,11 +194,13 @@ def test_reads_map_every_state_of_every_family(
     else:
         assert job.status == status
     assert job.error_code == code
-    if status == S.SUCCEEDED:
-        assert job.result == {
-            "video_urls": ["https://cdn.test/v.mp4"],
-            "watermarked_video_urls": [],
-        }
+    if status == S.SUCCEEDED:  # archived before it succeeded
+        assert job.result is not None
+        [video] = job.result["videos"]
+        assert video["source_url"] == "https://cdn.test/v.mp4"
+        assert video["sha256"] == hashlib.sha256(sample_mp4()).hexdigest()
+        assert video["has_audio"] is True
+        assert video["duration_s"] == 1.0
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -326,8 +351,36 @@ def test_a_veo_1080p_job_waits_for_get_1080p_video(
     advance(session, job_id, clients, settings)
     assert reload(session, job_id).status == S.GENERATING  # not done with a 720p file
     later.respond(json=ok({"resultUrl": "https://cdn.test/1080.mp4"}))
+    cdn_file("1080.mp4")
     advance(session, job_id, clients, settings)
     job = reload(session, job_id)
     assert job.status == S.SUCCEEDED
     assert job.result is not None
-    assert job.result["video_urls"] == ["https://cdn.test/1080.mp4"]
+    assert job.result["videos"][0]["source_url"] == "https://cdn.test/1080.mp4"
+
+
+@respx.mock
+def test_a_result_that_is_not_video_fails_the_job_and_keeps_the_task_id(
+    session: Session, clients: Clients, settings: Settings
+) -> None:
+    job_id = submitted(session, "kling-2.6/text-to-video", clients, settings)
+    family = FAMILIES["kling-2.6/text-to-video"]
+    respx.get(KIE + family["read"]).respond(json=ok({"taskId": "t-1", **family["success"]}))
+    cdn_file(data=b"<html>not a video</html>")
+    advance(session, job_id, clients, settings)
+    job = reload(session, job_id)
+    assert job.error_code == "upstream_bad_output"
+    assert job.kie_task_id == "t-1"
+
+
+@respx.mock
+def test_a_result_over_the_size_cap_fails_as_too_large(
+    session: Session, clients: Clients, settings: Settings
+) -> None:
+    job_id = submitted(session, "kling-2.6/text-to-video", clients, settings)
+    family = FAMILIES["kling-2.6/text-to-video"]
+    respx.get(KIE + family["read"]).respond(json=ok({"taskId": "t-1", **family["success"]}))
+    cdn_file()
+    small = settings.model_copy(update={"archive_max_bytes": 1000})
+    advance(session, job_id, clients, small)
+    assert reload(session, job_id).error_code == "archive_too_large"

@@ -1,0 +1,115 @@
+"""The archived files of a job: `GET /jobs/{id}/content?index=0` (the video, with HTTP Range,
+ETag = sha256, If-None-Match → 304) and `GET /jobs/{id}/poster?index=0` (a JPEG frame).
+
+Open to the job's client (Authorization: Bearer) or to anyone holding a signed link from the
+job's `result.videos` (valid for CONTENT_URL_TTL, re-signed on every read). From a file store
+the bytes are served here; from S3 the answer is a redirect to a presigned URL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from api import service
+from api.deps import SessionDep, SettingsDep, current_client
+from api.errors import NotFound
+from api.routes.jobs import ERRORS, JobId
+from media import links, store
+from models.job import JobStatus
+
+router = APIRouter(tags=["jobs"])
+
+Index = Annotated[int, Query(ge=0, le=31)]
+Expires = Annotated[int | None, Query(ge=0)]
+Signature = Annotated[str | None, Query(max_length=64)]
+
+
+async def _video(
+    request: Request,
+    session: SessionDep,
+    job_id: str,
+    kind: str,
+    index: int,
+    exp: int | None,
+    sig: str | None,
+) -> dict[str, Any]:
+    if exp is not None and sig is not None and links.valid(job_id, kind, index, exp, sig):
+        job = await service.get_job(session, job_id, None)
+    else:
+        client = await current_client(request, session)
+        job = await service.get_job(session, job_id, client.id)
+    videos = (job.result or {}).get("videos") or []
+    if job.status != JobStatus.SUCCEEDED or index >= len(videos):
+        raise NotFound(f"job {job_id} has no archived file {index}")
+    video: dict[str, Any] = videos[index]
+    return video
+
+
+def _serve(
+    request: Request, key: str, etag: str, content_type: str, ttl: float, local: bool, path: Any
+) -> Response:
+    headers = {"ETag": etag, "Cache-Control": "private, max-age=300"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    if local:
+        return FileResponse(path, media_type=content_type, headers=headers)
+    return RedirectResponse(store.presigned_get(key, timedelta(seconds=ttl)), status_code=307)
+
+
+@router.get(
+    "/jobs/{job_id}/content",
+    summary="A job's archived video (Range requests, ETag)",
+    responses={**ERRORS, 206: {"description": "a byte range"}, 304: {"description": "unchanged"}},
+    response_class=Response,
+)
+async def content(
+    job_id: JobId,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    index: Index = 0,
+    exp: Expires = None,
+    sig: Signature = None,
+) -> Response:
+    video = await _video(request, session, job_id, "content", index, exp, sig)
+    local = store.is_local(settings)
+    return _serve(
+        request,
+        video["key"],
+        f'"{video["sha256"]}"',
+        video["content_type"],
+        settings.content_url_ttl,
+        local,
+        store.local_path(settings, video["key"]) if local else None,
+    )
+
+
+@router.get(
+    "/jobs/{job_id}/poster",
+    summary="A JPEG frame of a job's archived video",
+    responses=ERRORS,
+    response_class=Response,
+)
+async def poster(
+    job_id: JobId,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    index: Index = 0,
+    exp: Expires = None,
+    sig: Signature = None,
+) -> Response:
+    video = await _video(request, session, job_id, "poster", index, exp, sig)
+    local = store.is_local(settings)
+    return _serve(
+        request,
+        video["poster_key"],
+        f'"{video["sha256"]}-poster"',
+        "image/jpeg",
+        settings.content_url_ttl,
+        local,
+        store.local_path(settings, video["poster_key"]) if local else None,
+    )

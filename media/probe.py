@@ -1,0 +1,79 @@
+"""What a video file is, read with PyAV (FFmpeg ships in its wheels): duration, size, frame
+rate, codecs, audio — and a JPEG poster from its first frame. A file that does not decode as
+video is refused: soraq never marks a job succeeded with a broken file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+
+class NotAVideo(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    duration_s: float | None
+    width: int
+    height: int
+    fps: float | None
+    video_codec: str
+    has_audio: bool
+    audio_codec: str | None
+    content_type: str
+
+
+_CONTENT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/webm"}
+
+
+def probe(path: Path) -> VideoInfo:
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise NotAVideo("the file has no video stream")
+            video = container.streams.video[0]
+            audio = container.streams.audio[0] if container.streams.audio else None
+            # Decoding one frame proves the stream is video, not a container around garbage.
+            next(container.decode(video=0))
+            duration = (
+                container.duration / av.time_base
+                if container.duration
+                else (
+                    float(video.duration * video.time_base)
+                    if video.duration and video.time_base
+                    else None
+                )
+            )
+            names = (container.format.name or "").split(",")
+            kind = next((t for n, t in _CONTENT_TYPES.items() if n in names), "video/mp4")
+            return VideoInfo(
+                duration_s=round(duration, 3) if duration else None,
+                width=video.codec_context.width,
+                height=video.codec_context.height,
+                fps=round(float(video.average_rate), 3) if video.average_rate else None,
+                video_codec=video.codec_context.name,
+                has_audio=audio is not None,
+                audio_codec=audio.codec_context.name if audio is not None else None,
+                content_type=kind,
+            )
+    except NotAVideo:
+        raise
+    except (av.error.FFmpegError, StopIteration, ValueError, OSError) as exc:
+        raise NotAVideo(f"the file does not decode as video ({type(exc).__name__})") from None
+
+
+def poster(path: Path) -> bytes:
+    """The first frame as a JPEG (FFmpeg's mjpeg encoder: no image library needed)."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        encoder = av.CodecContext.create("mjpeg", "w")
+        encoder.width, encoder.height = frame.width, frame.height
+        encoder.pix_fmt = "yuvj420p"
+        encoder.time_base = frame.time_base or Fraction(1, 25)
+        packets = encoder.encode(frame.reformat(format="yuvj420p"))
+        packets += encoder.encode(None)
+        return b"".join(bytes(p) for p in packets)

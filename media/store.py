@@ -1,0 +1,98 @@
+"""Where archived videos live: one maintained object-store library (obstore) for local files
+(`file://…`, the embedded default) and S3-compatible stores (`s3://bucket/prefix`, with
+S3_ENDPOINT_URL, S3_REGION and the usual AWS_* credentials). Writes are atomic — no reader
+ever sees a partial object — and keys are content-addressed, so an archive step repeated after
+a crash writes the same object again, harmlessly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import obstore
+from obstore.store import LocalStore, ObjectStore, S3Store
+
+from soraq.config import Settings, get_settings
+
+
+def storage_url(settings: Settings) -> str:
+    return settings.storage_url or f"file://{(Path(settings.var_dir) / 'media').resolve()}"
+
+
+def make_store(settings: Settings) -> ObjectStore:
+    url = storage_url(settings)
+    if url.startswith("file://"):
+        folder = Path(url.removeprefix("file://"))
+        folder.mkdir(parents=True, exist_ok=True)
+        return LocalStore(prefix=folder)
+    if url.startswith("s3://"):
+        options: dict[str, Any] = {}
+        if settings.s3_endpoint_url:
+            options["endpoint"] = settings.s3_endpoint_url
+        if settings.s3_region:
+            options["region"] = settings.s3_region
+        client: dict[str, Any] = {"timeout": "60s", "connect_timeout": "10s"}
+        if (settings.s3_endpoint_url or "").startswith("http://"):
+            client["allow_http"] = True
+        return S3Store.from_url(url, client_options=client, **options)  # type: ignore[arg-type]
+    raise ValueError(f"STORAGE_URL must be file://… or s3://…, not {url!r}")
+
+
+@cache
+def store() -> ObjectStore:
+    """One store (and connection pool) per process."""
+    return make_store(get_settings())
+
+
+def is_local(settings: Settings) -> bool:
+    return storage_url(settings).startswith("file://")
+
+
+def local_path(settings: Settings, key: str) -> Path:
+    return Path(storage_url(settings).removeprefix("file://")) / key
+
+
+def _attributes(content_type: str) -> dict[str, Any] | None:
+    # A file store keeps no attributes (soraq records the type itself); S3 serves it back.
+    return None if isinstance(store(), LocalStore) else {"Content-Type": content_type}
+
+
+def put_file(key: str, path: Path, content_type: str) -> None:
+    obstore.put(store(), key, path, attributes=_attributes(content_type))
+
+
+def put_bytes(key: str, data: bytes, content_type: str) -> None:
+    obstore.put(store(), key, data, attributes=_attributes(content_type))
+
+
+def exists(key: str) -> bool:
+    try:
+        obstore.head(store(), key)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def delete(key: str) -> None:
+    try:
+        obstore.delete(store(), key)
+    except FileNotFoundError:
+        pass
+
+
+def read_range(key: str, start: int, end: int) -> bytes:
+    return bytes(obstore.get_range(store(), key, start=start, end=end))
+
+
+def stream(key: str, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+    for chunk in obstore.get(store(), key).stream(min_chunk_size=chunk_size):
+        yield bytes(chunk)
+
+
+def presigned_get(key: str, ttl: timedelta) -> str:
+    signing = store()
+    assert isinstance(signing, S3Store), "only S3-compatible stores sign URLs"
+    return obstore.sign(signing, "GET", key, ttl)

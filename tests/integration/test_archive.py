@@ -1,0 +1,77 @@
+"""Results that outlive Kie's links: archived before success, served with Range and ETag, on
+the file store (embedded stack) and on a real S3-protocol server (the production stack)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+
+import httpx
+
+from tests.integration.conftest import Stack
+
+
+def unique(prompt: str) -> str:
+    return f"{prompt} #{uuid.uuid4().hex[:8]}"
+
+
+def fetch(stack: Stack, url: str, **headers: str) -> httpx.Response:
+    """A signed link, opened as a browser would: no Authorization, redirects followed."""
+    with httpx.Client(timeout=10, follow_redirects=True) as browser:
+        return browser.get(url, headers=headers)
+
+
+def test_a_video_is_archived_and_outlives_the_upstream_link(stack: Stack) -> None:
+    job = stack.wait(stack.create(prompt=unique("kept forever [kie:expire=1]"))["id"])
+    assert job["status"] == "succeeded", job
+    [video] = job["result"]["videos"]
+    assert job["result"]["video_urls"] == [video["url"]]
+    assert video["has_audio"] is True
+    assert video["duration_s"] == 1.0
+    assert (video["width"], video["height"]) == (64, 48)
+    assert video["content_type"] == "video/mp4"
+
+    time.sleep(2)  # the upstream's link is gone now
+    assert stack.sandbox.get(video["source_url"].removeprefix(stack.sandbox_url)).status_code == 404
+
+    whole = fetch(stack, video["url"])
+    assert whole.status_code == 200
+    assert hashlib.sha256(whole.content).hexdigest() == video["sha256"]
+    assert len(whole.content) == video["bytes"]
+
+    part = fetch(stack, video["url"], range="bytes=0-99")
+    assert part.status_code == 206
+    assert part.content == whole.content[:100]
+
+    poster = fetch(stack, video["poster_url"])
+    assert poster.status_code == 200
+    assert poster.content.startswith(b"\xff\xd8\xff")  # a JPEG
+
+
+def test_content_needs_the_client_or_a_valid_signature(stack: Stack) -> None:
+    job = stack.wait(stack.create(prompt=unique("guarded"))["id"])
+    path = f"/jobs/{job['id']}/content"
+    with httpx.Client(base_url=str(stack.api.base_url), timeout=10) as anonymous:
+        assert anonymous.get(path).status_code == 401
+        assert anonymous.get(path, params={"exp": 9999999999, "sig": "0" * 32}).status_code == 401
+    other_key, _ = stack.local.create_client(f"other-{uuid.uuid4().hex[:6]}")
+    with httpx.Client(
+        base_url=str(stack.api.base_url), headers={"authorization": f"Bearer {other_key}"}
+    ) as other:
+        assert other.get(path).status_code == 404
+    owner = stack.api.get(path, follow_redirects=True)
+    assert owner.status_code == 200
+    etag = job["result"]["videos"][0]["sha256"]
+    if stack.backend == "sqlite+filesystem":  # served here: the ETag is ours
+        assert owner.headers["etag"] == f'"{etag}"'
+        assert owner.headers["accept-ranges"] == "bytes"
+    unchanged = stack.api.get(path, headers={"if-none-match": f'"{etag}"'})
+    assert unchanged.status_code == 304
+
+
+def test_a_result_that_is_not_a_video_fails_the_job(stack: Stack) -> None:
+    job = stack.wait(stack.create(prompt=unique("garbage out [kie:badvideo]"))["id"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "upstream_bad_output"
+    assert job["kie_task_id"]  # the paid task stays on record

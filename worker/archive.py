@@ -1,0 +1,152 @@
+"""The archive step: the upstream said success, so each result video is copied into soraq's
+storage — downloaded, checked to be video, probed, a poster taken — and only then is the job
+`succeeded` and its webhook sent. Every URL a client ever sees is durable.
+
+Idempotent: objects are content-addressed (`videos/<sha256>.<ext>`) and written atomically,
+so a worker killed mid-download leaves nothing visible, and the next attempt (after the
+stage's lease) writes the same object again. Storage being down is waited out, never failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from media import store
+from media.probe import NotAVideo, poster, probe
+from models.base import utcnow
+from models.job import Job, JobStatus
+from models.lifecycle import fail, transition
+from soraq.config import Settings
+from worker import policy
+from worker.fetch import FetchError, fetch
+from worker.stage import context
+
+log = logging.getLogger(__name__)
+S = JobStatus
+_EXTENSIONS = {"video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm"}
+
+
+def lease(settings: Settings, now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.archive_timeout + 60)
+
+
+def archive(session: Session, job: Job, settings: Settings, now: datetime) -> None:
+    result: dict[str, Any] = dict(job.result or {})
+    sources: list[str] = list(result.get("source_urls") or [])
+    marked: list[str] = list(result.get("watermarked_source_urls") or [])
+    wanted = [(i, url, False) for i, url in enumerate(sources)]
+    if settings.archive_watermarked:
+        wanted += [(i, url, True) for i, url in enumerate(marked)]
+    videos: list[dict[str, Any]] = []
+    for index, url, watermarked in wanted:
+        try:
+            video = _archive_one(job, index, url, settings)
+        except FetchError as exc:
+            _retry_or_fail(session, job, exc.code, exc.message, settings, retryable=exc.retryable)
+            return
+        except NotAVideo as exc:
+            fail(
+                session,
+                job.id,
+                S.ARCHIVING,
+                "upstream_bad_output",
+                f"The upstream's result is not a playable video: {exc}",
+            )
+            session.commit()
+            return
+        except OSError as exc:  # the store is unreachable: wait for it, do not fail the job
+            _retry_or_fail(
+                session,
+                job,
+                "storage_unavailable",
+                str(exc)[:300],
+                settings,
+                retryable=True,
+                forever=True,
+            )
+            return
+        video["watermarked"] = watermarked
+        videos.append(video)
+    finished = transition(
+        session,
+        job.id,
+        S.ARCHIVING,
+        S.SUCCEEDED,
+        now=utcnow(),
+        reason=f"archived {len(videos)} file(s)",
+        result={**result, "videos": videos},
+        attempts=0,
+        deadline_at=None,
+    )
+    session.commit()
+    if finished:
+        log.info("job %s succeeded (archived)", job.id, extra=context(job))
+
+
+def _archive_one(job: Job, index: int, url: str, settings: Settings) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="soraq-archive-") as folder:
+        path = Path(folder) / "video"
+        fetched = fetch(url, path, settings)
+        info = probe(path)
+        extension = _EXTENSIONS.get(info.content_type, "mp4")
+        key = f"videos/{fetched.sha256}.{extension}"
+        poster_key = f"posters/{fetched.sha256}.jpg"
+        if not store.exists(key):
+            store.put_file(key, path, info.content_type)
+        if not store.exists(poster_key):
+            store.put_bytes(poster_key, poster(path), "image/jpeg")
+    return {
+        "index": index,
+        "key": key,
+        "poster_key": poster_key,
+        "sha256": fetched.sha256,
+        "bytes": fetched.size,
+        "content_type": info.content_type,
+        "duration_s": info.duration_s,
+        "width": info.width,
+        "height": info.height,
+        "fps": info.fps,
+        "has_audio": info.has_audio,
+        "video_codec": info.video_codec,
+        "audio_codec": info.audio_codec,
+        "source_url": url,
+        "archived": True,
+    }
+
+
+def _retry_or_fail(
+    session: Session,
+    job: Job,
+    code: str,
+    message: str,
+    settings: Settings,
+    *,
+    retryable: bool,
+    forever: bool = False,
+) -> None:
+    attempts = job.attempts + 1
+    if not forever and policy.gives_up(settings, retryable=retryable, attempts=attempts):
+        fail(session, job.id, S.ARCHIVING, code, message, attempts=attempts)
+        session.commit()
+        log.info("job %s failed archiving: %s", job.id, message, extra=context(job))
+        return
+    delay = policy.backoff(settings, min(attempts, 10), None)
+    now = utcnow()
+    transition(
+        session,
+        job.id,
+        S.ARCHIVING,
+        S.ARCHIVING,
+        now=now,
+        reason=f"{code}: {message} — retrying in {delay:.1f} s",
+        attempts=attempts,
+        deadline_at=None,
+        next_check_at=now + timedelta(seconds=delay),
+    )
+    session.commit()

@@ -1,0 +1,106 @@
+"""Downloading a result file: streamed to disk with SHA-256 computed on the way, a size cap,
+one deadline for the whole download, http(s) only, and every redirect checked by the SSRF
+guard before it is followed (a hostile upstream URL cannot reach inside our network)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from soraq.config import Settings
+from soraq.netguard import UnsafeURL, resolve
+from worker.http import USER_AGENT
+
+MAX_REDIRECTS = 5
+CHUNK = 256 * 1024
+
+
+class FetchError(Exception):
+    def __init__(self, code: str, message: str, *, retryable: bool, gone: bool = False) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.retryable, self.gone = code, message, retryable, gone
+
+
+@dataclass(frozen=True)
+class Fetched:
+    sha256: str
+    size: int
+
+
+def fetch(url: str, dest: Path, settings: Settings) -> Fetched:
+    deadline = time.monotonic() + settings.archive_timeout
+    with httpx.Client(
+        timeout=httpx.Timeout(30.0, connect=10.0),
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT},
+        trust_env=False,
+    ) as http:
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                checked = resolve(url, allow_http=True, allowed=settings.allowed_networks)
+            except UnsafeURL as exc:
+                raise FetchError("archive_failed", f"source URL {exc}", retryable=False) from None
+            target = httpx.URL(url).copy_with(host=checked.address)
+            host = checked.host if checked.port in (80, 443) else f"{checked.host}:{checked.port}"
+            try:
+                with http.stream(
+                    "GET",
+                    target,
+                    headers={"host": host},
+                    extensions={"sni_hostname": checked.host},
+                ) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        url = str(httpx.URL(url).join(response.headers["location"]))
+                        continue
+                    if response.status_code in (404, 410, 403):
+                        raise FetchError(
+                            "archive_source_gone",
+                            f"the source answered HTTP {response.status_code}",
+                            retryable=False,
+                            gone=True,
+                        )
+                    if response.status_code != 200:
+                        raise FetchError(
+                            "archive_failed",
+                            f"the source answered HTTP {response.status_code}",
+                            retryable=response.status_code >= 500 or response.status_code == 429,
+                        )
+                    return _save(response, dest, settings, deadline)
+            except httpx.HTTPError as exc:
+                raise FetchError(
+                    "archive_failed", f"{type(exc).__name__}: {exc}"[:300], retryable=True
+                ) from None
+        raise FetchError("archive_failed", "too many redirects", retryable=False)
+
+
+def _save(response: httpx.Response, dest: Path, settings: Settings, deadline: float) -> Fetched:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > settings.archive_max_bytes:
+        raise FetchError(
+            "archive_too_large",
+            f"the video is {declared} bytes; ARCHIVE_MAX_BYTES is {settings.archive_max_bytes}",
+            retryable=False,
+        )
+    digest, size = hashlib.sha256(), 0
+    with dest.open("wb") as out:
+        for chunk in response.iter_bytes(CHUNK):
+            size += len(chunk)
+            if size > settings.archive_max_bytes:
+                raise FetchError(
+                    "archive_too_large",
+                    f"the video is over ARCHIVE_MAX_BYTES ({settings.archive_max_bytes})",
+                    retryable=False,
+                )
+            if time.monotonic() > deadline:
+                raise FetchError(
+                    "archive_failed",
+                    f"the download took longer than {settings.archive_timeout:g} s",
+                    retryable=True,
+                )
+            digest.update(chunk)
+            out.write(chunk)
+    return Fetched(digest.hexdigest(), size)
