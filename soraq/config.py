@@ -224,12 +224,14 @@ class Settings(BaseSettings):
         elif self.admin_token is not None:
             if len(self.admin_token.get_secret_value()) < MIN_ADMIN_TOKEN:
                 problems.append(f"ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN} characters")
-            secret = self.session_secret.get_secret_value() if self.session_secret else ""
-            if len(secret) < MIN_ADMIN_TOKEN:
-                problems.append(
-                    f"SESSION_SECRET must be set ({MIN_ADMIN_TOKEN}+ random characters, "
-                    "the same on every API process) when ADMIN_TOKEN is"
-                )
+        secret = self.session_secret.get_secret_value() if self.session_secret else ""
+        if len(secret) < MIN_ADMIN_TOKEN:
+            # It keys dashboard sessions and the signed content links every process must
+            # accept: a secret generated per machine would not do.
+            problems.append(
+                f"SESSION_SECRET must be set ({MIN_ADMIN_TOKEN}+ random characters, the same "
+                "on every API and worker process)"
+            )
         if self.webhook_allow_http:
             problems.append("WEBHOOK_ALLOW_HTTP must be false (webhooks go over https)")
         for network in self.allowed_networks:

@@ -38,6 +38,20 @@ def test_databases_have_healthchecks_and_the_app_waits_for_them(compose: dict[st
     assert services["migrate"]["command"] == ["soraq", "migrate"]
 
 
+def test_minio_stores_results_and_its_bucket_exists_first(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert "media:/data" in services["minio"]["volumes"]
+    assert services["minio"]["healthcheck"]["test"]
+    bucket = services["minio-bucket"]
+    assert bucket["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert "mc mb" in " ".join(bucket["command"])
+    for name in ("api", "worker", "webhook-worker", "beat"):
+        assert (
+            services[name]["depends_on"]["minio-bucket"]["condition"]
+            == "service_completed_successfully"
+        )
+
+
 def test_worker_and_beat_run_the_cli_verbs(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["worker"]["command"] == ["soraq", "worker", "--queues", "soraq"]
@@ -53,7 +67,7 @@ def test_no_secret_is_written_inline(compose: dict[str, Any]) -> None:
         for key, value in environment.items():
             if re.search(r"KEY|SECRET|PASSWORD|TOKEN", key):
                 assert str(value).startswith("${"), f"{name}.{key} is written inline"
-        if name not in ("postgres", "redis"):
+        if name not in ("postgres", "redis", "minio", "minio-bucket"):
             assert service.get("env_file") == ".env"
 
 

@@ -14,6 +14,7 @@ def production(**values: object) -> Settings:
         "kie_base_url": "https://api.kie.ai",
         "imgbb_base_url": "https://api.imgbb.com",
         "admin_token": None,  # the suite's environment sets a short one
+        "session_secret": "s" * 32,
     }
     return Settings(**{**base, **values})  # type: ignore[arg-type]
 
@@ -42,6 +43,7 @@ def test_production_without_an_admin_token_keeps_the_admin_side_closed() -> None
         ({"admin_token": ""}, "ADMIN_TOKEN is blank"),
         ({"admin_token": "short-token"}, "ADMIN_TOKEN is shorter than 32"),
         ({"admin_token": "x" * 40, "session_secret": None}, "SESSION_SECRET must be set"),
+        ({"session_secret": None}, "SESSION_SECRET must be set"),
         ({"webhook_allow_http": True}, "WEBHOOK_ALLOW_HTTP must be false"),
         ({"webhook_allowed_networks": "10.0.0.0/8,0.0.0.0/0"}, "allows every address"),
         ({"webhook_allowed_networks": "::/0"}, "allows every address"),
