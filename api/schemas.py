@@ -91,20 +91,25 @@ class VideoOut(BaseModel):
     """One archived result file, as soraq keeps it."""
 
     index: int
-    url: str = Field(description="A signed soraq link (valid for CONTENT_URL_TTL).")
-    sha256: str
-    bytes: int
-    content_type: str
-    duration_s: float | None
-    width: int | None
-    height: int | None
-    fps: float | None
-    has_audio: bool
-    poster_url: str = Field(description="A signed link to a JPEG frame of the video.")
+    url: str | None = Field(
+        None, description="A signed soraq link (valid for CONTENT_URL_TTL); None if not archived."
+    )
+    sha256: str | None = None
+    bytes: int | None = None
+    content_type: str | None = None
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    has_audio: bool | None = None
+    poster_url: str | None = Field(None, description="A signed link to a JPEG frame.")
     source_url: str = Field(description="The upstream's own link (it expires upstream).")
     expires_at: datetime | None = None
     watermarked: bool = False
     archived: bool = True
+    archive_error: str | None = Field(
+        None, description="Why soraq has no copy (the upstream's link was already gone)."
+    )
 
 
 class JobResult(BaseModel):
@@ -122,16 +127,14 @@ class JobResult(BaseModel):
         base = (get_settings().public_url or "").rstrip("/")
         videos = []
         for position, video in enumerate(result["videos"]):
-            videos.append(
-                VideoOut(
-                    **{k: v for k, v in video.items() if k in VideoOut.model_fields},
-                    url=base + signed_path(job_id, "content", position),
-                    poster_url=base + signed_path(job_id, "poster", position),
-                )
-            )
+            fields = {k: v for k, v in video.items() if k in VideoOut.model_fields}
+            if video.get("archived", True):
+                fields["url"] = base + signed_path(job_id, "content", position)
+                fields["poster_url"] = base + signed_path(job_id, "poster", position)
+            videos.append(VideoOut(**fields))
         return cls(
-            video_urls=[v.url for v in videos if not v.watermarked],
-            watermarked_video_urls=[v.url for v in videos if v.watermarked],
+            video_urls=[v.url or v.source_url for v in videos if not v.watermarked],
+            watermarked_video_urls=[v.url or v.source_url for v in videos if v.watermarked],
             videos=videos,
         )
 

@@ -558,7 +558,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         return Response(data, media_type=content_type)
 
     @app.get("/v/{filename}")
-    async def video(filename: str) -> Response:
+    async def video(filename: str, fresh: str = "") -> Response:
         """A generated file: a real MP4 (H.264 + AAC) unless the prompt asked otherwise —
         [kie:badvideo] garbage, [kie:size=5MB] padded to that size, [kie:expire=5] gone 5 s
         after the task finished (as Kie's links expire)."""
@@ -571,8 +571,11 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         task = tasks.get(task_id)
         if task is None:
             return PlainTextResponse("not found", status_code=404)
+        if task.has("purged"):
+            return PlainTextResponse("gone", status_code=404)
         expire = task.has("expire")
-        if expire and time.time() > task.created + task.duration + (expire.value or 0):
+        ended = task.created + task.duration + (expire.value or 0) if expire else None
+        if ended is not None and time.time() > ended and not fresh:
             return PlainTextResponse("expired", status_code=404)
         if task.has("badvideo"):
             return Response(FAKE_MP4, media_type="video/mp4")
@@ -590,7 +593,9 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         calls.record("download-url", url=url)
         if not authorized(request):
             return JSONResponse(kie_body(401, "You do not have access permissions"))
-        if "/v/" not in url:
+        name = url.split("/v/", 1)[-1].split("?", 1)[0].removesuffix(".mp4")
+        task = tasks.get(name.removesuffix("-wm").removesuffix("-1080p"))
+        if "/v/" not in url or task is None or task.has("purged"):
             return JSONResponse(kie_body(422, "Only Kie-generated files are supported"))
         return JSONResponse(kie_body(200, "success", url.split("?", 1)[0] + "?fresh=1"))
 

@@ -15,7 +15,9 @@
 [kie:lostreply]  createTask makes the task (its callback will come) but answers garbage
 [kie:badvideo]   the result file is not a playable video
 [kie:size=5MB]   the result file is padded to that size
-[kie:expire=5]   the result file's link 404s 5 s after the task finished
+[kie:expire=5]   the result file's link 404s 5 s after the task finished (download-url
+                 still hands out a fresh link)
+[kie:purged]     the result file is gone for good, download-url included
 """
 
 from __future__ import annotations

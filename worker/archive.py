@@ -24,8 +24,9 @@ from models.job import Job, JobStatus
 from models.lifecycle import fail, transition
 from soraq.config import Settings
 from worker import policy
+from worker.errors import ExternalError
 from worker.fetch import FetchError, fetch
-from worker.stage import context
+from worker.stage import Clients, context
 
 log = logging.getLogger(__name__)
 S = JobStatus
@@ -36,7 +37,9 @@ def lease(settings: Settings, now: datetime) -> datetime:
     return now + timedelta(seconds=settings.archive_timeout + 60)
 
 
-def archive(session: Session, job: Job, settings: Settings, now: datetime) -> None:
+def archive(
+    session: Session, job: Job, settings: Settings, now: datetime, clients: Clients | None = None
+) -> None:
     result: dict[str, Any] = dict(job.result or {})
     sources: list[str] = list(result.get("source_urls") or [])
     marked: list[str] = list(result.get("watermarked_source_urls") or [])
@@ -46,8 +49,22 @@ def archive(session: Session, job: Job, settings: Settings, now: datetime) -> No
     videos: list[dict[str, Any]] = []
     for index, url, watermarked in wanted:
         try:
-            video = _archive_one(job, index, url, settings)
+            video = _archive_one(job, index, url, settings, clients)
         except FetchError as exc:
+            if exc.gone:
+                # The source expired before we got to it (a worker was down past Kie's
+                # expiry): the video was made and paid for, so the job still succeeds, and
+                # says plainly that soraq has no copy.
+                videos.append(
+                    {
+                        "index": index,
+                        "source_url": url,
+                        "archived": False,
+                        "archive_error": exc.message,
+                        "watermarked": watermarked,
+                    }
+                )
+                continue
             _retry_or_fail(session, job, exc.code, exc.message, settings, retryable=exc.retryable)
             return
         except NotAVideo as exc:
@@ -89,10 +106,18 @@ def archive(session: Session, job: Job, settings: Settings, now: datetime) -> No
         log.info("job %s succeeded (archived)", job.id, extra=context(job))
 
 
-def _archive_one(job: Job, index: int, url: str, settings: Settings) -> dict[str, Any]:
+def _archive_one(
+    job: Job, index: int, url: str, settings: Settings, clients: Clients | None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="soraq-archive-") as folder:
         path = Path(folder) / "video"
-        fetched = fetch(url, path, settings)
+        try:
+            fetched = fetch(url, path, settings)
+        except FetchError as exc:
+            fresh = _fresh_link(url, clients) if exc.gone else None
+            if fresh is None:
+                raise
+            fetched = fetch(fresh, path, settings)
         info = probe(path)
         extension = _EXTENSIONS.get(info.content_type, "mp4")
         key = f"videos/{fetched.sha256}.{extension}"
@@ -118,6 +143,16 @@ def _archive_one(job: Job, index: int, url: str, settings: Settings) -> dict[str
         "source_url": url,
         "archived": True,
     }
+
+
+def _fresh_link(url: str, clients: Clients | None) -> str | None:
+    """Kie hands out a fresh 20-minute link for a file it generated; tried before giving up."""
+    if clients is None or clients.kie_files is None:
+        return None
+    try:
+        return clients.kie_files.fresh_download_url(url)
+    except ExternalError:
+        return None
 
 
 def _retry_or_fail(

@@ -55,7 +55,7 @@ def advance(session: Session, job_id: str, clients: Clients, settings: Settings)
             return  # another worker is archiving it
         held = archive_lease(settings, now)
         if claim_stage(session, job, S.ARCHIVING, S.ARCHIVING, held, now):
-            archive(session, job, settings, now)
+            archive(session, job, settings, now, clients)
 
 
 def _upload_lease(settings: Settings, now: datetime) -> datetime:

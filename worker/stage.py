@@ -21,6 +21,7 @@ from worker import account, policy
 from worker.errors import ExternalError
 from worker.imgbb import ImgbbClient
 from worker.upstreams import Upstream
+from worker.upstreams.kie_http import KieHTTP
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,6 +33,7 @@ class Clients:
 
     upstreams: dict[str, Upstream]
     imgbb: ImgbbClient
+    kie_files: KieHTTP | None = None  # Kie's file endpoints (a fresh link for an old result)
 
 
 def context(job: Job, **more: object) -> dict[str, object]:

@@ -21,7 +21,7 @@ from worker.admission import admit, record_checks
 from worker.app import celery_app
 from worker.imgbb import ImgbbClient
 from worker.pipeline import Clients, advance
-from worker.upstreams import kie_upstreams
+from worker.upstreams import KieHTTP, kie_upstreams
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,10 @@ def clients() -> Clients:
     settings = get_settings()
     kie_key = settings.kie_api_key.get_secret_value() if settings.kie_api_key else ""
     imgbb_key = settings.imgbb_api_key.get_secret_value() if settings.imgbb_api_key else ""
+    kie = KieHTTP(settings.kie_base_url, kie_key, timeout=settings.kie_timeout)
     return Clients(
-        upstreams=kie_upstreams(settings.kie_base_url, kie_key, timeout=settings.kie_timeout),
+        upstreams=kie_upstreams(settings.kie_base_url, kie_key, timeout=0, http=kie),
+        kie_files=kie,
         imgbb=ImgbbClient(
             settings.imgbb_base_url,
             imgbb_key,

@@ -56,7 +56,7 @@ def check(session: Session, job: Job, clients: Clients, settings: Settings, now:
     elif info is None:
         reschedule(session, job, status, settings, now, retry=error)
     else:
-        apply(session, job, status, info, settings, now)
+        apply(session, job, status, info, settings, now, clients)
     session.commit()
 
 
@@ -67,6 +67,7 @@ def apply(
     info: TaskInfo,
     settings: Settings,
     now: datetime,
+    clients: Clients | None = None,
 ) -> None:
     if info.state == "success":
         if not info.video_urls:
@@ -104,7 +105,7 @@ def apply(
                 "source_urls": info.video_urls,
                 "watermarked_source_urls": info.watermarked_video_urls,
             }
-            archive(session, job, settings, now)
+            archive(session, job, settings, now, clients)
     elif info.state == "fail":
         fail(
             session,

@@ -42,7 +42,11 @@ async def _video(
         client = await current_client(request, session)
         job = await service.get_job(session, job_id, client.id)
     videos = (job.result or {}).get("videos") or []
-    if job.status != JobStatus.SUCCEEDED or index >= len(videos):
+    if (
+        job.status != JobStatus.SUCCEEDED
+        or index >= len(videos)
+        or not videos[index].get("archived", True)
+    ):
         raise NotFound(f"job {job_id} has no archived file {index}")
     video: dict[str, Any] = videos[index]
     return video

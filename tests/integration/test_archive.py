@@ -75,3 +75,22 @@ def test_a_result_that_is_not_a_video_fails_the_job(stack: Stack) -> None:
     assert job["status"] == "failed"
     assert job["error"]["code"] == "upstream_bad_output"
     assert job["kie_task_id"]  # the paid task stays on record
+
+
+def test_an_expired_link_is_renewed_through_kies_download_url(stack: Stack) -> None:
+    job = stack.wait(stack.create(prompt=unique("expired at once [kie:expire=0]"))["id"])
+    assert job["status"] == "succeeded", job
+    [video] = job["result"]["videos"]
+    assert video["archived"] is True  # fetched through the fresh link Kie handed out
+    assert [c for c in stack.calls("download-url") if video["source_url"] in c["url"]]
+    assert fetch(stack, video["url"]).status_code == 200
+
+
+def test_a_source_gone_for_good_still_succeeds_and_says_so(stack: Stack) -> None:
+    job = stack.wait(stack.create(prompt=unique("gone for good [kie:purged]"))["id"])
+    assert job["status"] == "succeeded", job  # it was made and paid for
+    [video] = job["result"]["videos"]
+    assert video["archived"] is False
+    assert "404" in video["archive_error"]
+    assert video["url"] is None
+    assert job["result"]["video_urls"] == [video["source_url"]]

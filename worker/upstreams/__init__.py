@@ -10,7 +10,7 @@ from worker.upstreams.kie_jobs import KieJobs
 from worker.upstreams.kie_runway import KieRunway
 from worker.upstreams.kie_veo import KieVeo
 
-__all__ = ["ACCOUNT_CODES", "IN_PROGRESS", "TaskInfo", "Upstream", "kie_upstreams"]
+__all__ = ["ACCOUNT_CODES", "IN_PROGRESS", "KieHTTP", "TaskInfo", "Upstream", "kie_upstreams"]
 
 
 def kie_upstreams(
@@ -19,8 +19,9 @@ def kie_upstreams(
     *,
     timeout: float,
     transport: httpx.BaseTransport | None = None,
+    http: KieHTTP | None = None,
 ) -> dict[str, Upstream]:
     """Every Kie family, sharing one connection pool (one host, one key)."""
-    http = KieHTTP(base_url, api_key, timeout=timeout, transport=transport)
+    http = http or KieHTTP(base_url, api_key, timeout=timeout, transport=transport)
     families: list[Upstream] = [KieJobs(http), KieVeo(http), KieRunway(http)]
     return {family.name: family for family in families}

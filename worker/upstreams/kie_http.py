@@ -57,6 +57,16 @@ class KieHTTP:
 
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
         """The body's `data` object (None when absent), or ExternalError."""
+        data = self.call_any(method, path, **kwargs)
+        return data if isinstance(data, dict) else None
+
+    def fresh_download_url(self, url: str) -> str | None:
+        """Kie's `common/download-url`: a fresh 20-minute link for a file Kie generated."""
+        data = self.call_any("POST", "/api/v1/common/download-url", json={"url": url})
+        return data if isinstance(data, str) and data.startswith(("https://", "http://")) else None
+
+    def call_any(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The body's `data`, whatever its type, or ExternalError."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -71,8 +81,7 @@ class KieHTTP:
         code = as_int(body.get("code"))
         message = str(body.get("msg") or body.get("message") or "")[:500]
         if code == 200 and response.is_success:
-            data = body.get("data")
-            return data if isinstance(data, dict) else None
+            return body.get("data")
         if code == 200:  # an HTTP error with a "success" body: trust the HTTP status
             code = response.status_code
         error_code, retryable = CODES.get(
