@@ -22,6 +22,7 @@ from models.admin_queries import (
     kie_errors,
     oldest_due,
     queue_depth,
+    storage_by_client,
 )
 from models.base import utcnow
 from models.client import Client
@@ -182,4 +183,8 @@ async def stats(session: AsyncSession, window: timedelta) -> dict[str, Any]:
         },
         "queue_depth": {status: n for status, n in (await session.execute(queue_depth())).all()},
         "oldest_due_seconds": round((now - oldest).total_seconds(), 3) if oldest else None,
+        "storage_bytes": {
+            name: int(total or 0)
+            for name, total in (await session.execute(storage_by_client())).all()
+        },
     }

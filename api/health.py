@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.admin_queries import oldest_due, queue_depth
+from models.admin_queries import oldest_due, queue_depth, storage_by_client
 from models.base import utcnow
 from models.db import get_engine
 from models.job import Job
@@ -58,6 +58,20 @@ async def check_broker() -> tuple[bool, str]:
     return await anyio.to_thread.run_sync(_broker_reachable)
 
 
+def _storage_reachable() -> tuple[bool, str]:
+    from media import store
+
+    try:
+        store.exists("readyz")  # a HEAD: a missing object is an answer too
+    except Exception as exc:
+        return False, f"storage unreachable: {type(exc).__name__}"
+    return True, "reachable"
+
+
+async def check_storage() -> tuple[bool, str]:
+    return await anyio.to_thread.run_sync(_storage_reachable)
+
+
 async def check_account(session: AsyncSession) -> tuple[bool, str]:
     """Kie refusing the account (key, credits, sub-key limit) means no job can start."""
     try:
@@ -90,6 +104,11 @@ class DatabaseCollector:
         webhooks = GaugeMetricFamily(
             "soraq_webhook_deliveries", "Webhook deliveries by state", labels=["state"]
         )
+        storage = GaugeMetricFamily(
+            "soraq_storage_bytes",
+            "Bytes of archived result files held, by client",
+            labels=["client"],
+        )
         paused = GaugeMetricFamily(
             "soraq_account_paused",
             "1 while Kie refuses the account and admission is paused, by reason",
@@ -116,4 +135,6 @@ class DatabaseCollector:
                 select(SchedulerState.account_reason).where(SchedulerState.name == "kie")
             ).scalar()
             paused.add_metric([reason or ""], 1.0 if reason else 0.0)
-        yield from (jobs, depth, oldest, webhooks, paused)
+            for client, total in connection.execute(storage_by_client()):
+                storage.add_metric([client], float(total or 0))
+        yield from (jobs, depth, oldest, webhooks, paused, storage)

@@ -107,6 +107,7 @@ class VideoOut(BaseModel):
     expires_at: datetime | None = None
     watermarked: bool = False
     archived: bool = True
+    expired: bool = Field(False, description="Deleted after its retention (expires_at).")
     archive_error: str | None = Field(
         None, description="Why soraq has no copy (the upstream's link was already gone)."
     )
@@ -128,7 +129,7 @@ class JobResult(BaseModel):
         videos = []
         for position, video in enumerate(result["videos"]):
             fields = {k: v for k, v in video.items() if k in VideoOut.model_fields}
-            if video.get("archived", True):
+            if video.get("archived", True) and not video.get("expired"):
                 fields["url"] = base + signed_path(job_id, "content", position)
                 fields["poster_url"] = base + signed_path(job_id, "poster", position)
             videos.append(VideoOut(**fields))
@@ -304,3 +305,6 @@ class Stats(BaseModel):
     kie_errors: dict[str, int]
     queue_depth: dict[str, int]
     oldest_due_seconds: float | None
+    storage_bytes: dict[str, int] = Field(
+        default_factory=dict, description="client → bytes of archived files held now"
+    )

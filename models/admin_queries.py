@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, func, or_, select, tuple_
 
@@ -109,4 +110,15 @@ def queue_depth() -> Select:
 def oldest_due(now: datetime) -> Select:
     return select(func.min(Job.next_check_at)).where(
         Job.next_check_at.is_not(None), Job.next_check_at <= now
+    )
+
+
+def storage_by_client() -> Select[Any, Any]:
+    """Bytes of archived files each client's jobs hold now (expired ones hold none)."""
+    return (
+        select(func.coalesce(Client.name, "(none)"), func.sum(Job.media_bytes))
+        .select_from(Job)
+        .outerjoin(Client, Client.id == Job.client_id)
+        .where(Job.media_bytes > 0)
+        .group_by(Client.name)
     )

@@ -47,4 +47,5 @@ class Client(Base):
     # After `rotate-webhook-secret`, deliveries are signed with both secrets until this passes.
     previous_webhook_secret: Mapped[str | None] = mapped_column(String(100), default=None)
     previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    retention_days: Mapped[int | None] = mapped_column(Integer, default=None)  # RESULT_RETENTION
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

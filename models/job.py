@@ -5,7 +5,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -58,6 +68,9 @@ class Job(Base):
     # A task id a callback named while the job had none (its createTask answer was lost): the
     # worker adopts it once the upstream confirms the task was made with this job's callback.
     adopt_task_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Archived result files: when they are deleted (RESULT_RETENTION), and what they take.
+    media_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    media_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     progress: Mapped[int | None] = mapped_column(Integer, default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -100,6 +113,13 @@ class Job(Base):
         # Postgres also has ix_jobs_prompt_trgm, a trigram index on input->>'prompt' for the
         # admin search (migration 0003); autogenerate does not compare expression indexes.
         # Counting a client's unfinished jobs (its limit) reads only unfinished rows.
+        # The media sweep: jobs whose archived files are due for deletion.
+        Index(
+            "ix_jobs_media_expires",
+            "media_expires_at",
+            postgresql_where=text("media_expires_at IS NOT NULL"),
+            sqlite_where=text("media_expires_at IS NOT NULL"),
+        ),
         Index(
             "ix_jobs_client_active",
             "client_id",

@@ -62,6 +62,7 @@ def clients_command(args: argparse.Namespace) -> int:
                     max_active_jobs=args.max_active_jobs,
                     weight=args.weight,
                     create_rate=args.create_rate,
+                    retention_days=args.retention_days,
                 )
                 print(f"client:          {created.client.name} ({created.client.id})")
                 print(f"API key:         {created.api_key}")
@@ -319,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     create.add_argument(
         "--weight", type=int, default=1, help="its share of Kie's capacity against other clients"
+    )
+    create.add_argument(
+        "--retention-days",
+        type=int,
+        help="days its archived videos are kept (default RESULT_RETENTION_DAYS)",
     )
     create.add_argument(
         "--create-rate",

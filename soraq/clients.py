@@ -40,6 +40,7 @@ def create(
     max_active_jobs: int,
     weight: int = 1,
     create_rate: str | None = None,
+    retention_days: int | None = None,
 ) -> Credentials:
     if session.scalar(client_by_name(name)) is not None:
         raise ClientError(f"a client named {name!r} exists already")
@@ -54,6 +55,7 @@ def create(
         weight=weight,
         active=True,
         create_rate=create_rate,
+        retention_days=retention_days,
     )
     key = _with_new_key(client)
     session.add(client)

@@ -147,6 +147,7 @@ class Settings(BaseSettings):
     archive_timeout: float = Field(600.0, gt=0)  # seconds for one whole download
     archive_watermarked: bool = False
     content_url_ttl: float = Field(3600.0, gt=0)  # how long a signed content link works
+    result_retention_days: float = Field(30.0, gt=0)  # archived files are deleted after this
 
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     worker_concurrency: int = Field(8, ge=1)

@@ -53,6 +53,11 @@ def create_celery(settings: Settings) -> Celery:
                 "options": {"expires": max(settings.sweep_interval * 5, 10.0)},
             },
             "cleanup": {"task": "soraq.cleanup", "schedule": 3600.0, "options": {"expires": 600}},
+            "expire-media": {
+                "task": "soraq.expire_media",
+                "schedule": 300.0,
+                "options": {"expires": 240},
+            },
         },
     )
     return app

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from media import store
 from media.probe import NotAVideo, poster, probe
 from models.base import utcnow
+from models.client import Client
 from models.job import Job, JobStatus
 from models.lifecycle import fail, transition
 from soraq.config import Settings
@@ -90,16 +91,26 @@ def archive(
             return
         video["watermarked"] = watermarked
         videos.append(video)
+    now = utcnow()
+    client = session.get(Client, job.client_id) if job.client_id else None
+    days = (client.retention_days if client else None) or settings.result_retention_days
+    expires = now + timedelta(days=days)
+    for video in videos:
+        if video.get("archived"):
+            video["expires_at"] = expires.isoformat()
+    stored = sum(int(v.get("bytes") or 0) for v in videos if v.get("archived"))
     finished = transition(
         session,
         job.id,
         S.ARCHIVING,
         S.SUCCEEDED,
-        now=utcnow(),
+        now=now,
         reason=f"archived {len(videos)} file(s)",
         result={**result, "videos": videos},
         attempts=0,
         deadline_at=None,
+        media_expires_at=expires if stored else None,
+        media_bytes=stored,
     )
     session.commit()
     if finished:
@@ -120,8 +131,10 @@ def _archive_one(
             fetched = fetch(fresh, path, settings)
         info = probe(path)
         extension = _EXTENSIONS.get(info.content_type, "mp4")
-        key = f"videos/{fetched.sha256}.{extension}"
-        poster_key = f"posters/{fetched.sha256}.jpg"
+        # Addressed by job and content: a repeated attempt writes the same object, and one
+        # job's retention never deletes another's file.
+        key = f"videos/{job.id}/{index}-{fetched.sha256}.{extension}"
+        poster_key = f"posters/{job.id}/{index}-{fetched.sha256}.jpg"
         if not store.exists(key):
             store.put_file(key, path, info.content_type)
         if not store.exists(poster_key):

@@ -20,6 +20,7 @@ from worker import webhooks
 from worker.admission import admit, record_checks
 from worker.app import celery_app
 from worker.imgbb import ImgbbClient
+from worker.media_sweep import expire_media
 from worker.pipeline import Clients, advance
 from worker.upstreams import KieHTTP, kie_upstreams
 
@@ -95,6 +96,13 @@ def cleanup() -> int:
         ).rowcount  # type: ignore[attr-defined]
         session.commit()
     return int(removed or 0)
+
+
+@celery_app.task(name="soraq.expire_media", acks_late=True, ignore_result=True)
+def expire_media_task() -> int:
+    """Delete archived files past their retention."""
+    with session_scope() as session:
+        return expire_media(session, utcnow())
 
 
 # No time limits: every outbound call in a step has its own timeout.

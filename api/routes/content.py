@@ -15,12 +15,18 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from api import service
 from api.deps import SessionDep, SettingsDep, current_client
-from api.errors import NotFound
+from api.errors import APIError, NotFound
 from api.routes.jobs import ERRORS, JobId
 from media import links, store
 from models.job import JobStatus
 
 router = APIRouter(tags=["jobs"])
+
+
+class ContentExpired(APIError):
+    status_code = 410
+    code = "content_expired"
+
 
 Index = Annotated[int, Query(ge=0, le=31)]
 Expires = Annotated[int | None, Query(ge=0)]
@@ -48,6 +54,9 @@ async def _video(
         or not videos[index].get("archived", True)
     ):
         raise NotFound(f"job {job_id} has no archived file {index}")
+    if videos[index].get("expired"):
+        until = videos[index].get("expires_at")
+        raise ContentExpired(f"job {job_id}'s files were deleted after their retention ({until})")
     video: dict[str, Any] = videos[index]
     return video
 

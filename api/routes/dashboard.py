@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import admin_service
@@ -27,7 +28,7 @@ from api.throttle import count_failure, refuse_if_throttled
 from catalogue import get_catalogue
 from models.admin import live_session, new_session, revoke_session
 from models.base import utcnow
-from models.job import JobStatus
+from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
 from soraq.config import get_settings
 
@@ -57,11 +58,14 @@ def _page(
 
 
 async def _account(session: AsyncSession) -> dict[str, Any]:
-    """For the banner shown while Kie refuses the account."""
+    """For the header: storage used, and the banner shown while Kie refuses the account."""
+    used = await session.scalar(select(func.coalesce(func.sum(Job.media_bytes), 0)))
+    shown: dict[str, Any] = {"storage_used": f"{int(used or 0) / 1e6:,.1f} MB"}
     state = await session.get(SchedulerState, "kie", populate_existing=True)
     if state is None or state.account_reason is None:
-        return {}
+        return shown
     return {
+        **shown,
         "account_reason": state.account_reason,
         "account_since": state.account_paused_at.isoformat(timespec="seconds")
         if state.account_paused_at

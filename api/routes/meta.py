@@ -14,7 +14,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from api.deps import SessionDep, SettingsDep
 from api.errors import Unauthorized, error_body
-from api.health import DatabaseCollector, check_account, check_broker, check_database
+from api.health import (
+    DatabaseCollector,
+    check_account,
+    check_broker,
+    check_database,
+    check_storage,
+)
 from catalogue import get_catalogue
 from soraq.config import get_settings
 
@@ -28,16 +34,23 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Database reachable, migrations at head, broker reachable",
+    summary="Database, migrations, broker and storage reachable; Kie accepting the account",
     responses={503: {"description": "not ready, with the reasons"}},
 )
 async def readyz(session: SessionDep) -> Response:
     database, broker = await check_database(session), await check_broker()
     account = await check_account(session) if database[0] else (True, "not checked")
-    checks = {"database": database[1], "broker": broker[1], "kie_account": account[1]}
-    if database[0] and broker[0] and account[0]:
+    storage = await check_storage()
+    checks = {
+        "database": database[1],
+        "broker": broker[1],
+        "storage": storage[1],
+        "kie_account": account[1],
+    }
+    results = (database, broker, storage, account)
+    if all(ok for ok, _ in results):
         return JSONResponse({"status": "ready", "checks": checks})
-    failing = "; ".join(reason for ok, reason in (database, broker, account) if not ok)
+    failing = "; ".join(reason for ok, reason in results if not ok)
     return JSONResponse(error_body("not_ready", failing, checks=checks), status_code=503)
 
 

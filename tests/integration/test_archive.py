@@ -94,3 +94,53 @@ def test_a_source_gone_for_good_still_succeeds_and_says_so(stack: Stack) -> None
     assert "404" in video["archive_error"]
     assert video["url"] is None
     assert job["result"]["video_urls"] == [video["source_url"]]
+
+
+def test_files_past_their_retention_are_deleted_and_the_job_says_so(stack: Stack) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from models.base import utcnow
+    from models.db import make_engine
+    from models.job import Job
+
+    job = stack.wait(stack.create(prompt=unique("kept for a while"))["id"])
+    [video] = job["result"]["videos"]
+    assert video["expires_at"] is not None  # RESULT_RETENTION_DAYS after it succeeded
+    url = video["url"]
+    assert fetch(stack, url).status_code == 200
+
+    engine = make_engine(stack.env["DATABASE_URL"])
+    try:
+        with engine.begin() as connection:  # its retention ran out
+            connection.execute(
+                update(Job)
+                .where(Job.id == job["id"])
+                .values(media_expires_at=utcnow() - timedelta(seconds=1))
+            )
+    finally:
+        engine.dispose()
+    stack.local.send_task("soraq.expire_media")
+    deadline = time.monotonic() + 20
+    shown = job
+    while time.monotonic() < deadline:
+        shown = stack.api.get(f"/jobs/{job['id']}").json()
+        if shown["result"]["videos"][0]["expired"]:
+            break
+        time.sleep(0.2)
+    assert shown["result"]["videos"][0]["expired"] is True
+    assert shown["result"]["videos"][0]["url"] is None
+    gone = stack.api.get(f"/jobs/{job['id']}/content")
+    assert gone.status_code == 410
+    assert gone.json()["error"]["code"] == "content_expired"
+
+
+def test_storage_used_shows_in_stats_metrics_and_readyz(stack: Stack) -> None:
+    stack.wait(stack.create(prompt=unique("counted in storage"))["id"])
+    admin = {"authorization": f"Bearer {stack.env['ADMIN_TOKEN']}"}
+    stats = stack.api.get("/admin/stats", headers=admin).json()
+    assert stats["storage_bytes"]["integration"] > 0
+    assert 'soraq_storage_bytes{client="integration"}' in stack.api.get("/metrics").text
+    ready = stack.api.get("/readyz").json()
+    assert ready["checks"]["storage"] == "reachable"
