@@ -8,8 +8,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 HEADERS = [
     (
         b"content-security-policy",
-        b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-        b"media-src https: http:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: https: http:; "
+        b"media-src 'self' https: http:; form-action 'self'; frame-ancestors 'none'; "
+        b"base-uri 'none'",
     ),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import obstore
+import obstore.exceptions
 from obstore.store import LocalStore, ObjectStore, S3Store
 
 from soraq.config import Settings, get_settings
@@ -37,7 +38,23 @@ def make_store(settings: Settings) -> ObjectStore:
         client: dict[str, Any] = {"timeout": "60s", "connect_timeout": "10s"}
         if (settings.s3_endpoint_url or "").startswith("http://"):
             client["allow_http"] = True
-        return S3Store.from_url(url, client_options=client, **options)  # type: ignore[arg-type]
+        # Few, short retries: an outage is waited out by the job's own schedule (it stays
+        # `archiving`), not by a worker thread blocked for minutes.
+        retry = {
+            "max_retries": 2,
+            "retry_timeout": timedelta(seconds=10),
+            "backoff": {
+                "init_backoff": timedelta(milliseconds=100),
+                "max_backoff": timedelta(seconds=2),
+                "base": 2,
+            },
+        }
+        return S3Store.from_url(
+            url,
+            client_options=client,  # type: ignore[arg-type]
+            retry_config=retry,  # type: ignore[arg-type]
+            **options,
+        )
     raise ValueError(f"STORAGE_URL must be file://… or s3://…, not {url!r}")
 
 
@@ -68,10 +85,13 @@ def put_bytes(key: str, data: bytes, content_type: str) -> None:
     obstore.put(store(), key, data, attributes=_attributes(content_type))
 
 
+StorageError = obstore.exceptions.BaseError  # the store could not be reached or refused
+
+
 def exists(key: str) -> bool:
     try:
         obstore.head(store(), key)
-    except FileNotFoundError:
+    except (FileNotFoundError, obstore.exceptions.NotFoundError):
         return False
     return True
 
@@ -79,7 +99,7 @@ def exists(key: str) -> bool:
 def delete(key: str) -> None:
     try:
         obstore.delete(store(), key)
-    except FileNotFoundError:
+    except (FileNotFoundError, obstore.exceptions.NotFoundError):
         pass
 
 

@@ -78,7 +78,7 @@ def archive(
             )
             session.commit()
             return
-        except OSError as exc:  # the store is unreachable: wait for it, do not fail the job
+        except (OSError, store.StorageError) as exc:  # the store is down: wait, do not fail
             _retry_or_fail(
                 session,
                 job,

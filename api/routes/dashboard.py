@@ -57,10 +57,19 @@ def _page(
     return response
 
 
+def _human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1000
+    return f"{size:,.1f} TB"
+
+
 async def _account(session: AsyncSession) -> dict[str, Any]:
     """For the header: storage used, and the banner shown while Kie refuses the account."""
     used = await session.scalar(select(func.coalesce(func.sum(Job.media_bytes), 0)))
-    shown: dict[str, Any] = {"storage_used": f"{int(used or 0) / 1e6:,.1f} MB"}
+    shown: dict[str, Any] = {"storage_used": _human_bytes(int(used or 0))}
     state = await session.get(SchedulerState, "kie", populate_existing=True)
     if state is None or state.account_reason is None:
         return shown

@@ -8,6 +8,7 @@ import time
 import uuid
 
 import httpx
+import pytest
 
 from tests.integration.conftest import Stack
 
@@ -144,3 +145,56 @@ def test_storage_used_shows_in_stats_metrics_and_readyz(stack: Stack) -> None:
     assert 'soraq_storage_bytes{client="integration"}' in stack.api.get("/metrics").text
     ready = stack.api.get("/readyz").json()
     assert ready["checks"]["storage"] == "reachable"
+
+
+def test_storage_down_holds_jobs_in_archiving_until_it_returns(stack: Stack) -> None:
+    if stack.services is None or stack.backend == "sqlite+filesystem":
+        pytest.skip("the file store cannot be taken away; the S3 server can")
+    s3 = stack.services.s3
+    bucket = stack.env["STORAGE_URL"].removeprefix("s3://").split("/", 1)[0]
+    s3.close()
+    try:
+        created = stack.create(prompt=unique("while storage is down"))
+        deadline = time.monotonic() + 20
+        job = created
+        while time.monotonic() < deadline:
+            job = stack.api.get(f"/jobs/{created['id']}").json()
+            if job["status"] == "archiving":
+                break
+            time.sleep(0.2)
+        assert job["status"] == "archiving", job  # waiting, not failed
+        ready = stack.api.get("/readyz")
+        assert ready.status_code == 503
+        assert "storage unreachable" in ready.json()["error"]["message"]
+    finally:
+        s3.start()  # the same port; moto keeps nothing, so the bucket comes back empty
+        s3.create_bucket(bucket)
+    done = stack.wait(created["id"], timeout=60)
+    assert done["status"] == "succeeded", done
+    assert fetch(stack, done["result"]["videos"][0]["url"]).status_code == 200
+
+
+def test_a_video_still_plays_after_every_soraq_process_restarts(stack: Stack) -> None:
+    from soraq.localstack import wait_http
+
+    job = stack.wait(stack.create(prompt=unique("survives restarts"))["id"])
+    [video] = job["result"]["videos"]
+    port = stack.local.api_url.rsplit(":", 1)[1]
+    restarts = {
+        "api": ("api", "--port", port),
+        "worker": ("worker", "--queues", "soraq"),
+        "webhooks": ("worker", "--queues", "webhooks", "--no-beat"),
+    }
+    if "beat" in stack.local.processes:
+        restarts["beat"] = ("beat",)
+    for name in restarts:
+        if name in stack.local.processes:
+            stack.local.stop(name)
+    for name, args in restarts.items():
+        stack.local.start(name, *args)
+    wait_http(f"{stack.local.api_url}/healthz")
+    # The link handed out before the restart still works, and so does a fresh one.
+    before = fetch(stack, video["url"])
+    assert hashlib.sha256(before.content).hexdigest() == video["sha256"]
+    fresh = stack.api.get(f"/jobs/{job['id']}").json()["result"]["videos"][0]["url"]
+    assert fetch(stack, fresh, range="bytes=10-19").content == before.content[10:20]
