@@ -15,7 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from bench import e2e_embedded, ingest, kie_capacity, sweep_scale, watching, worker_memory
+from bench import archive, e2e_embedded, ingest, kie_capacity, sweep_scale, watching, worker_memory
 from bench.common import Row, print_table
 
 
@@ -36,6 +36,7 @@ def main() -> None:
         ("sweep at scale", sweep_scale.main),
         ("worker memory", lambda: worker_memory.main(["--seconds", "10"] if quick else [])),
         ("embedded end to end", lambda: e2e_embedded.main(["--jobs", "20"] if quick else [])),
+        ("archiving", lambda: archive.main(["--mb", "50"] if quick else [])),
     ]
     rows: list[Row] = []
     started = time.monotonic()
