@@ -37,6 +37,12 @@ def main() -> None:
         ("worker memory", lambda: worker_memory.main(["--seconds", "10"] if quick else [])),
         ("embedded end to end", lambda: e2e_embedded.main(["--jobs", "20"] if quick else [])),
         ("archiving", lambda: archive.main(["--mb", "50"] if quick else [])),
+        (
+            "webhook latency with archiving",
+            lambda: watching.main(
+                ["--size", "20MB", "--duration", "10", "--jobs", "10" if quick else "20"]
+            ),
+        ),
     ]
     rows: list[Row] = []
     started = time.monotonic()

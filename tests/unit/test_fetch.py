@@ -1,0 +1,62 @@
+"""Downloading a result: a hostile upstream cannot redirect the worker inside our network,
+to another scheme, or past the size cap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import respx
+
+from soraq.config import Settings
+from worker.fetch import FetchError, fetch
+
+PUBLIC = "https://93.184.216.34"  # an address literal: no DNS needed
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(webhook_allowed_networks="", archive_max_bytes=1000)
+
+
+@pytest.mark.parametrize(
+    ("location", "fragment"),
+    [
+        ("http://10.0.0.1/secret", "private"),
+        ("http://169.254.169.254/latest/meta-data", "private"),
+        ("http://[::ffff:127.0.0.1]/x", "private"),
+        ("ftp://93.184.216.34/v.mp4", "http(s)"),
+        ("file:///etc/passwd", "http(s)"),
+    ],
+)
+@respx.mock
+def test_a_redirect_out_of_bounds_is_refused(
+    settings: Settings, tmp_path: Path, location: str, fragment: str
+) -> None:
+    respx.get(f"{PUBLIC}/v.mp4").respond(302, headers={"location": location})
+    with pytest.raises(FetchError) as refused:
+        fetch(f"{PUBLIC}/v.mp4", tmp_path / "v", settings)
+    assert refused.value.code == "archive_failed"
+    assert not refused.value.retryable
+    assert fragment in refused.value.message
+
+
+@respx.mock
+def test_a_file_over_the_cap_is_refused_while_streaming(settings: Settings, tmp_path: Path) -> None:
+    respx.get(f"{PUBLIC}/big.mp4").respond(content=b"x" * 5000)
+    with pytest.raises(FetchError) as refused:
+        fetch(f"{PUBLIC}/big.mp4", tmp_path / "v", settings)
+    assert refused.value.code == "archive_too_large"
+
+
+@respx.mock
+def test_a_gone_source_is_told_apart_from_a_failing_one(settings: Settings, tmp_path: Path) -> None:
+    respx.get(f"{PUBLIC}/gone.mp4").respond(404)
+    respx.get(f"{PUBLIC}/busy.mp4").respond(503)
+    with pytest.raises(FetchError) as gone:
+        fetch(f"{PUBLIC}/gone.mp4", tmp_path / "v", settings)
+    assert gone.value.gone
+    with pytest.raises(FetchError) as busy:
+        fetch(f"{PUBLIC}/busy.mp4", tmp_path / "v", settings)
+    assert busy.value.retryable
+    assert not busy.value.gone
