@@ -69,13 +69,14 @@ def archive_once(url: str, settings: object) -> tuple[float, float]:
     from worker.fetch import fetch
 
     store.store.cache_clear()
-    with Peak() as peak, tempfile.TemporaryDirectory() as folder:
+    scratch = store.scratch_folder(settings)  # type: ignore[arg-type]
+    with Peak() as peak, tempfile.TemporaryDirectory(dir=scratch) as folder:
         started = time.monotonic()
         path = Path(folder) / "video"
         fetched = fetch(url, path, settings)  # type: ignore[arg-type]
         info = probe(path)
-        store.put_file(f"bench/{fetched.sha256}.mp4", path, info.content_type)
         store.put_bytes(f"bench/{fetched.sha256}.jpg", poster(path), "image/jpeg")
+        store.put_file(f"bench/{fetched.sha256}.mp4", path, info.content_type)
         seconds = time.monotonic() - started
     return seconds, peak.peak - peak.start
 

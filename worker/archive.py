@@ -120,7 +120,9 @@ def archive(
 def _archive_one(
     job: Job, index: int, url: str, settings: Settings, clients: Clients | None
 ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="soraq-archive-") as folder:
+    with tempfile.TemporaryDirectory(
+        prefix="soraq-archive-", dir=store.scratch_folder(settings)
+    ) as folder:
         path = Path(folder) / "video"
         try:
             fetched = fetch(url, path, settings)
@@ -135,10 +137,10 @@ def _archive_one(
         # job's retention never deletes another's file.
         key = f"videos/{job.id}/{index}-{fetched.sha256}.{extension}"
         poster_key = f"posters/{job.id}/{index}-{fetched.sha256}.jpg"
-        if not store.exists(key):
-            store.put_file(key, path, info.content_type)
         if not store.exists(poster_key):
             store.put_bytes(poster_key, poster(path), "image/jpeg")
+        if not store.exists(key):
+            store.put_file(key, path, info.content_type)  # last: a file store moves it
     return {
         "index": index,
         "key": key,
