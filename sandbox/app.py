@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from sandbox.faults import Fault, parse
 from sandbox.schemas import jobs_schema, refusal, runway_refusal, veo_refusal
@@ -230,6 +230,14 @@ class Calls:
 
     def record(self, endpoint: str, **details: Any) -> None:
         self.log.append({"endpoint": endpoint, "at": time.time(), **details})
+
+
+async def _trickled(data: bytes, seconds: float) -> AsyncIterator[bytes]:
+    """`data` spread over `seconds` (a slow CDN), in 20 pieces."""
+    step = max(1, len(data) // 20)
+    for start in range(0, len(data), step):
+        yield data[start : start + step]
+        await asyncio.sleep(seconds / 20)
 
 
 def kie_body(code: int, msg: str, data: Any = None) -> dict[str, Any]:
@@ -583,6 +591,13 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         size = task.has("size")
         if size and size.text:
             data = padded(data, parse_size(size.text))
+        slow = task.has("slowfile")
+        if slow and slow.value:
+            return StreamingResponse(
+                _trickled(data, slow.value),
+                media_type="video/mp4",
+                headers={"content-length": str(len(data))},
+            )
         return Response(data, media_type="video/mp4")
 
     @app.post("/api/v1/common/download-url")

@@ -18,6 +18,7 @@
 [kie:expire=5]   the result file's link 404s 5 s after the task finished (download-url
                  still hands out a fresh link)
 [kie:purged]     the result file is gone for good, download-url included
+[kie:slowfile=4] the result file takes 4 s to download
 """
 
 from __future__ import annotations

@@ -35,7 +35,9 @@ _EXTENSIONS = {"video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm
 
 
 def lease(settings: Settings, now: datetime) -> datetime:
-    return now + timedelta(seconds=settings.archive_timeout + 60)
+    """How long a worker holds a job's archiving: its whole download, plus the claim lease.
+    A worker killed mid-download leaves the job to be archived again after this."""
+    return now + timedelta(seconds=settings.archive_timeout + settings.claim_lease)
 
 
 def archive(

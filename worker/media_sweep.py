@@ -5,6 +5,8 @@ the files expired; the content routes answer 410 `content_expired`."""
 from __future__ import annotations
 
 import logging
+import shutil
+import time
 from datetime import datetime
 from typing import Any
 
@@ -14,8 +16,23 @@ from sqlalchemy.orm import Session
 from media import store
 from models.job import Job
 from models.lifecycle import record_event
+from soraq.config import Settings
 
 log = logging.getLogger(__name__)
+
+
+def clear_abandoned_downloads(settings: Settings, older_than: float) -> int:
+    """Downloads a killed worker left half-written in a file store's `.incoming` folder (never
+    visible as objects) are removed once they are older than any live download can be."""
+    scratch = store.scratch_folder(settings)
+    if scratch is None:
+        return 0
+    cutoff, removed = time.time() - older_than, 0
+    for folder in scratch.iterdir():
+        if folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def expire_media(session: Session, now: datetime, limit: int = 200) -> int:

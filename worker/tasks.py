@@ -20,7 +20,7 @@ from worker import webhooks
 from worker.admission import admit, record_checks
 from worker.app import celery_app
 from worker.imgbb import ImgbbClient
-from worker.media_sweep import expire_media
+from worker.media_sweep import clear_abandoned_downloads, expire_media
 from worker.pipeline import Clients, advance
 from worker.upstreams import KieHTTP, kie_upstreams
 
@@ -100,7 +100,9 @@ def cleanup() -> int:
 
 @celery_app.task(name="soraq.expire_media", acks_late=True, ignore_result=True)
 def expire_media_task() -> int:
-    """Delete archived files past their retention."""
+    """Delete archived files past their retention, and downloads a killed worker left."""
+    settings = get_settings()
+    clear_abandoned_downloads(settings, older_than=settings.archive_timeout * 2 + 60)
     with session_scope() as session:
         return expire_media(session, utcnow())
 

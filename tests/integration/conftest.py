@@ -175,6 +175,8 @@ def running_stack(
         # The suite makes hundreds of jobs a minute with one client; the limit has its own test.
         "CLIENT_CREATE_RATE": "100000/1m",
         "METRICS_CACHE_SECONDS": "0",  # tests read /metrics right after a change
+        # A killed worker's archiving comes back after ARCHIVE_TIMEOUT + CLAIM_LEASE.
+        "ARCHIVE_TIMEOUT": "10",
         # Kie's limits, scaled down to seconds: the sandbox refuses excess like Kie does.
         "KIE_CREATE_RATE": "40/1s",
         "SANDBOX_CREATE_RATE": "40/1s",

@@ -198,3 +198,22 @@ def test_a_video_still_plays_after_every_soraq_process_restarts(stack: Stack) ->
     assert hashlib.sha256(before.content).hexdigest() == video["sha256"]
     fresh = stack.api.get(f"/jobs/{job['id']}").json()["result"]["videos"][0]["url"]
     assert fetch(stack, fresh, range="bytes=10-19").content == before.content[10:20]
+
+
+def test_a_worker_killed_mid_download_leaves_nothing_half_written(stack: Stack) -> None:
+    import signal
+
+    created = stack.create(prompt=unique("killed while archiving [kie:slowfile=4] [kie:size=2MB]"))
+    deadline = time.monotonic() + 20
+    while stack.api.get(f"/jobs/{created['id']}").json()["status"] != "archiving":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1)  # mid-download
+    stack.local.stop("worker", signal.SIGKILL)
+    stack.local.start("worker", "worker", "--queues", "soraq")
+    job = stack.wait(created["id"], timeout=60)  # after the stage's lease, archived again
+    assert job["status"] == "succeeded", job
+    [video] = job["result"]["videos"]
+    whole = fetch(stack, video["url"])
+    assert hashlib.sha256(whole.content).hexdigest() == video["sha256"]
+    assert len(whole.content) == 2 * 1024 * 1024
