@@ -60,6 +60,19 @@ class KieHTTP:
         data = self.call_any(method, path, **kwargs)
         return data if isinstance(data, dict) else None
 
+    def read_task(self, path: str, task_id: str) -> dict[str, Any] | None:
+        """A family's read call; None while the task is not visible yet (Kie answers
+        "recordInfo is null" or a 404 right after creation — the pipeline decides how long
+        that may last)."""
+        try:
+            return self.call("GET", path, params={"taskId": task_id}) or None
+        except ExternalError as exc:
+            if exc.code == "kie_not_found" or (
+                exc.code == "kie_invalid_request" and "null" in exc.message.lower()
+            ):
+                return None
+            raise
+
     def fresh_download_url(self, url: str) -> str | None:
         """Kie's `common/download-url`: a fresh 20-minute link for a file Kie generated."""
         data = self.call_any("POST", "/api/v1/common/download-url", json={"url": url})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from worker.errors import ExternalError
 from worker.upstreams.base import State, TaskInfo, unknown_state, url_list
 from worker.upstreams.kie_http import KieHTTP, callback_task_id, task_id_or_unknown
 
@@ -34,19 +33,8 @@ class KieJobs:
         return task_id_or_unknown(self._http.call("POST", "/api/v1/jobs/createTask", json=body))
 
     def read(self, task_id: str) -> TaskInfo:
-        try:
-            data = self._http.call("GET", "/api/v1/jobs/recordInfo", params={"taskId": task_id})
-        except ExternalError as exc:
-            # Right after creation Kie answers 422 "recordInfo is null" (or a 404): the task is
-            # not visible yet. The pipeline decides how long that may last.
-            if exc.code == "kie_not_found" or (
-                exc.code == "kie_invalid_request" and "null" in exc.message.lower()
-            ):
-                return TaskInfo(state="pending")
-            raise
-        if not data:
-            return TaskInfo(state="pending")
-        return task_info(data)
+        data = self._http.read_task("/api/v1/jobs/recordInfo", task_id)
+        return task_info(data) if data else TaskInfo(state="pending")
 
     def callback_task_id(self, payload: Any) -> str | None:
         return callback_task_id(payload)

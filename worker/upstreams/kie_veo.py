@@ -34,14 +34,7 @@ class KieVeo:
         return task_id_or_unknown(self._http.call("POST", "/api/v1/veo/generate", json=body))
 
     def read(self, task_id: str) -> TaskInfo:
-        try:
-            data = self._http.call("GET", "/api/v1/veo/record-info", params={"taskId": task_id})
-        except ExternalError as exc:
-            if exc.code == "kie_not_found" or (
-                exc.code == "kie_invalid_request" and "null" in exc.message.lower()
-            ):
-                return TaskInfo(state="pending")
-            raise
+        data = self._http.read_task("/api/v1/veo/record-info", task_id)
         if not data:
             return TaskInfo(state="pending")
         info = task_info(data)
