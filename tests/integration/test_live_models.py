@@ -136,10 +136,12 @@ def test_a_402_during_a_burst_pauses_admission_and_every_job_succeeds_after(
             assert all(job["status"] != "failed" for job in shown), shown
             return sum(job["waiting_reason"] == "kie_insufficient_credits" for job in shown)
 
+        # Every job waits with the account's reason — but one, the probe, may be on its way
+        # to Kie at the moment we look.
         deadline = time.monotonic() + 30
-        while waiting() < 50 and time.monotonic() < deadline:
+        while waiting() < 49 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert waiting() == 50
+        assert waiting() >= 49
         ready = stack.api.get("/readyz")
         assert ready.status_code == 503
         assert "kie_insufficient_credits" in ready.json()["error"]["message"]
