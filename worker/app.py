@@ -13,12 +13,15 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     if settings.embedded_broker:
         queue_dir = settings.broker_dir / "queue"
         processed_dir = settings.broker_dir / "processed"
-        for folder in (queue_dir, processed_dir):
+        # kombu's default control folder is ./control, wherever the process happens to run.
+        control_dir = settings.broker_dir / "control"
+        for folder in (queue_dir, processed_dir, control_dir):
             folder.mkdir(parents=True, exist_ok=True)
         return {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "processed_folder": str(processed_dir),
+            "control_folder": str(control_dir),
             "store_processed": False,
             # The default 1 s poll would add a second to every hop of a job.
             "polling_interval": 0.1,
