@@ -7,7 +7,6 @@ a crash writes the same object again, harmlessly."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
@@ -130,15 +129,6 @@ def delete(key: str) -> None:
         obstore.delete(store(), key)
     except (FileNotFoundError, obstore.exceptions.NotFoundError):
         pass
-
-
-def read_range(key: str, start: int, end: int) -> bytes:
-    return bytes(obstore.get_range(store(), key, start=start, end=end))
-
-
-def stream(key: str, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
-    for chunk in obstore.get(store(), key).stream(min_chunk_size=chunk_size):
-        yield bytes(chunk)
 
 
 def presigned_get(key: str, ttl: timedelta) -> str:

@@ -19,6 +19,7 @@ from api.errors import APIError, NotFound
 from api.routes.jobs import ERRORS, JobId
 from media import links, store
 from models.job import JobStatus
+from soraq.config import Settings
 
 router = APIRouter(tags=["jobs"])
 
@@ -61,15 +62,17 @@ async def _video(
     return video
 
 
-def _serve(
-    request: Request, key: str, etag: str, content_type: str, ttl: float, local: bool, path: Any
-) -> Response:
+def _serve(request: Request, settings: Settings, key: str, etag: str, media_type: str) -> Response:
+    """One stored object: 304 for a matching If-None-Match; the bytes (with Range) from a file
+    store; a presigned redirect from S3."""
     headers = {"ETag": etag, "Cache-Control": "private, max-age=300"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    if local:
-        return FileResponse(path, media_type=content_type, headers=headers)
-    return RedirectResponse(store.presigned_get(key, timedelta(seconds=ttl)), status_code=307)
+    if store.is_local(settings):
+        path = store.local_path(settings, key)
+        return FileResponse(path, media_type=media_type, headers=headers)
+    ttl = timedelta(seconds=settings.content_url_ttl)
+    return RedirectResponse(store.presigned_get(key, ttl), status_code=307)
 
 
 @router.get(
@@ -88,16 +91,8 @@ async def content(
     sig: Signature = None,
 ) -> Response:
     video = await _video(request, session, job_id, "content", index, exp, sig)
-    local = store.is_local(settings)
-    return _serve(
-        request,
-        video["key"],
-        f'"{video["sha256"]}"',
-        video["content_type"],
-        settings.content_url_ttl,
-        local,
-        store.local_path(settings, video["key"]) if local else None,
-    )
+    etag = f'"{video["sha256"]}"'
+    return _serve(request, settings, video["key"], etag, video["content_type"])
 
 
 @router.get(
@@ -116,13 +111,5 @@ async def poster(
     sig: Signature = None,
 ) -> Response:
     video = await _video(request, session, job_id, "poster", index, exp, sig)
-    local = store.is_local(settings)
-    return _serve(
-        request,
-        video["poster_key"],
-        f'"{video["sha256"]}-poster"',
-        "image/jpeg",
-        settings.content_url_ttl,
-        local,
-        store.local_path(settings, video["poster_key"]) if local else None,
-    )
+    etag = f'"{video["sha256"]}-poster"'
+    return _serve(request, settings, video["poster_key"], etag, "image/jpeg")

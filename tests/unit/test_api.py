@@ -203,6 +203,10 @@ def test_deep_multipart_metadata_is_a_422_not_a_500(client: TestClient) -> None:
     response = client.post("/jobs", data={"prompt": "x", "metadata": deep}, files=image)
     assert response.status_code == 422
     assert response.json()["error"]["fields"][0]["field"] == "metadata"
+    # A JSON body nested past the parser's limit is a 422 too, not a 500.
+    body = '{"prompt": "x", "metadata": ' + '{"a":' * 3000 + "1" + "}" * 3001
+    response = client.post("/jobs", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
     nested = '{"a":' * 20 + "1" + "}" * 20
     response = client.post(
         "/jobs",

@@ -12,11 +12,12 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from catalogue import get_catalogue
 from models.base import utcnow
+from models.event import JobEvent
 from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
 from sandbox.videos import sample_mp4
@@ -384,3 +385,22 @@ def test_a_result_over_the_size_cap_fails_as_too_large(
     small = settings.model_copy(update={"archive_max_bytes": 1000})
     advance(session, job_id, clients, small)
     assert reload(session, job_id).error_code == "archive_too_large"
+
+
+@pytest.mark.parametrize("model", MODELS)
+@respx.mock
+def test_a_hostile_state_word_is_kept_short_and_the_job_keeps_going(
+    session: Session, clients: Clients, settings: Settings, model: str
+) -> None:
+    job_id = submitted(session, model, clients, settings)
+    family = FAMILIES[model]
+    huge = "rendering\n" + "x" * 10_000
+    odd = {k: huge for k in family["odd"]}  # the family's own state field, filled with junk
+    respx.get(KIE + family["read"]).respond(json=ok({"taskId": "t-1", **odd}))
+    advance(session, job_id, clients, settings)
+    assert reload(session, job_id).status == S.GENERATING  # still working, not failed
+    reasons = [
+        e.reason or ""
+        for e in session.scalars(select(JobEvent).where(JobEvent.job_id == job_id)).all()
+    ]
+    assert all(len(r) < 100 and "\n" not in r for r in reasons), reasons

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import httpx
 
-from worker.upstreams.base import IN_PROGRESS, TaskInfo, Upstream
+from worker.upstreams.base import TaskInfo, Upstream
 from worker.upstreams.kie_http import ACCOUNT_CODES, KieHTTP
 from worker.upstreams.kie_jobs import KieJobs
 from worker.upstreams.kie_runway import KieRunway
 from worker.upstreams.kie_veo import KieVeo
 
-__all__ = ["ACCOUNT_CODES", "IN_PROGRESS", "KieHTTP", "TaskInfo", "Upstream", "kie_upstreams"]
+__all__ = ["ACCOUNT_CODES", "KieHTTP", "TaskInfo", "Upstream", "kie_upstreams"]
 
 
 def kie_upstreams(

@@ -17,7 +17,6 @@ log = logging.getLogger(__name__)
 # null" right after creation). Anything an upstream reports that is not a known state counts as
 # still in progress: a task that was paid for is never thrown away over a word we do not know.
 State = Literal["pending", "waiting", "queuing", "generating", "success", "fail"]
-IN_PROGRESS: tuple[State, ...] = ("pending", "waiting", "queuing", "generating")
 
 
 @dataclass(frozen=True)
@@ -54,9 +53,19 @@ class Upstream(Protocol):
 _unknown_seen: set[tuple[str, str]] = set()
 
 
+MAX_STATE_WORD = 40  # an upstream's state word is kept (history, logs) to this length
+
+
+def state_word(value: Any) -> str:
+    """The upstream's own word for a state, as soraq keeps it: short, one line."""
+    return " ".join(str(value if value is not None else "").split())[:MAX_STATE_WORD].lower()
+
+
 def unknown_state(family: str, word: str) -> State:
-    """An upstream state we do not know: logged once per name, and counted as in progress."""
-    if (family, word) not in _unknown_seen:
+    """An upstream state we do not know: logged once per name (a bounded number of names: an
+    upstream inventing a new word per answer cannot grow memory or flood the log), and
+    counted as in progress."""
+    if (family, word) not in _unknown_seen and len(_unknown_seen) < 100:
         _unknown_seen.add((family, word))
         log.warning("%s reported an unknown task state %r: treated as in progress", family, word)
     return "generating"

@@ -157,3 +157,24 @@ def callback_task_id(payload: Any) -> str | None:
         if isinstance(value, str) and value:
             return value[:200]
     return None
+
+
+class KieFamily:
+    """What every Kie API family shares: the envelope client, the create call's shape (a
+    body plus callBackUrl, answered with `data.taskId`) and where callbacks name the task."""
+
+    name = ""
+
+    def __init__(self, http: KieHTTP) -> None:
+        self._http = http
+
+    def close(self) -> None:
+        self._http.close()
+
+    def callback_task_id(self, payload: Any) -> str | None:
+        return callback_task_id(payload)
+
+    def _submit(self, path: str, body: dict[str, Any], callback_url: str | None) -> str:
+        if callback_url:
+            body = {**body, "callBackUrl": callback_url}
+        return task_id_or_unknown(self._http.call("POST", path, json=body))

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.upstreams.base import State, TaskInfo, unknown_state, url_list
-from worker.upstreams.kie_http import KieHTTP, callback_task_id, task_id_or_unknown
+from worker.upstreams.base import State, TaskInfo, state_word, unknown_state, url_list
+from worker.upstreams.kie_http import KieFamily
 
 STATES: dict[str, State] = {
     "wait": "waiting",
@@ -18,31 +18,20 @@ STATES: dict[str, State] = {
 }
 
 
-class KieRunway:
+class KieRunway(KieFamily):
     name = "kie-runway"
-
-    def __init__(self, http: KieHTTP) -> None:
-        self._http = http
-
-    def close(self) -> None:
-        self._http.close()
 
     def create(self, model: str, input: dict[str, Any], callback_url: str | None) -> str:
         body: dict[str, Any] = dict(input)  # Runway's body names no model
-        if callback_url:
-            body["callBackUrl"] = callback_url
-        return task_id_or_unknown(self._http.call("POST", "/api/v1/runway/generate", json=body))
+        return self._submit("/api/v1/runway/generate", body, callback_url)
 
     def read(self, task_id: str) -> TaskInfo:
         data = self._http.read_task("/api/v1/runway/record-detail", task_id)
         return task_info(data) if data else TaskInfo(state="pending")
 
-    def callback_task_id(self, payload: Any) -> str | None:
-        return callback_task_id(payload)
-
 
 def task_info(data: dict[str, Any]) -> TaskInfo:
-    word = str(data.get("state") or "").lower()
+    word = state_word(data.get("state"))
     state = STATES.get(word) or unknown_state("kie-runway", word)
     if state == "success":
         raw = data.get("videoInfo")

@@ -12,26 +12,18 @@ import json
 from typing import Any
 
 from worker.errors import ExternalError
-from worker.upstreams.base import State, TaskInfo, unknown_state, url_list
-from worker.upstreams.kie_http import KieHTTP, callback_task_id, task_id_or_unknown
+from worker.upstreams.base import State, TaskInfo, state_word, unknown_state, url_list
+from worker.upstreams.kie_http import KieFamily
 
 FLAGS: dict[int, State] = {0: "generating", 1: "success", 2: "fail", 3: "fail"}
 
 
-class KieVeo:
+class KieVeo(KieFamily):
     name = "kie-veo"
-
-    def __init__(self, http: KieHTTP) -> None:
-        self._http = http
-
-    def close(self) -> None:
-        self._http.close()
 
     def create(self, model: str, input: dict[str, Any], callback_url: str | None) -> str:
         body: dict[str, Any] = {**input, "model": model}
-        if callback_url:
-            body["callBackUrl"] = callback_url
-        return task_id_or_unknown(self._http.call("POST", "/api/v1/veo/generate", json=body))
+        return self._submit("/api/v1/veo/generate", body, callback_url)
 
     def read(self, task_id: str) -> TaskInfo:
         data = self._http.read_task("/api/v1/veo/record-info", task_id)
@@ -65,9 +57,6 @@ class KieVeo:
             callback_url=info.callback_url,
         )
 
-    def callback_task_id(self, payload: Any) -> str | None:
-        return callback_task_id(payload)
-
 
 def _wants_1080p(data: dict[str, Any]) -> bool:
     """Asked for 1080p (paramJson echoes the request) and not delivered in it yet."""
@@ -86,7 +75,7 @@ def _wants_1080p(data: dict[str, Any]) -> bool:
 
 def task_info(data: dict[str, Any]) -> TaskInfo:
     flag = data.get("successFlag")
-    word = str(flag)
+    word = state_word(flag)
     state = (
         FLAGS.get(flag) if isinstance(flag, int) and not isinstance(flag, bool) else None
     ) or unknown_state("kie-veo", word)
