@@ -27,6 +27,22 @@ class CheckedURL:
     port: int
     address: str  # the vetted IP to connect to
 
+    @property
+    def pinned_url(self) -> str:
+        """The URL with the vetted address as its host: the connection goes there, so a DNS
+        answer that changes after the check cannot redirect it (Host and SNI still name the
+        real host: see `host_header`)."""
+        parts = urlsplit(self.url)
+        netloc = f"[{self.address}]" if ":" in self.address else self.address
+        if parts.port:
+            netloc += f":{parts.port}"
+        return parts._replace(netloc=netloc).geturl()
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
 
 def check_scheme(url: str, *, allow_http: bool) -> tuple[str, str, int]:
     parts = urlsplit(url)

@@ -44,13 +44,11 @@ def fetch(url: str, dest: Path, settings: Settings) -> Fetched:
                 checked = resolve(url, allow_http=True, allowed=settings.allowed_networks)
             except UnsafeURL as exc:
                 raise FetchError("archive_failed", f"source URL {exc}", retryable=False) from None
-            target = httpx.URL(url).copy_with(host=checked.address)
-            host = checked.host if checked.port in (80, 443) else f"{checked.host}:{checked.port}"
             try:
                 with http.stream(
                     "GET",
-                    target,
-                    headers={"host": host},
+                    checked.pinned_url,
+                    headers={"host": checked.host_header},
                     extensions={"sni_hostname": checked.host},
                 ) as response:
                     if response.is_redirect and "location" in response.headers:

@@ -136,10 +136,10 @@ def _attempt(
         "webhook-id": delivery.id,
         "webhook-timestamp": str(int(timestamp.timestamp())),
         "webhook-signature": _signatures(client, delivery.id, timestamp, body),
-        "host": _host_header(checked.host, checked.port, checked.scheme),
+        "host": checked.host_header,
     }
     answer = post_within(
-        _pinned_url(checked.url, checked.address),
+        httpx.URL(checked.pinned_url),
         body.encode(),
         headers,
         deadline=settings.webhook_timeout,
@@ -185,16 +185,6 @@ def _signatures(client: Client, event_id: str, timestamp: datetime, body: str) -
     if client.previous_webhook_secret and until is not None and until > utcnow():
         secrets.append(client.previous_webhook_secret)
     return " ".join(Webhook(secret).sign(event_id, timestamp, body) for secret in secrets)
-
-
-def _pinned_url(url: str, address: str) -> httpx.URL:
-    # Connect to the vetted address; Host and SNI still name the receiver's host.
-    return httpx.URL(url).copy_with(host=address)
-
-
-def _host_header(host: str, port: int, scheme: str) -> str:
-    default = 443 if scheme == "https" else 80
-    return host if port == default else f"{host}:{port}"
 
 
 def _record(

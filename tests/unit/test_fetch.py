@@ -60,3 +60,14 @@ def test_a_gone_source_is_told_apart_from_a_failing_one(settings: Settings, tmp_
         fetch(f"{PUBLIC}/busy.mp4", tmp_path / "v", settings)
     assert busy.value.retryable
     assert not busy.value.gone
+
+
+def test_the_connection_goes_to_the_vetted_address_under_the_real_host_name() -> None:
+    from soraq.netguard import CheckedURL
+
+    v6 = CheckedURL("https://h.example:8443/a?b=1", "https", "h.example", 8443, "2606:4700::1")
+    assert v6.pinned_url == "https://[2606:4700::1]:8443/a?b=1"
+    assert v6.host_header == "h.example:8443"
+    v4 = CheckedURL("https://h.example/a", "https", "h.example", 443, "93.184.216.34")
+    assert v4.pinned_url == "https://93.184.216.34/a"
+    assert v4.host_header == "h.example"
