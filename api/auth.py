@@ -21,6 +21,8 @@ class ClientIdentity:
     name: str
     max_active_jobs: int
     create_rate: str | None = None  # None: CLIENT_CREATE_RATE
+    daily_credits: int | None = None  # budgets in Kie credits; None: no cap
+    monthly_credits: int | None = None
 
 
 class KeyCache:
@@ -51,7 +53,12 @@ class KeyCache:
             self._known.pop(digest, None)
             return None
         identity = ClientIdentity(
-            client.id, client.name, client.max_active_jobs, client.create_rate
+            client.id,
+            client.name,
+            client.max_active_jobs,
+            client.create_rate,
+            client.daily_credits,
+            client.monthly_credits,
         )
         if self.ttl > 0:
             if len(self._known) > 10_000:  # bounded: a flood of keys cannot grow it forever

@@ -76,6 +76,13 @@ class TooManyJobs(APIError):
     code = "too_many_active_jobs"
 
 
+class BudgetExceeded(APIError):
+    """The job's estimate would take the client over its daily or monthly credit budget."""
+
+    status_code = 402
+    code = "budget_exceeded"
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 

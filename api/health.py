@@ -109,6 +109,10 @@ class DatabaseCollector:
             "Bytes of archived result files held, by client",
             labels=["client"],
         )
+        credits = GaugeMetricFamily(
+            "soraq_kie_credits_remaining",
+            "The Kie account's balance in credits, as last read (absent until the first read)",
+        )
         paused = GaugeMetricFamily(
             "soraq_account_paused",
             "1 while Kie refuses the account and admission is paused, by reason",
@@ -131,10 +135,15 @@ class DatabaseCollector:
                 select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)
             ):
                 webhooks.add_metric([state], count)
-            reason = connection.execute(
-                select(SchedulerState.account_reason).where(SchedulerState.name == "kie")
-            ).scalar()
+            account = connection.execute(
+                select(SchedulerState.account_reason, SchedulerState.kie_credits).where(
+                    SchedulerState.name == "kie"
+                )
+            ).first()
+            reason = account.account_reason if account else None
             paused.add_metric([reason or ""], 1.0 if reason else 0.0)
+            if account is not None and account.kie_credits is not None:
+                credits.add_metric([], float(account.kie_credits))
             for client, total in connection.execute(storage_by_client()):
                 storage.add_metric([client], float(total or 0))
-        yield from (jobs, depth, oldest, webhooks, paused, storage)
+        yield from (jobs, depth, oldest, webhooks, paused, storage, credits)

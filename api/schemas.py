@@ -140,6 +140,45 @@ class JobResult(BaseModel):
         )
 
 
+class JobUsage(BaseModel):
+    """What a job costs in Kie credits."""
+
+    credits_estimated: float | None = Field(
+        None, description="From the catalogue's price table when the job was created."
+    )
+    credits_charged: float | None = Field(
+        None,
+        description="Kie's consumeCredits when reported; else the estimate once the job is at "
+        "an end (0 when it never reached Kie). None while it runs.",
+    )
+    credits_charged_source: Literal["kie", "estimate", "not_submitted"] | None = None
+    usd_estimated: float | None = Field(
+        None, description="credits_charged (else the estimate) × CREDIT_USD_RATE."
+    )
+
+    @classmethod
+    def of(cls, job: Job) -> JobUsage:
+        charged: float | None = None
+        source: Literal["kie", "estimate", "not_submitted"] | None = None
+        if job.credits_reported is not None:
+            charged, source = job.credits_reported, "kie"
+        elif job.status == JobStatus.SUCCEEDED:
+            charged, source = job.credits_estimated, "estimate"
+        elif job.status in (JobStatus.FAILED, JobStatus.CANCELED):
+            if (job.credits_reserved or 0) > 0:
+                charged, source = job.credits_reserved, "estimate"
+            else:
+                charged, source = 0.0, "not_submitted"
+        basis = charged if charged is not None else job.credits_estimated
+        rate = get_settings().credit_usd_rate
+        return cls(
+            credits_estimated=job.credits_estimated,
+            credits_charged=charged,
+            credits_charged_source=source,
+            usd_estimated=round(basis * rate, 4) if basis is not None else None,
+        )
+
+
 class WebhookStatus(BaseModel):
     event_id: str
     state: str
@@ -179,6 +218,7 @@ class JobOut(BaseModel):
     eta: datetime | None = Field(
         None, description="While generating: when the video is expected, from recent runs."
     )
+    usage: JobUsage = Field(default_factory=JobUsage)
 
     @classmethod
     def of(
@@ -232,6 +272,7 @@ class JobOut(BaseModel):
             waiting_reason=(job.waiting_reason or waiting_reason)
             if job.status == JobStatus.QUEUED
             else None,
+            usage=JobUsage.of(job),
         ).model_copy(update=estimate(job))
 
 

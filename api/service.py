@@ -20,10 +20,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import ClientIdentity
+from api.budgets import budget_check, refuse_if_over_budget
 from api.errors import APIError, JobFinished, NotFound, RateLimited, TooManyJobs
 from api.nudge import Nudger
 from api.schemas import PRIORITIES, JobCreate
 from catalogue import ModelSpec, get_catalogue
+from models.account_queries import record_balance, record_charge
 from models.base import utcnow
 from models.event import JobEvent
 from models.idempotency import IdempotencyKey
@@ -296,6 +298,7 @@ async def create_job(
             f"{settings.prompt_max_length}",
         )
     check_images_for(spec, sources)
+    estimate = spec.estimate(params)
     for source in sources:
         if source.url is not None:
             await check_public_url(source.url, source.field, settings)
@@ -337,6 +340,8 @@ async def create_job(
         images=images or None,
         webhook_url=webhook_url,
         priority=PRIORITIES[request.priority],
+        credits_estimated=estimate,
+        credits_reserved=estimate,  # counts against the client's budgets until it settles
         attempts=0,
         created_at=now,
         updated_at=now,
@@ -350,10 +355,12 @@ async def create_job(
         await session.execute(_CLIENT_LOCK, {"client_id": client.id})
     # Core statements, not the ORM's unit of work: this is the hottest path in the API.
     inserted = await session.scalar(
-        *insert_job_within_limit(job, client.max_active_jobs, rate.count, since)
+        *insert_job_within_limit(
+            job, client.max_active_jobs, rate.count, since, budget_check(client, now)
+        )
     )
     if inserted is None:
-        await _refuse_over_limit(session, client, rate, since, now)
+        await _refuse_over_limit(session, client, rate, since, now, estimate)
     await session.execute(
         _NEW_EVENT,
         {
@@ -412,7 +419,12 @@ async def create_job(
 
 
 async def _refuse_over_limit(
-    session: AsyncSession, client: ClientIdentity, rate: Rate, since: datetime, now: datetime
+    session: AsyncSession,
+    client: ClientIdentity,
+    rate: Rate,
+    since: datetime,
+    now: datetime,
+    estimate: float,
 ) -> None:
     active = await session.scalar(active_job_count(client.id, client.max_active_jobs))
     if (active or 0) >= client.max_active_jobs:
@@ -421,6 +433,7 @@ async def _refuse_over_limit(
             f"{client.max_active_jobs}; retry when some finish",
             headers={"Retry-After": "30"},
         )
+    await refuse_if_over_budget(session, client, estimate, now)
     oldest = await session.scalar(
         select(func.min(Job.created_at)).where(Job.client_id == client.id, Job.created_at > since)
     )
@@ -556,3 +569,20 @@ async def kie_callback(
         return False
     nudger.nudge()
     return True
+
+
+async def kie_callback_credits(
+    session: AsyncSession,
+    job_id: str,
+    task_id: str,
+    charged: float | None,
+    remaining: float | None,
+) -> None:
+    """A callback's consumeCredits settles the job's charge (its own task only); its
+    remainedCredits is the account's balance as of now."""
+    now = utcnow()
+    if charged is not None:
+        await session.execute(record_charge(job_id, task_id, charged))
+    if remaining is not None:
+        await session.execute(record_balance(remaining, now))
+    await session.commit()

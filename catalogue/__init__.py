@@ -17,6 +17,7 @@ from typing import Any, Literal
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from catalogue.pricing import Price, parse_price
 from soraq.config import get_settings
 from soraq.errors import InvalidRequest
 
@@ -100,10 +101,15 @@ class ModelSpec:
     roles: dict[str, ImageRole] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     all_of: tuple[dict[str, Any], ...] = ()
+    price: Price | None = None
 
     @property
     def live(self) -> bool:
         return self.status == "live"
+
+    def estimate(self, params: dict[str, Any]) -> float:
+        """Kie credits one task with these params costs, by the catalogue's price table."""
+        return self.price.credits(params) if self.price is not None else 0.0
 
     @cached_property
     def input_schema(self) -> dict[str, Any]:
@@ -206,7 +212,21 @@ class ModelSpec:
             "image_types": list(self.image_types) if self.roles else [],
             "image_max_bytes": self.image_max_bytes if self.roles else None,
             "progress": self.progress,
+            "price": (
+                {
+                    "per_second": self.price.per_second,
+                    "per_task": self.price.per_task,
+                    "factor": self.price.factor,
+                    "add": self.price.add,
+                    "default_credits": self.estimate(self.validate_defaults()),
+                }
+                if self.price is not None and self.live
+                else None
+            ),
         }
+
+    def validate_defaults(self) -> dict[str, Any]:
+        return {n: p.default for n, p in self.params.items() if p.default is not None}
 
 
 def _error_rank(error: ValidationError) -> tuple[int, str]:
@@ -312,6 +332,7 @@ def _model(raw: dict[str, Any]) -> ModelSpec:
         roles=roles,
         fixed=dict(raw.get("fixed") or {}),
         all_of=tuple(raw.get("all_of") or ()),
+        price=parse_price(raw["id"], raw.get("price")),
     )
 
 
@@ -321,6 +342,9 @@ def parse(data: dict[str, Any]) -> Catalogue:
     for spec in models.values():
         if spec.live:
             spec.validator  # noqa: B018 — compile now: a broken schema fails at start-up
+            if spec.price is None:
+                # Budgets and the balance guard rely on every job having an estimate.
+                raise ValueError(f"live model {spec.id} has no price")
         elif spec.replaced_by not in models or not models[spec.replaced_by].live:
             raise ValueError(f"retired model {spec.id} must name a live replaced_by")
     for default in (catalogue.default_text_model, catalogue.default_image_model):

@@ -48,4 +48,7 @@ class Client(Base):
     previous_webhook_secret: Mapped[str | None] = mapped_column(String(100), default=None)
     previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     retention_days: Mapped[int | None] = mapped_column(Integer, default=None)  # RESULT_RETENTION
+    # Budgets in Kie credits per UTC calendar day and month; None: no cap.
+    daily_credits: Mapped[int | None] = mapped_column(Integer, default=None)
+    monthly_credits: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -71,6 +72,13 @@ class Job(Base):
     # Archived result files: when they are deleted (RESULT_RETENTION), and what they take.
     media_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     media_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Kie credits. The estimate comes from the catalogue's price table at creation; `reported`
+    # is Kie's own figure (a callback's consumeCredits); `reserved` is what counts against the
+    # client's budgets: the estimate until the job settles, then the charge (reported, else
+    # the estimate), or 0 when the job ended before Kie accepted it (nothing was spent).
+    credits_estimated: Mapped[float | None] = mapped_column(Float, default=None)
+    credits_reported: Mapped[float | None] = mapped_column(Float, default=None)
+    credits_reserved: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     progress: Mapped[int | None] = mapped_column(Integer, default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)

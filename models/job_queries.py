@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
@@ -101,14 +102,35 @@ def recent_job_count(
     return select(func.count()).select_from(recent)
 
 
+def credits_used(
+    client_id: str | ColumnElement[str], since: datetime | ColumnElement[datetime]
+) -> Select[Any]:
+    """What a client's jobs created since `since` hold against its budget (reservations and
+    settled charges), on the (client_id, created_at) index."""
+    return select(func.coalesce(func.sum(Job.credits_reserved), 0.0)).where(
+        Job.client_id == client_id, Job.created_at >= since
+    )
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    """A client's budgets for the insert: each cap with the start of its UTC period."""
+
+    daily: float | None = None
+    day_start: datetime | None = None
+    monthly: float | None = None
+    month_start: datetime | None = None
+
+
 def insert_job_within_limit(
-    job: Job, up_to: int, rate_count: int, rate_since: datetime
+    job: Job, up_to: int, rate_count: int, rate_since: datetime, budget: BudgetCheck
 ) -> tuple[Insert, dict[str, Any]]:
-    """Insert a new job unless its client already has `up_to` unfinished ones: the bounded
-    count and the insert in one statement, one round trip. It returns the new job's id; no
-    row: over the limit. (RETURNING, not rowcount: the async psycopg adapter reports -1.)
-    Returns the statement (built once: building SQL costs more than running it here) and its
-    parameters."""
+    """Insert a new job unless its client already has `up_to` unfinished ones, has created
+    `rate_count` since `rate_since`, or would go over a budget with this job's reservation:
+    the bounded counts, the sums and the insert in one statement, one round trip. It returns
+    the new job's id; no row: over a limit. (RETURNING, not rowcount: the async psycopg
+    adapter reports -1.) Returns the statement (built once per budget shape: building SQL
+    costs more than running it here) and its parameters."""
     params = {f"new_{column.key}": getattr(job, key) for column, key in _job_columns()}
     params.update(
         limit_client_id=job.client_id,
@@ -116,7 +138,11 @@ def insert_job_within_limit(
         rate_count=rate_count,
         rate_since=rate_since,
     )
-    return _insert_within_limit(), params
+    if budget.daily is not None:
+        params.update(daily_cap=budget.daily, day_start=budget.day_start)
+    if budget.monthly is not None:
+        params.update(monthly_cap=budget.monthly, month_start=budget.month_start)
+    return _insert_within_limit(budget.daily is not None, budget.monthly is not None), params
 
 
 _JOBS = cast(Table, Job.__table__)
@@ -128,8 +154,8 @@ def _job_columns() -> list[tuple[Column[Any], str]]:
     return [(column, mapper.get_property_by_column(column).key) for column in _JOBS.columns]
 
 
-@lru_cache(maxsize=1)
-def _insert_within_limit() -> Insert:
+@lru_cache(maxsize=4)
+def _insert_within_limit(daily: bool, monthly: bool) -> Insert:
     limit = bindparam("limit_up_to", type_=Integer)
     count = active_job_count(bindparam("limit_client_id", type_=String), limit).scalar_subquery()
     # Every column is given: column defaults do not apply to INSERT … SELECT.
@@ -142,6 +168,16 @@ def _insert_within_limit() -> Insert:
         bindparam("limit_client_id", type_=String), since, rate_count
     ).scalar_subquery()
     within_limit = row.where(count < limit, recent < rate_count)
+    client = bindparam("limit_client_id", type_=String)
+    reserve = bindparam("new_credits_reserved", type_=Job.credits_reserved.type)
+    for given, cap, start in (
+        (daily, "daily_cap", "day_start"),
+        (monthly, "monthly_cap", "month_start"),
+    ):
+        if given:
+            used = credits_used(client, bindparam(start, type_=Job.created_at.type))
+            cap_value = bindparam(cap, type_=Job.credits_reserved.type)
+            within_limit = within_limit.where(used.scalar_subquery() + reserve <= cap_value)
     return insert(_JOBS).from_select(columns, within_limit).returning(_JOBS.c.id)
 
 

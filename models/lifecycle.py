@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, literal, select, update
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -58,12 +58,37 @@ def transition_values(
     if new != expected and new not in ALLOWED[expected]:
         raise IllegalTransition(f"{expected} -> {new}")
     values = {"status": new, "updated_at": now, **values}
+    values.update(_settle_credits(expected, new, values))
     if "next_check_at" in values:
         values["claimed_until"] = None  # a step that sets the next time ends the sweep's claim
     if new in TERMINAL:
         values.setdefault("finished_at", now)
         values["next_check_at"] = None
     return values
+
+
+# States a job leaves without Kie having accepted a task: nothing was spent.
+_BEFORE_KIE = frozenset({S.QUEUED, S.UPLOADING})
+
+
+def _settle_credits(expected: JobStatus, new: JobStatus, values: dict[str, Any]) -> dict[str, Any]:
+    """A job's budget reservation at its end: the charge on success (Kie's reported figure,
+    else the estimate); nothing when it ended before Kie accepted a task (a refusal with an
+    answer, or before the createTask). A submit whose outcome is unknown, or a cancel while
+    the createTask is in flight, keeps its reservation: the task may exist and be paid for."""
+    if new == S.SUCCEEDED:
+        return {"credits_reserved": func.coalesce(Job.credits_reported, Job.credits_estimated, 0.0)}
+    if new in (S.FAILED, S.CANCELED) and (
+        expected in _BEFORE_KIE
+        or (
+            expected == S.SUBMITTING
+            and new == S.FAILED
+            and values.get("error_code") != "submit_unknown"
+            and "kie_task_id" not in values
+        )
+    ):
+        return {"credits_reserved": 0.0}
+    return {}
 
 
 def cas_update(job_id: str, expected: JobStatus, values: dict[str, Any]) -> Any:
@@ -193,6 +218,9 @@ def retry(session: Session, job_id: str, *, now: datetime | None = None, reason:
                 "error_code": None,
                 "error_message": None,
                 "kie_fail_code": None,
+                # A fresh attempt is a new task, paid for anew: it reserves its estimate again.
+                "credits_reported": None,
+                "credits_reserved": func.coalesce(Job.credits_estimated, 0.0),
                 "deadline_at": None,
                 "submitted_at": None,
                 "started_at": None,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, String
+from sqlalchemy import JSON, Float, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
@@ -31,3 +31,12 @@ class SchedulerState(Base):
     account_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     account_probe_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     account_probe_job: Mapped[str | None] = mapped_column(String(40), default=None)
+    # The account's balance in Kie credits, as last read (GET /api/v1/chat/credit, or a
+    # callback's remainedCredits), and when the next read is due (claimed by one dispatcher).
+    kie_credits: Mapped[float | None] = mapped_column(Float, default=None)
+    kie_credits_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    balance_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # A low-credits episode: since when, and its one operator alert (pending | sent | failed).
+    low_credits_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    low_credits_alert: Mapped[str | None] = mapped_column(String(16), default=None)
+    low_credits_alert_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

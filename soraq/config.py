@@ -114,6 +114,16 @@ class Settings(BaseSettings):
     # this often, never more.
     account_probe_interval: float = Field(60.0, gt=0)
 
+    # Credits. Kie's balance is read every KIE_BALANCE_INTERVAL (and from every callback);
+    # below KIE_LOW_CREDITS operators are alerted once per episode; below KIE_MIN_CREDITS, or
+    # below the next job's estimate, admission pauses (kie_low_credits) instead of meeting 402.
+    credit_usd_rate: float = Field(0.005, ge=0)  # USD per Kie credit, for usd_estimated
+    kie_balance_interval: float = Field(300.0, gt=0)
+    kie_low_credits: float = Field(1000.0, ge=0)
+    kie_min_credits: float = Field(0.0, ge=0)
+    # Account events (account.low_credits), signed with `soraq operator-secret`.
+    operator_webhook_url: str | None = None
+
     # Clients and their completion webhooks (Standard Webhooks).
     default_max_active_jobs: int = Field(100, ge=1)
     # New jobs per client (a client's own `create_rate` overrides it): a flood gets 429s.

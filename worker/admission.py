@@ -27,7 +27,7 @@ from models.job import Job, JobStatus
 from models.lifecycle import AT_KIE
 from models.scheduler import SchedulerState
 from soraq.config import Settings
-from worker import account
+from worker import account, credits
 from worker.limiter import check_window, create_window
 
 STATE = "kie"
@@ -39,6 +39,7 @@ class Budget:
     admitted: list[str]
     checks: int
     state: SchedulerState
+    read_balance: bool = False  # this dispatcher claimed the next balance read
 
 
 def lock_state(session: Session, now: datetime) -> SchedulerState:
@@ -110,12 +111,19 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
             settings.kie_max_in_flight - in_flight(session) - pending,
             settings.sweep_batch,
         )
-        if state.account_reason is not None:
+        low = state.account_reason == credits.LOW_CREDITS
+        if state.account_reason is not None and not low:
             # The account is refused: one probe per interval, nothing else.
             room = 1 if room > 0 and account.take_probe(state, now, settings) else 0
         if room > 0:
-            admitted = list(session.scalars(fair_order(now, room)))
-            if state.account_reason is not None and admitted:
+            # Only what the balance covers goes to Kie: a 402 prevented, not reported.
+            candidates = list(session.scalars(fair_order(now, room)))
+            admitted = credits.affordable(session, state, candidates, now, settings)
+            if candidates and not admitted:
+                credits.pause_low(session, state, now, settings)
+            elif admitted and low:
+                credits.resume_low(session, state)
+            elif state.account_reason is not None and admitted:
                 state.account_probe_job = admitted[0]
         if admitted:
             session.execute(
@@ -124,7 +132,8 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
                 .values(next_check_at=now + lease, admitted_at=now)
                 .execution_options(synchronize_session=False)
             )
-    return Budget(admitted, check_window(settings).room(state, now), state)
+    read_balance = credits.claim_balance_read(state, now, settings)
+    return Budget(admitted, check_window(settings).room(state, now), state, read_balance)
 
 
 def acquire_create(session: Session, settings: Settings, job_id: str) -> float | None:

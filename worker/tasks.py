@@ -16,7 +16,7 @@ from models.lifecycle import NEW_DELIVERIES
 from soraq.config import get_settings
 from soraq.metrics import SWEEP_SECONDS
 from soraq.once import per_process
-from worker import webhooks
+from worker import credits, webhooks
 from worker.admission import admit, record_checks
 from worker.app import celery_app
 from worker.imgbb import ImgbbClient
@@ -77,6 +77,8 @@ def dispatch() -> int:
             claim_due_deliveries(dialect, now=now, limit=settings.sweep_batch, lease=lease)
         ).all()
         session.commit()
+    if budget.read_balance:
+        read_kie_balance.apply_async()
     jobs = [*budget.admitted, *checks]
     if jobs or deliveries:
         with celery_app.producer_or_acquire() as producer:
@@ -85,6 +87,14 @@ def dispatch() -> int:
             for delivery_id, attempt in deliveries:
                 deliver_webhook.apply_async((delivery_id, attempt), producer=producer)
     return len(jobs) + len(deliveries)
+
+
+@celery_app.task(name="soraq.kie_balance", acks_late=True, ignore_result=True)
+def read_kie_balance() -> float | None:
+    """Read the Kie account's balance (claimed by one dispatcher per interval)."""
+    with session_scope() as session:
+        kie = clients().kie_files
+        return credits.read_balance(session, kie, get_settings()) if kie else None
 
 
 @celery_app.task(name="soraq.cleanup", acks_late=True, ignore_result=True)

@@ -22,7 +22,7 @@ from api import service
 from api.deps import NudgerDep, SessionDep, SettingsDep
 from api.errors import NotFound, PayloadTooLarge, Unauthorized
 from models.job import JobStatus
-from worker.upstreams.kie_http import callback_task_id
+from worker.upstreams.kie_http import callback_credits, callback_task_id
 
 router = APIRouter(tags=["kie"], include_in_schema=False)
 
@@ -72,7 +72,8 @@ async def kie_callback(
     if job is None:
         raise NotFound("unknown callback")
     body = await _read_limited(request, MAX_CALLBACK_BYTES)
-    task_id = callback_task_id(await anyio.to_thread.run_sync(_parse, body)) or ""
+    payload = await anyio.to_thread.run_sync(_parse, body)
+    task_id = callback_task_id(payload) or ""
     if settings.kie_webhook_hmac_key is not None:
         key = settings.kie_webhook_hmac_key.get_secret_value()
         if not _signature_ok(key, request, task_id):
@@ -87,4 +88,7 @@ async def kie_callback(
     acted = await service.kie_callback(
         session, job, task_id, debounce=settings.callback_debounce, nudger=nudger
     )
+    charged, remaining = callback_credits(payload)
+    if task_id and (charged is not None or remaining is not None):
+        await service.kie_callback_credits(session, job.id, task_id, charged, remaining)
     return {"received": True, "checked": acted}

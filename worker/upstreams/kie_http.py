@@ -78,6 +78,15 @@ class KieHTTP:
         data = self.call_any("POST", "/api/v1/common/download-url", json={"url": url})
         return data if isinstance(data, str) and data.startswith(("https://", "http://")) else None
 
+    def credit_balance(self) -> float:
+        """The account's balance in credits (`GET /api/v1/chat/credit`), or ExternalError."""
+        value = credit_amount(self.call_any("GET", "/api/v1/chat/credit"))
+        if value is None:
+            raise ExternalError(
+                "kie_bad_response", "Kie's balance was not a number", retryable=True
+            )
+        return value
+
     def call_any(self, method: str, path: str, **kwargs: Any) -> Any:
         """The body's `data`, whatever its type, or ExternalError."""
         try:
@@ -157,6 +166,39 @@ def callback_task_id(payload: Any) -> str | None:
         if isinstance(value, str) and value:
             return value[:200]
     return None
+
+
+MAX_CREDITS = 1e9  # more than any account holds: a larger figure is not believed
+
+
+def credit_amount(value: Any) -> float | None:
+    """A credit figure Kie sent (a number, or a numeric string), if it is a sane one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip()[:32])
+        except ValueError:
+            return None
+    if not isinstance(value, int | float) or value != value or not 0 <= value <= MAX_CREDITS:
+        return None  # NaN, negative, infinite or absurd
+    return round(float(value), 2)
+
+
+def callback_credits(payload: Any) -> tuple[float | None, float | None]:
+    """A completion callback's (consumeCredits, remainedCredits), top level or under data."""
+    if not isinstance(payload, dict):
+        return None, None
+    raw = payload.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+
+    def first(name: str) -> float | None:
+        for source in (payload, data):
+            if name in source:
+                return credit_amount(source[name])
+        return None
+
+    return first("consumeCredits"), first("remainedCredits")
 
 
 class KieFamily:

@@ -1,0 +1,40 @@
+"""Queries about the Kie account's credits: its balance (on the scheduler row) and what each
+job was charged."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Update, update
+
+from models.job import Job
+from models.scheduler import SchedulerState
+
+STATE = "kie"
+
+
+def record_balance(credits: float, now: datetime) -> Update:
+    """The balance as read at `now`; an older reading arriving late does not overwrite it."""
+    return (
+        update(SchedulerState)
+        .where(SchedulerState.name == STATE)
+        .where((SchedulerState.kie_credits_at.is_(None)) | (SchedulerState.kie_credits_at <= now))
+        .values(kie_credits=credits, kie_credits_at=now)
+    )
+
+
+def record_charge(job_id: str, task_id: str, credits: float) -> Any:
+    """Kie reported what the job's task cost: it is the job's charge, and what holds against
+    its client's budget from now on. Only for the job's own task (or, before it knows its
+    task, the one it is about to adopt)."""
+    return (
+        update(Job)
+        .where(Job.id == job_id)
+        .where(
+            (Job.kie_task_id == task_id)
+            | (Job.kie_task_id.is_(None) & (Job.adopt_task_id == task_id))
+        )
+        .values(credits_reported=credits, credits_reserved=credits)
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,268 @@
+"""The Kie account's credits: read the balance, alert operators when it runs low, and hold
+admission back before Kie would answer 402.
+
+- The balance is read every KIE_BALANCE_INTERVAL by one process (the dispatcher that claims
+  the read under the scheduler lock), more often while low, and refreshed by every callback's
+  remainedCredits (api.routes.kie).
+- Below KIE_LOW_CREDITS an episode starts: one ERROR line and one signed `account.low_credits`
+  event to OPERATOR_WEBHOOK_URL (retried with the next reads, at most ALERT_ATTEMPTS times).
+  It ends when the balance is back above the threshold.
+- Admission spends from the balance as last read, minus what jobs admitted since have taken
+  or are about to take. Below KIE_MIN_CREDITS or below the next job's estimate, admission
+  pauses with the account-level pause (worker.account) under reason `kie_low_credits`: no
+  probe reaches Kie; a balance read that shows enough ends it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+from standardwebhooks import Webhook
+
+from models.account_queries import record_balance
+from models.base import utcnow
+from models.job import Job, JobStatus
+from models.scheduler import SchedulerState
+from soraq.config import Settings
+from soraq.netguard import UnsafeURL, resolve
+from soraq.operator_secret import operator_secret
+from worker.errors import ExternalError
+from worker.http import USER_AGENT
+from worker.upstreams.kie_http import KieHTTP
+from worker.webhook_send import post_within
+
+log = logging.getLogger(__name__)
+
+STATE = "kie"
+LOW_CREDITS = "kie_low_credits"
+ALERT_ATTEMPTS = 5
+
+
+def claim_balance_read(state: SchedulerState, now: datetime, settings: Settings) -> bool:
+    """Under the scheduler lock: is a balance read due? Claiming it sets the next one, so one
+    dispatcher reads however many run. While low or paused, reads come every probe interval:
+    a top-up is noticed within it."""
+    low = state.account_reason == LOW_CREDITS or state.low_credits_alert == "pending"
+    fell_low = (
+        state.kie_credits is not None
+        and state.kie_credits < settings.kie_low_credits
+        and state.low_credits_since is None
+    )
+    if not fell_low and state.balance_check_at is not None and now < state.balance_check_at:
+        return False
+    interval = settings.account_probe_interval if low else settings.kie_balance_interval
+    state.balance_check_at = now + timedelta(seconds=interval)
+    return True
+
+
+def committed_credits(session: Session, state: SchedulerState, now: datetime) -> float:
+    """What unfinished jobs have taken from the balance since it was read, or are about to:
+    submitted after the reading, between admission and Kie's answer, or admitted and on
+    their way. Unfinished jobs only (the sweep's partial index): a finished one's charge is
+    in the next reading."""
+    since = state.kie_credits_at or now
+    taking = or_(
+        Job.submitted_at >= since,
+        Job.status.in_([JobStatus.UPLOADING, JobStatus.SUBMITTING]),
+        (Job.status == JobStatus.QUEUED) & Job.admitted_at.is_not(None) & (Job.next_check_at > now),
+    )
+    total = session.scalar(
+        select(func.coalesce(func.sum(Job.credits_estimated), 0.0)).where(
+            Job.next_check_at.is_not(None), taking
+        )
+    )
+    return float(total or 0.0)
+
+
+def affordable(
+    session: Session,
+    state: SchedulerState,
+    candidates: list[str],
+    now: datetime,
+    settings: Settings,
+) -> list[str]:
+    """The leading candidates the balance covers (all of them while the balance is unknown)."""
+    if state.kie_credits is None or not candidates:
+        return candidates
+    available = state.kie_credits - committed_credits(session, state, now)
+    estimates = dict(
+        session.execute(select(Job.id, Job.credits_estimated).where(Job.id.in_(candidates))).all()
+    )
+    covered: list[str] = []
+    for job_id in candidates:
+        cost = float(estimates.get(job_id) or 0.0)
+        if available < settings.kie_min_credits or available < cost:
+            break
+        covered.append(job_id)
+        available -= cost
+    return covered
+
+
+def pause_low(session: Session, state: SchedulerState, now: datetime, settings: Settings) -> None:
+    """The balance cannot cover the next job: pause admission (once per episode, logged)."""
+    if state.account_reason is not None:
+        return
+    state.account_reason = LOW_CREDITS
+    state.account_paused_at = now
+    state.account_probe_at = None
+    state.account_probe_job = None
+    state.balance_check_at = now + timedelta(seconds=settings.account_probe_interval)
+    log.error(
+        "Kie's balance (%.2f credits) is below KIE_MIN_CREDITS (%.2f) or the next job's "
+        "estimate: admission is paused until the account is topped up",
+        state.kie_credits or 0.0,
+        settings.kie_min_credits,
+    )
+
+
+def resume_low(session: Session, state: SchedulerState) -> None:
+    """The balance covers the next job again: the low-credits pause ends."""
+    state.account_reason = None
+    state.account_paused_at = None
+    state.account_probe_at = None
+    state.account_probe_job = None
+    session.execute(
+        update(Job)
+        .where(Job.status == JobStatus.QUEUED, Job.waiting_reason == LOW_CREDITS)
+        .values(waiting_reason=None)
+        .execution_options(synchronize_session=False)
+    )
+    log.warning(
+        "Kie's balance covers the next job again (%.2f credits): admission resumed",
+        state.kie_credits or 0.0,
+    )
+
+
+def read_balance(session: Session, kie: KieHTTP, settings: Settings) -> float | None:
+    """One balance read, recorded; then the low-credits episode's bookkeeping and alert."""
+    try:
+        credits = kie.credit_balance()
+    except ExternalError as exc:
+        log.warning("could not read Kie's balance: %s", exc)
+        return None
+    now = utcnow()
+    session.execute(record_balance(credits, now))
+    session.commit()
+    note_episode(session, credits, now, settings)
+    return credits
+
+
+def note_episode(session: Session, credits: float, now: datetime, settings: Settings) -> None:
+    if credits >= settings.kie_low_credits:
+        session.execute(
+            update(SchedulerState)
+            .where(SchedulerState.name == STATE, SchedulerState.low_credits_since.is_not(None))
+            .values(low_credits_since=None, low_credits_alert=None, low_credits_alert_attempts=0)
+        )
+        session.commit()
+        return
+    started = session.execute(
+        update(SchedulerState)
+        .where(SchedulerState.name == STATE, SchedulerState.low_credits_since.is_(None))
+        .values(
+            low_credits_since=now,
+            low_credits_alert="pending" if settings.operator_webhook_url else "logged",
+            low_credits_alert_attempts=0,
+        )
+    ).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    if started:
+        log.error(
+            "Kie's balance is low: %.2f credits, below KIE_LOW_CREDITS (%.2f); top up the "
+            "account before admission has to pause",
+            credits,
+            settings.kie_low_credits,
+        )
+    state = session.get(SchedulerState, STATE, populate_existing=True)
+    if state is not None and state.low_credits_alert == "pending":
+        _send_alert(session, state, credits, now, settings)
+
+
+def alert_body(event_id: str, credits: float, since: datetime, settings: Settings) -> str:
+    data: dict[str, Any] = {
+        "credits_remaining": credits,
+        "low_credits_threshold": settings.kie_low_credits,
+        "min_credits": settings.kie_min_credits,
+        "usd_remaining": round(credits * settings.credit_usd_rate, 2),
+        "since": since.isoformat(),
+    }
+    return json.dumps(
+        {"type": "account.low_credits", "timestamp": utcnow().isoformat(), "data": data},
+        separators=(",", ":"),
+    )
+
+
+def _send_alert(
+    session: Session,
+    state: SchedulerState,
+    credits: float,
+    now: datetime,
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> None:
+    """One attempt at the episode's alert; the attempt is claimed first (compare-and-set on
+    the count), so two readers never send it twice."""
+    attempts = state.low_credits_alert_attempts
+    claimed = session.execute(
+        update(SchedulerState)
+        .where(
+            SchedulerState.name == STATE,
+            SchedulerState.low_credits_alert == "pending",
+            SchedulerState.low_credits_alert_attempts == attempts,
+        )
+        .values(low_credits_alert_attempts=attempts + 1)
+    ).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    if not claimed or not settings.operator_webhook_url:
+        return
+    since = state.low_credits_since or now
+    event_id = f"msg_lowcredits_{int(since.timestamp())}"  # one id per episode
+    body = alert_body(event_id, credits, since, settings)
+    outcome = "failed"
+    try:
+        checked = resolve(
+            settings.operator_webhook_url,
+            allow_http=settings.webhook_allow_http,
+            allowed=settings.allowed_networks,
+        )
+    except UnsafeURL as exc:
+        log.error("OPERATOR_WEBHOOK_URL refused: %s", exc)
+        checked = None
+    if checked is not None:
+        stamp = utcnow()
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": event_id,
+            "webhook-timestamp": str(int(stamp.timestamp())),
+            "webhook-signature": Webhook(operator_secret(settings)).sign(event_id, stamp, body),
+            "host": checked.host_header,
+        }
+        answer = post_within(
+            httpx.URL(checked.pinned_url),
+            body.encode(),
+            headers,
+            deadline=settings.webhook_timeout,
+            sni_hostname=checked.host,
+            transport=transport,
+        )
+        if answer.status is not None and 200 <= answer.status < 300:
+            outcome = "sent"
+        else:
+            log.warning(
+                "the low-credits alert to OPERATOR_WEBHOOK_URL failed: %s",
+                answer.error or f"HTTP {answer.status}",
+            )
+    if outcome == "sent" or attempts + 1 >= ALERT_ATTEMPTS or checked is None:
+        session.execute(
+            update(SchedulerState)
+            .where(SchedulerState.name == STATE, SchedulerState.low_credits_alert == "pending")
+            .values(low_credits_alert=outcome)
+        )
+        session.commit()
