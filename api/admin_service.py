@@ -29,6 +29,7 @@ from models.client import Client
 from models.event import JobEvent
 from models.job import Job, JobStatus
 from models.lifecycle import record_event, retry
+from models.scheduler import SchedulerState
 from models.webhook import DeliveryState, WebhookDelivery
 from soraq.errors import InvalidRequest
 
@@ -183,8 +184,22 @@ async def stats(session: AsyncSession, window: timedelta) -> dict[str, Any]:
         },
         "queue_depth": {status: n for status, n in (await session.execute(queue_depth())).all()},
         "oldest_due_seconds": round((now - oldest).total_seconds(), 3) if oldest else None,
+        "kie_credits": await _balance(session),
         "storage_bytes": {
             name: int(total or 0)
             for name, total in (await session.execute(storage_by_client())).all()
         },
+    }
+
+
+async def _balance(session: AsyncSession) -> dict[str, Any]:
+    """The Kie account's balance as last read, and whether admission is paused for it."""
+    state = await session.get(SchedulerState, "kie", populate_existing=True)
+    if state is None:
+        return {"remaining": None, "read_at": None, "low_since": None, "paused": None}
+    return {
+        "remaining": state.kie_credits,
+        "read_at": state.kie_credits_at.isoformat() if state.kie_credits_at else None,
+        "low_since": state.low_credits_since.isoformat() if state.low_credits_since else None,
+        "paused": state.account_reason,
     }

@@ -11,7 +11,7 @@ from api import errors
 from api.auth import KeyCache
 from api.limits import BodySizeLimit
 from api.nudge import Nudger
-from api.routes import admin, content, dashboard, jobs, kie, meta
+from api.routes import admin, content, dashboard, jobs, kie, meta, usage
 from api.security_headers import DashboardHeaders
 from api.sessions import session_signing_key
 from models.db import async_session_factory, make_async_engine
@@ -67,5 +67,6 @@ def create_app() -> FastAPI:
     app.include_router(content.router)
     app.include_router(kie.router)
     app.include_router(admin.router)
+    app.include_router(usage.router)
     app.include_router(dashboard.router)
     return app

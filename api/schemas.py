@@ -349,3 +349,7 @@ class Stats(BaseModel):
     storage_bytes: dict[str, int] = Field(
         default_factory=dict, description="client → bytes of archived files held now"
     )
+    kie_credits: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The Kie account's balance: remaining, read_at, low_since, paused",
+    )

@@ -24,6 +24,7 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
+from sandbox.account import Account, price
 from sandbox.faults import Fault, parse
 from sandbox.schemas import jobs_schema, refusal, runway_refusal, veo_refusal
 from sandbox.videos import padded, parse_size, sample_mp4
@@ -50,6 +51,9 @@ class SandboxConfig:
     # Nonzero: every create call answers this code (401 bad key, 402 no credits, 433 sub-key
     # limit), as Kie does for an account in that state; 0 again: topped up.
     account_code: int = 0
+    # The account's balance (SANDBOX_CREDITS); each accepted create draws its price from it,
+    # and a create it cannot cover is refused with 402 like Kie's.
+    credits: float = 10_000_000.0
     kie_key: str = SANDBOX_KIE_KEY
     imgbb_key: str = SANDBOX_IMGBB_KEY
 
@@ -62,6 +66,7 @@ class SandboxConfig:
             "hang_seconds",
             "callback_delay",
             "veo_1080p_delay",
+            "credits",
         ):
             if value := os.environ.get(f"SANDBOX_{name.upper()}"):
                 setattr(config, name, float(value))
@@ -84,6 +89,8 @@ class Task:
     family: str = "jobs"  # jobs | veo | runway: which Kie API family created it
     record_calls: int = 0
     callback_sent: bool = False
+    charged: float = 0.0  # credits the create drew (refunded if the generation fails)
+    remained: float = 0.0  # the balance when the callback is sent
 
     def finished(self, now: float) -> bool:
         return not self.has("stuck") and now - self.created >= self.duration
@@ -219,7 +226,11 @@ class Task:
         return {
             "code": 501 if failed else 200,
             "msg": data["failMsg"] if failed else "success",
-            "data": {**data, "consumeCredits": 10, "remainedCredits": 990},
+            "data": {
+                **data,
+                "consumeCredits": 0 if failed else self.charged,
+                "remainedCredits": self.remained,
+            },
         }
 
 
@@ -261,6 +272,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
     created_at: deque[float] = deque()  # createTask acceptances, for the rate limit
     background: set[asyncio.Task[None]] = set()
     http: dict[str, httpx.AsyncClient] = {}
+    account = Account(config.credits)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -277,6 +289,8 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
 
     async def send_callback(task: Task) -> None:
         await asyncio.sleep(task.duration + config.callback_delay)
+        settle(task)
+        task.remained = account.credits
         payload = task.callback_body(time.time())
         status: int | str
         try:
@@ -286,6 +300,12 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             status = f"error: {type(exc).__name__}"
         task.callback_sent = True
         calls.record("callback", task_id=task.id, status_code=status)
+
+    def settle(task: Task) -> None:
+        """A failed generation gives its credits back (once)."""
+        if task.charged and task.stage(time.time())[0] == "fail":
+            account.refund(task.charged)
+            task.charged = 0.0
 
     async def create(
         request: Request,
@@ -362,6 +382,11 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             and sum(1 for t in tasks.values() if not t.finished(now)) >= config.max_concurrent
         ):
             return answer(429, f"Too many concurrent tasks (max {config.max_concurrent})")
+        cost = price(family, model, body if family != "jobs" else shown)
+        if cost is None:
+            return answer(422, f"No price for model {model}")
+        if not account.charge(cost):
+            return answer(402, ACCOUNT_MESSAGES[402])
         created_at.append(now)
         slow = active("slow")
         prefix = {"veo": "veo_task", "runway": "runway_task"}.get(family, "task")
@@ -376,6 +401,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             callback_url=body.get("callBackUrl"),
             base_url=str(request.base_url),
             family=family,
+            charged=cost,
         )
         tasks[task.id] = task
         if task.callback_url and not task.has("nocallback") and not task.has("stuck"):
@@ -614,6 +640,24 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             return JSONResponse(kie_body(422, "Only Kie-generated files are supported"))
         return JSONResponse(kie_body(200, "success", url.split("?", 1)[0] + "?fresh=1"))
 
+    @app.get("/api/v1/chat/credit")
+    async def credit(request: Request) -> Response:
+        calls.record("credit")
+        if not authorized(request):
+            return JSONResponse(kie_body(401, "You do not have access permissions"))
+        for task in tasks.values():
+            if task.finished(time.time()):
+                settle(task)
+        return JSONResponse(kie_body(200, "success", account.credits))
+
+    @app.post("/_sandbox/topup")
+    async def topup(change: dict[str, float]) -> dict[str, float]:
+        """{"credits": N} adds N; {"set": N} sets the balance."""
+        if "set" in change:
+            account.credits = float(change["set"])
+        account.refund(float(change.get("credits", 0)))
+        return {"credits": account.credits}
+
     @app.get("/_sandbox/calls")
     async def call_log() -> dict[str, Any]:
         return {"calls": calls.log, "create_by_prompt": dict(calls.create_by_prompt)}
@@ -655,6 +699,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         images.clear()
         calls.log.clear()
         calls.create_by_prompt.clear()
+        account.credits = config.credits
         return {"ok": True}
 
     @app.get("/healthz")

@@ -63,11 +63,31 @@ def clients_command(args: argparse.Namespace) -> int:
                     weight=args.weight,
                     create_rate=args.create_rate,
                     retention_days=args.retention_days,
+                    daily_credits=clients.parse_budget("--daily-credits", args.daily_credits),
+                    monthly_credits=clients.parse_budget("--monthly-credits", args.monthly_credits),
                 )
                 print(f"client:          {created.client.name} ({created.client.id})")
                 print(f"API key:         {created.api_key}")
                 print(f"webhook secret:  {created.client.webhook_secret}")
                 print("Store both now: the API key is not shown again.")
+            elif args.action == "set-budget":
+                if args.daily_credits is None and args.monthly_credits is None:
+                    raise clients.ClientError("give --daily-credits and/or --monthly-credits")
+                client = clients.set_budget(
+                    session,
+                    args.name,
+                    daily=clients._KEEP
+                    if args.daily_credits is None
+                    else clients.parse_budget("--daily-credits", args.daily_credits),
+                    monthly=clients._KEEP
+                    if args.monthly_credits is None
+                    else clients.parse_budget("--monthly-credits", args.monthly_credits),
+                )
+                announce(get_settings())  # API processes forget the cached budgets now
+                print(
+                    f"budgets for {client.name}: daily {_cap(client.daily_credits)}, "
+                    f"monthly {_cap(client.monthly_credits)} credits (UTC calendar periods)"
+                )
             elif args.action == "rotate-key":
                 rotated = clients.rotate_key(session, args.name)
                 announce(get_settings())
@@ -86,17 +106,25 @@ def clients_command(args: argparse.Namespace) -> int:
                     "and the new secret; switch your receiver within that time."
                 )
             else:
-                print(f"{'name':<24} {'id':<20} {'key':<12} {'active':<7} {'max jobs':>8}  created")
+                print(
+                    f"{'name':<24} {'id':<20} {'key':<12} {'active':<7} {'max jobs':>8} "
+                    f"{'daily cr':>9} {'monthly cr':>10}  created"
+                )
                 for client in clients.all_clients(session):
                     print(
                         f"{client.name:<24} {client.id:<20} {client.key_prefix + '…':<12} "
-                        f"{'yes' if client.active else 'no':<7} {client.max_active_jobs:>8}  "
+                        f"{'yes' if client.active else 'no':<7} {client.max_active_jobs:>8} "
+                        f"{_cap(client.daily_credits):>9} {_cap(client.monthly_credits):>10}  "
                         f"{client.created_at:%Y-%m-%d %H:%M}"
                     )
         except clients.ClientError as exc:
             print(f"soraq: {exc}", file=sys.stderr)
             return 1
     return 0
+
+
+def _cap(value: int | None) -> str:
+    return "none" if value is None else str(value)
 
 
 def ensure_demo_client(settings_var_dir: Path) -> str:
@@ -330,6 +358,15 @@ def main(argv: list[str] | None = None) -> int:
         "--create-rate",
         help="new jobs allowed per window, e.g. 600/1m (default CLIENT_CREATE_RATE)",
     )
+    budget_help = "credits per UTC calendar %s (a whole number; none: no cap)"
+    create.add_argument("--daily-credits", help=budget_help % "day")
+    create.add_argument("--monthly-credits", help=budget_help % "month")
+    set_budget = client_actions.add_parser(
+        "set-budget", help="change a client's daily and monthly credit budgets"
+    )
+    set_budget.add_argument("name")
+    set_budget.add_argument("--daily-credits", help=budget_help % "day")
+    set_budget.add_argument("--monthly-credits", help=budget_help % "month")
     client_actions.add_parser("list", help="list clients")
     client_actions.add_parser("rotate-key", help="give a client a new key").add_argument("name")
     client_actions.add_parser("disable", help="disable a client's key").add_argument("name")
@@ -343,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     admin_parser = verbs.add_parser("admin", help="operator actions")
     admin_actions = admin_parser.add_subparsers(dest="action", required=True)
     admin_actions.add_parser("revoke-sessions", help="log every dashboard session out")
+    verbs.add_parser(
+        "operator-secret",
+        help="print the secret that signs account events to OPERATOR_WEBHOOK_URL",
+    )
     sandbox = verbs.add_parser("sandbox", help="run the Kie + imgbb stand-in")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8765)
@@ -380,6 +421,10 @@ def main(argv: list[str] | None = None) -> int:
         from soraq import remote
 
         return remote.jobs(args.status, args.limit)
+    elif args.verb == "operator-secret":
+        from soraq.operator_secret import operator_secret
+
+        print(operator_secret(settings))
     elif args.verb == "sandbox":
         run_sandbox(args.host, args.port)
     elif args.verb == "dev":

@@ -33,6 +33,26 @@ def _with_new_key(client: Client) -> str:
     return key
 
 
+def parse_budget(option: str, text: str | None) -> int | None:
+    """A budget as the CLI takes it: a whole number of credits, 0 or more; "none" clears it."""
+    if text is None or text.strip().lower() in ("none", "off", "unlimited"):
+        return None
+    value = text.strip()
+    if not value.isdigit():
+        raise ClientError(
+            f"{option} must be a whole number of credits, 0 or more (or none), not {text!r}"
+        )
+    return int(value)
+
+
+def _check_budgets(daily: int | None, monthly: int | None) -> None:
+    if daily is not None and monthly is not None and daily > monthly:
+        raise ClientError(
+            f"the daily budget ({daily}) is larger than the monthly one ({monthly}): a month "
+            "would stop the client before a day could"
+        )
+
+
 def create(
     session: Session,
     name: str,
@@ -41,9 +61,12 @@ def create(
     weight: int = 1,
     create_rate: str | None = None,
     retention_days: int | None = None,
+    daily_credits: int | None = None,
+    monthly_credits: int | None = None,
 ) -> Credentials:
     if session.scalar(client_by_name(name)) is not None:
         raise ClientError(f"a client named {name!r} exists already")
+    _check_budgets(daily_credits, monthly_credits)
     if create_rate is not None:
         try:
             parse_rate(create_rate)
@@ -56,6 +79,8 @@ def create(
         active=True,
         create_rate=create_rate,
         retention_days=retention_days,
+        daily_credits=daily_credits,
+        monthly_credits=monthly_credits,
     )
     key = _with_new_key(client)
     session.add(client)
@@ -91,6 +116,24 @@ def rotate_webhook_secret(session: Session, name: str, *, grace: timedelta) -> C
     client.previous_webhook_secret = client.webhook_secret
     client.previous_secret_until = utcnow() + grace
     client.webhook_secret = new_webhook_secret()
+    session.commit()
+    return client
+
+
+_KEEP = object()
+
+
+def set_budget(
+    session: Session, name: str, *, daily: int | None | object, monthly: int | None | object
+) -> Client:
+    """Change a client's budgets (_KEEP leaves one as it is; None removes the cap)."""
+    client = get(session, name)
+    new_daily = client.daily_credits if daily is _KEEP else daily
+    new_monthly = client.monthly_credits if monthly is _KEEP else monthly
+    assert new_daily is None or isinstance(new_daily, int)
+    assert new_monthly is None or isinstance(new_monthly, int)
+    _check_budgets(new_daily, new_monthly)
+    client.daily_credits, client.monthly_credits = new_daily, new_monthly
     session.commit()
     return client
 

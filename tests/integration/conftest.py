@@ -175,6 +175,7 @@ def running_stack(
         # The suite makes hundreds of jobs a minute with one client; the limit has its own test.
         "CLIENT_CREATE_RATE": "100000/1m",
         "METRICS_CACHE_SECONDS": "0",  # tests read /metrics right after a change
+        "KIE_BALANCE_INTERVAL": "1",  # the balance gauge follows the sandbox's account
         # A killed worker's archiving comes back after ARCHIVE_TIMEOUT + CLAIM_LEASE.
         "ARCHIVE_TIMEOUT": "10",
         # Kie's limits, scaled down to seconds: the sandbox refuses excess like Kie does. soraq

@@ -1,0 +1,74 @@
+"""Credits used, grouped by day, model or client: what the usage reports read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, case, func, select
+
+from models.client import Client
+from models.job import Job
+
+GroupBy = Literal["day", "model", "client"]
+_SETTLED = ("succeeded", "failed", "canceled")
+
+
+def utc_day(dialect: str) -> ColumnElement[Any]:
+    """A job's creation day (UTC) as text, YYYY-MM-DD, on either database."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", Job.created_at), "YYYY-MM-DD")
+    return func.strftime("%Y-%m-%d", Job.created_at)
+
+
+def usage(
+    dialect: str,
+    group_by: GroupBy,
+    *,
+    start: datetime,
+    end: datetime,
+    client_id: str | None = None,
+) -> Select[Any]:
+    """Per group: jobs, the estimates, what settled jobs were charged, what unfinished jobs
+    hold. (created_at, a range on the listing indexes; a client's own on its index.)"""
+    if group_by == "day":
+        key: ColumnElement[Any] = utc_day(dialect)
+    elif group_by == "model":
+        key = Job.model.expression
+    else:
+        key = func.coalesce(Client.name, "(none)")
+    settled = Job.status.in_(_SETTLED)
+    query = (
+        select(
+            key.label("key"),
+            func.count().label("jobs"),
+            func.coalesce(func.sum(Job.credits_estimated), 0.0).label("credits_estimated"),
+            func.coalesce(func.sum(case((settled, Job.credits_reserved), else_=0.0)), 0.0).label(
+                "credits_charged"
+            ),
+            func.coalesce(func.sum(case((settled, 0.0), else_=Job.credits_reserved)), 0.0).label(
+                "credits_reserved"
+            ),
+        )
+        .where(Job.created_at >= start, Job.created_at < end)
+        .group_by(key)
+        .order_by(key)
+    )
+    if group_by == "client":
+        query = query.outerjoin(Client, Client.id == Job.client_id)
+    if client_id is not None:
+        query = query.where(Job.client_id == client_id)
+    return query
+
+
+def daily_by_client(dialect: str, *, start: datetime, end: datetime) -> Select[Any]:
+    """(day, client, credits charged or held) for the dashboard's chart."""
+    day = utc_day(dialect)
+    name = func.coalesce(Client.name, "(none)")
+    return (
+        select(day.label("day"), name.label("client"), func.sum(Job.credits_reserved))
+        .outerjoin(Client, Client.id == Job.client_id)
+        .where(Job.created_at >= start, Job.created_at < end)
+        .group_by(day, name)
+        .order_by(day, name)
+    )

@@ -1,0 +1,140 @@
+"""Prices and usage: every live model has a price, the catalogue's price table agrees with the
+sandbox's own transcription of Kie's price list for every value a client may send, and a
+job's usage reads as its state says."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from api.budgets import day_start, month_start, next_month
+from api.schemas import JobUsage
+from catalogue import ModelSpec, get_catalogue, parse
+from catalogue.pricing import parse_price
+from models.job import Job, JobStatus
+from sandbox.account import price as sandbox_price
+from worker.upstreams.kie_http import callback_credits, credit_amount
+
+LIVE = [spec for spec in get_catalogue().models.values() if spec.live]
+FAMILY = {"kie-jobs": "jobs", "kie-veo": "veo", "kie-runway": "runway"}
+
+
+def variants(spec: ModelSpec) -> list[dict[str, Any]]:
+    """The defaults, then every value of every priced field combined with every other's."""
+    defaults = spec.validate({"prompt": "p"})
+    axes: dict[str, list[Any]] = {}
+    for name, param in spec.params.items():
+        if "enum" in param.schema:
+            axes[name] = list(param.schema["enum"])
+        elif param.schema.get("type") == "integer" and name == "duration":
+            axes[name] = list(range(param.schema["minimum"], param.schema["maximum"] + 1))
+        elif param.schema.get("type") == "boolean" and param.default is not None:
+            axes[name] = [True, False]
+    names = sorted(axes)
+    out = []
+    for combo in itertools.product(*(axes[n] for n in names)):
+        values = {"prompt": "p", **dict(zip(names, combo, strict=True))}
+        try:
+            out.append(spec.validate(values))
+        except Exception:
+            continue  # a combination the model refuses (Runway's 10 s at 1080p)
+    return [defaults, *out]
+
+
+@pytest.mark.parametrize("spec", LIVE, ids=lambda s: s.id)
+def test_every_live_model_has_a_price_kie_agrees_with(spec: ModelSpec) -> None:
+    assert spec.price is not None
+    checked = 0
+    for params in variants(spec):
+        body = spec.upstream_input("p", params, [])
+        expected = sandbox_price(FAMILY[spec.upstream], spec.upstream_model, body)
+        assert expected is not None, f"{spec.id}: the sandbox lists no price for {body}"
+        assert spec.estimate(params) == pytest.approx(expected), f"{spec.id} {params}"
+        checked += 1
+    assert checked >= 1
+
+
+def test_a_live_model_without_a_price_is_refused_at_start_up() -> None:
+    raw = {
+        "default_text_model": "m",
+        "default_image_model": "m",
+        "models": [{"id": "m", "kind": "text-to-video", "upstream": "kie-jobs"}],
+    }
+    with pytest.raises(ValueError, match="has no price"):
+        parse(raw)
+    raw["models"][0]["price"] = {"per_second": 2}
+    assert parse(raw).get("m").estimate({"duration": 5}) == 10
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [{"per_second": -1}, {}, {"per_second": 1, "factor": {"mode": {"pro": -2}}}, {"per_sec": 1}],
+)
+def test_bad_price_entries_are_refused(raw: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="model m"):
+        parse_price("m", raw)
+
+
+def test_prices_follow_the_parameters() -> None:
+    catalogue = get_catalogue()
+    kling = catalogue.get("kling-2.6/text-to-video")
+    assert kling.estimate({"duration": 5, "sound": False}) == 55
+    assert kling.estimate({"duration": 10, "sound": True}) == 220
+    veo = catalogue.get("veo3.1-fast/text-to-video")
+    assert veo.estimate({"duration": 8, "resolution": "720p"}) == 60
+    assert veo.estimate({"duration": 8, "resolution": "1080p"}) == 65
+
+
+def _job(status: JobStatus, **values: Any) -> Job:
+    return Job(id="job_x", status=status, model="m", input={}, **values)
+
+
+def test_usage_reads_as_the_job_stands() -> None:
+    running = JobUsage.of(_job(JobStatus.GENERATING, credits_estimated=60, credits_reserved=60))
+    assert running.credits_charged is None
+    assert running.usd_estimated == 0.3
+    done = JobUsage.of(_job(JobStatus.SUCCEEDED, credits_estimated=60, credits_reserved=60))
+    assert (done.credits_charged, done.credits_charged_source) == (60, "estimate")
+    reported = JobUsage.of(
+        _job(JobStatus.SUCCEEDED, credits_estimated=60, credits_reported=58, credits_reserved=58)
+    )
+    assert (reported.credits_charged, reported.credits_charged_source) == (58, "kie")
+    assert reported.usd_estimated == 0.29
+    never_sent = JobUsage.of(_job(JobStatus.FAILED, credits_estimated=60, credits_reserved=0))
+    assert (never_sent.credits_charged, never_sent.credits_charged_source) == (0, "not_submitted")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (12, 12.0),
+        ("7.5", 7.5),
+        (-1, None),
+        (float("nan"), None),
+        (True, None),
+        ("x", None),
+        (1e12, None),
+        (None, None),
+    ],
+)
+def test_credit_figures_from_kie_are_checked(value: Any, expected: float | None) -> None:
+    assert credit_amount(value) == expected
+
+
+def test_callback_credits_are_read_where_kie_puts_them() -> None:
+    assert callback_credits({"data": {"consumeCredits": 10, "remainedCredits": "990"}}) == (
+        10.0,
+        990.0,
+    )
+    assert callback_credits({"consumeCredits": 3}) == (3.0, None)
+    assert callback_credits(["nope"]) == (None, None)
+
+
+def test_budget_periods_are_utc_calendar_days_and_months() -> None:
+    now = datetime(2026, 12, 31, 23, 59, tzinfo=UTC)
+    assert day_start(now) == datetime(2026, 12, 31, tzinfo=UTC)
+    assert month_start(now) == datetime(2026, 12, 1, tzinfo=UTC)
+    assert next_month(month_start(now)) == datetime(2027, 1, 1, tzinfo=UTC)
