@@ -65,6 +65,7 @@ def submit(prompt: str, image: str | None, model: str | None, wait: bool) -> int
         if not wait:
             return 0
         job = _follow(api, job)
+    console.print(_usage_line(job))
     if job["status"] == "succeeded":
         for url in job["result"]["video_urls"]:
             out.print(url)
@@ -103,6 +104,7 @@ def jobs(status: str | None, limit: int) -> int:
     table = Table()
     for name in ("id", "status", "model", "created"):
         table.add_column(name, no_wrap=True)
+    table.add_column("credits", justify="right", no_wrap=True)
     table.add_column("prompt")
     for job in page["data"]:
         table.add_row(
@@ -110,7 +112,26 @@ def jobs(status: str | None, limit: int) -> int:
             job["status"],
             job["model"],
             job["created_at"][:19].replace("T", " "),
+            _credits(job.get("usage") or {}),
             job["input"]["prompt"][:60],
         )
     out.print(table)
     return 0
+
+
+def _credits(usage: dict[str, Any]) -> str:
+    """Charged credits once known (`~` marks soraq's estimate), else the estimate."""
+    charged, estimated = usage.get("credits_charged"), usage.get("credits_estimated")
+    if charged is not None:
+        return f"{charged:g}" if usage.get("credits_charged_source") == "kie" else f"~{charged:g}"
+    return f"(~{estimated:g})" if estimated is not None else "—"
+
+
+def _usage_line(job: dict[str, Any]) -> str:
+    usage = job.get("usage") or {}
+    usd = usage.get("usd_estimated")
+    source = {"kie": "reported by Kie", "estimate": "estimated", "not_submitted": "not charged"}
+    return (
+        f"credits: {_credits(usage)} ({source.get(usage.get('credits_charged_source'), 'so far')})"
+        + (f" · ${usd:.2f}" if usd is not None else "")
+    )

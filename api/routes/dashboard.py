@@ -18,7 +18,8 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import admin_service
+from api import admin_service, usage
+from api.charts import stacked_by_day
 from api.deps import NudgerDep, SessionDep, SettingsDep, admin_token_matches
 from api.errors import APIError
 from api.routes.jobs import JobId
@@ -30,6 +31,7 @@ from models.admin import live_session, new_session, revoke_session
 from models.base import utcnow
 from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
+from models.usage_queries import daily_by_client
 from soraq.config import get_settings
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -67,10 +69,16 @@ def _human_bytes(count: int) -> str:
 
 
 async def _account(session: AsyncSession) -> dict[str, Any]:
-    """For the header: storage used, and the banner shown while Kie refuses the account."""
+    """For the header: storage used, Kie's balance, and the banner shown while admission is
+    paused for the account."""
     used = await session.scalar(select(func.coalesce(func.sum(Job.media_bytes), 0)))
     shown: dict[str, Any] = {"storage_used": _human_bytes(int(used or 0))}
     state = await session.get(SchedulerState, "kie", populate_existing=True)
+    settings = get_settings()
+    if state is not None and state.kie_credits is not None:
+        shown["kie_credits"] = f"{state.kie_credits:,.0f}"
+        shown["kie_usd"] = f"{state.kie_credits * settings.credit_usd_rate:,.2f}"
+        shown["kie_low"] = state.kie_credits < settings.kie_low_credits
     if state is None or state.account_reason is None:
         return shown
     return {
@@ -203,6 +211,45 @@ async def job_page(request: Request, job_id: JobId, session: SessionDep) -> Resp
         webhooks=[DeliveryOut.model_validate(d) for d in deliveries],
         flash=request.session.pop("flash", None),
         **await _account(session),
+    )
+
+
+async def _credits_report(session: AsyncSession) -> dict[str, Any]:
+    start, end = usage.period(None, None)
+    return await usage.report(session, get_settings(), "client", start, end)
+
+
+@router.get("/credits", response_class=HTMLResponse)
+async def credits_page(request: Request, session: SessionDep) -> Response:
+    """Credits per day by client over the last 30 days: a chart and a table."""
+    if not await _logged_in(request, session):
+        return RedirectResponse("/admin", status_code=303)
+    start, end = usage.period(None, None)
+    dialect = session.get_bind().dialect.name
+    rows = [
+        (str(day), str(client), float(total or 0))
+        for day, client, total in (
+            await session.execute(daily_by_client(dialect, start=start, end=end))
+        ).all()
+    ]
+    return _page(
+        request,
+        "credits.html",
+        logged_in=True,
+        report=await _credits_report(session),
+        chart=stacked_by_day(rows, start.date(), (end - start).days),
+        **await _account(session),
+    )
+
+
+@router.get("/credits.csv")
+async def credits_csv(request: Request, session: SessionDep) -> Response:
+    if not await _logged_in(request, session):
+        return RedirectResponse("/admin", status_code=303)
+    return Response(
+        usage.as_csv(await _credits_report(session)),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="usage.csv"'},
     )
 
 

@@ -42,6 +42,8 @@ def test_submit_and_wait_prints_the_video_url(stack: Stack) -> None:
     assert job_id.startswith("job_")
     # The archived copy, served by soraq through a signed link.
     assert url.startswith(f"{stack.env['PUBLIC_URL']}/jobs/{job_id}/content?")
+    # What it cost: Veo 3.1 Fast's 60 credits (Veo's callback reports none: the estimate).
+    assert "credits: ~60 (estimated) · $0.30" in result.stderr
 
 
 def test_submit_an_image_file(stack: Stack, tmp_path: Path) -> None:
@@ -71,3 +73,43 @@ def test_jobs_lists_recent_jobs_as_a_table(stack: Stack) -> None:
     assert result.returncode == 0, result.stderr
     assert done["id"] in result.stdout
     assert "succeeded" in result.stdout
+    assert "credits" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if done["id"] in line)
+    assert "~60" in row
+
+
+def test_budgets_are_set_and_checked_by_the_cli(stack: Stack) -> None:
+    name = f"budgets-{uuid.uuid4().hex[:6]}"
+    created = stack.local.cli("clients", "create", name, "--daily-credits", "500")
+    assert "API key" in created
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "soraq.cli", *args],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    for bad, why in (
+        (("--daily-credits", "-5"), "whole number"),
+        (("--daily-credits", "1.5"), "whole number"),
+        (("--daily-credits", "lots"), "whole number"),
+        (("--daily-credits", "900", "--monthly-credits", "800"), "larger than the monthly"),
+    ):
+        result = cli("clients", "set-budget", name, *bad)
+        assert result.returncode == 1, bad
+        assert why in result.stderr, result.stderr
+    refused = cli(
+        "clients", "create", f"{name}-x", "--daily-credits", "10", "--monthly-credits", "5"
+    )
+    assert refused.returncode == 1
+    assert "larger than the monthly" in refused.stderr
+    result = cli("clients", "set-budget", name, "--monthly-credits", "20000")
+    assert result.returncode == 0, result.stderr
+    assert "daily 500, monthly 20000" in result.stdout
+    result = cli("clients", "set-budget", name, "--daily-credits", "none")
+    assert "daily none, monthly 20000" in result.stdout
+    listing = cli("clients", "list").stdout
+    assert any(name in line and "20000" in line for line in listing.splitlines())

@@ -137,7 +137,12 @@ def test_concurrent_requests_with_one_key_create_one_job(stack: Stack) -> None:
 
 def _held_job(stack: Stack, prompt: str) -> str:
     """A queued job the sweep will not pick up yet (as if the worker were busy)."""
-    return stack.insert_job(input={"prompt": prompt}, next_check_at=utcnow() + timedelta(hours=1))
+    return stack.insert_job(
+        input={"prompt": prompt},
+        next_check_at=utcnow() + timedelta(hours=1),
+        credits_estimated=60.0,
+        credits_reserved=60.0,
+    )
 
 
 def test_cancel_before_submit_means_no_kie_call_ever(stack: Stack) -> None:
@@ -149,8 +154,12 @@ def test_cancel_before_submit_means_no_kie_call_ever(stack: Stack) -> None:
     # A message for the job that was already on its way arrives after the cancel.
     stack.local.send_task("soraq.advance", job_id)
     time.sleep(2)
-    assert stack.api.get(f"/jobs/{job_id}").json()["status"] == "canceled"
+    canceled = stack.api.get(f"/jobs/{job_id}").json()
+    assert canceled["status"] == "canceled"
     assert stack.creates_for(prompt) == 0
+    # Never at Kie, never charged: its budget reservation is given back.
+    assert canceled["usage"]["credits_charged"] == 0
+    assert canceled["usage"]["credits_charged_source"] == "not_submitted"
     # Canceling again is harmless; a finished job cannot be canceled.
     assert stack.api.post(f"/jobs/{job_id}/cancel").status_code == 200
     done = stack.wait(stack.create(prompt=unique("done"))["id"])
@@ -191,6 +200,9 @@ def test_a_signed_webhook_verifies_with_the_standard_webhooks_library(
     assert payload["type"] == "job.succeeded"
     assert payload["data"]["id"] == job["id"]
     assert payload["data"]["result"] == done["result"]
+    # What the video cost travels with the event (Veo 3.1 Fast: 60 credits, $0.30).
+    assert payload["data"]["usage"]["credits_charged"] == 60
+    assert payload["data"]["usage"]["usd_estimated"] == 0.3
     assert received.headers["webhook-id"].startswith("msg_")
     wait_for(lambda: stack.api.get(f"/jobs/{job['id']}").json()["webhook"]["state"] == "delivered")
     assert stack.api.get(f"/jobs/{job['id']}").json()["webhook"]["attempts"] == 1

@@ -85,3 +85,46 @@ def test_log_in_filter_failed_open_retry(stack: Stack, browser: object, tmp_path
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshots: {tmp_path / 'dashboard-jobs.png'} {shot}")
     page.close()
+
+
+def test_usage_page_charts_credits_per_day_by_client(
+    stack: Stack, browser: object, tmp_path: Path
+) -> None:
+    if stack.backend != EMBEDDED:
+        pytest.skip("one browser run is enough")
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    done = stack.wait(stack.create(prompt="A lighthouse in fog, for the usage page")["id"])
+    assert done["usage"]["credits_charged"] == 60  # Veo 3.1 Fast, 8 s at 720p
+
+    page = browser.new_page(viewport={"width": 1366, "height": 860})
+    page.goto(f"{stack.local.api_url}/admin")
+    page.fill("input[name=token]", ADMIN_TOKEN)
+    page.click("button[type=submit]")
+    expect(page.locator("#kie-balance")).to_contain_text("credits")
+    page.click("nav.top a[href='/admin/credits']")
+    expect(page.locator("h1")).to_have_text("Usage")
+    chart = page.locator("svg#usage-chart")
+    expect(chart).to_be_visible()
+    bars = chart.locator("rect")
+    assert bars.count() >= 1
+    # Each bar names its day, client and credits (shown on hover); today's bar is there.
+    titles = " ".join(bars.locator("title").all_text_contents())
+    assert "integration" in titles
+    box = chart.bounding_box()
+    assert box is not None
+    assert box["width"] > 600  # a real drawing, not an empty element
+    expect(page.locator("ul.legend")).to_contain_text("integration")
+    expect(page.locator("#usage-table")).to_contain_text("integration")
+    with page.expect_download() as download:
+        page.click("#usage-csv")
+    csv_text = Path(download.value.path()).read_text()
+    assert csv_text.splitlines()[0].startswith("client,jobs,credits_estimated")
+    page.goto(f"{stack.local.api_url}/admin/view/{done['id']}")
+    expect(page.locator("#job-usage")).to_contain_text("charged 60")
+    shot = tmp_path / "dashboard-usage.png"
+    page.goto(f"{stack.local.api_url}/admin/credits")
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+    page.close()
