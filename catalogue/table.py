@@ -40,14 +40,14 @@ def _roles(spec: ModelSpec) -> str:
 def markdown(catalogue: Catalogue | None = None) -> str:
     catalogue = catalogue or get_catalogue()
     lines = [
-        "| model | upstream | images | prompt ≤ | parameters (default) |",
-        "|---|---|---|---|---|",
+        "| model | upstream | images | prompt ≤ | parameters (default) | credits (defaults) |",
+        "|---|---|---|---|---|---|",
     ]
     for spec in catalogue.models.values():
         if spec.live:
             lines.append(
                 f"| `{spec.id}` | {spec.upstream} | {_roles(spec)} | {spec.prompt_max_length} "
-                f"| {_params(spec)} |"
+                f"| {_params(spec)} | {spec.estimate(spec.validate_defaults()):g} |"
             )
     retired = ", ".join(
         f"`{spec.id}` → `{spec.replaced_by}`" for spec in catalogue.models.values() if not spec.live
