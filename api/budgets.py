@@ -1,7 +1,8 @@
 """Per-client credit budgets: a job reserves its estimate when it is created; one that would
 take its client over the UTC day's or month's cap is refused with 402 before anything is
-stored or sent. The check and the insert are one statement (models.job_queries), so parallel
-requests cannot reserve past a cap together."""
+stored or sent. The check and the insert are one statement (models.job_queries) reading the
+client's spend counters (models.spend), and the counter is raised in the same transaction, so
+parallel requests cannot reserve past a cap together."""
 
 from __future__ import annotations
 
@@ -12,27 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import ClientIdentity
 from api.errors import BudgetExceeded
-from models.job_queries import BudgetCheck, credits_used
-
-
-def day_start(now: datetime) -> datetime:
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def month_start(now: datetime) -> datetime:
-    return day_start(now).replace(day=1)
-
-
-def next_month(start: datetime) -> datetime:
-    return (start + timedelta(days=32)).replace(day=1)
+from models.job_queries import BudgetCheck
+from models.spend import day_of, day_spend, day_start, month_spend, month_start, next_month
 
 
 def budget_check(client: ClientIdentity, now: datetime) -> BudgetCheck:
     return BudgetCheck(
         daily=client.daily_credits,
-        day_start=day_start(now) if client.daily_credits is not None else None,
+        today=day_of(now),
         monthly=client.monthly_credits,
-        month_start=month_start(now) if client.monthly_credits is not None else None,
+        month_first_day=day_of(month_start(now)),
     )
 
 
@@ -41,13 +31,23 @@ async def refuse_if_over_budget(
 ) -> None:
     """Raise BudgetExceeded naming the period that has no room for `estimate`, if one."""
     periods = (
-        ("day", client.daily_credits, day_start(now), day_start(now) + timedelta(days=1)),
-        ("month", client.monthly_credits, month_start(now), next_month(month_start(now))),
+        (
+            "day",
+            client.daily_credits,
+            day_spend(client.id, day_of(now)),
+            day_start(now) + timedelta(days=1),
+        ),
+        (
+            "month",
+            client.monthly_credits,
+            month_spend(client.id, day_of(month_start(now))),
+            next_month(month_start(now)),
+        ),
     )
-    for period, cap, start, end in periods:
+    for period, cap, spent, end in periods:
         if cap is None:
             continue
-        used = float(await session.scalar(credits_used(client.id, start)) or 0.0)
+        used = float(await session.scalar(spent) or 0.0)
         if used + estimate <= cap:
             continue
         remaining = max(0.0, cap - used)

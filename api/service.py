@@ -40,6 +40,7 @@ from models.job_queries import (
 )
 from models.lifecycle import TERMINAL, transition
 from models.scheduler import SchedulerState
+from models.spend import add_spend, day_of, sync_spend
 from models.webhook import WebhookDelivery
 from soraq.config import Rate, Settings, parse_rate
 from soraq.errors import InvalidRequest
@@ -342,6 +343,7 @@ async def create_job(
         priority=PRIORITIES[request.priority],
         credits_estimated=estimate,
         credits_reserved=estimate,  # counts against the client's budgets until it settles
+        credits_counted=estimate,  # and is in its spend counter (models.spend)
         attempts=0,
         created_at=now,
         updated_at=now,
@@ -361,6 +363,10 @@ async def create_job(
     )
     if inserted is None:
         await _refuse_over_limit(session, client, rate, since, now, estimate)
+    if estimate and (client.daily_credits is not None or client.monthly_credits is not None):
+        # The reservation goes into the client's spend counter in this same transaction.
+        dialect = session.get_bind().dialect.name
+        await session.execute(add_spend(dialect, client.id, day_of(now), estimate))
     await session.execute(
         _NEW_EVENT,
         {
@@ -583,6 +589,8 @@ async def kie_callback_credits(
     now = utcnow()
     if charged is not None:
         await session.execute(record_charge(job_id, task_id, charged))
+        for statement in sync_spend(session.get_bind().dialect.name, job_id):
+            await session.execute(statement)
     if remaining is not None:
         await session.execute(record_balance(remaining, now))
     await session.commit()

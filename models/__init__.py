@@ -7,6 +7,7 @@ from models.event import JobEvent
 from models.idempotency import IdempotencyKey
 from models.job import Job, JobImage, JobStatus
 from models.scheduler import SchedulerState
+from models.spend import ClientSpend
 from models.webhook import DeliveryState, WebhookDelivery, WebhookHostSlot
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "AdminSession",
     "Base",
     "Client",
+    "ClientSpend",
     "DeliveryState",
     "IdempotencyKey",
     "JobEvent",

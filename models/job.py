@@ -79,6 +79,8 @@ class Job(Base):
     credits_estimated: Mapped[float | None] = mapped_column(Float, default=None)
     credits_reported: Mapped[float | None] = mapped_column(Float, default=None)
     credits_reserved: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # How much of `credits_reserved` its client's spend counter holds (models.spend).
+    credits_counted: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     progress: Mapped[int | None] = mapped_column(Integer, default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)

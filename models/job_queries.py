@@ -30,6 +30,7 @@ from sqlalchemy import (
 
 from models.job import Job
 from models.lifecycle import AT_KIE
+from models.spend import day_spend, month_spend
 from models.webhook import WebhookDelivery
 
 
@@ -102,24 +103,14 @@ def recent_job_count(
     return select(func.count()).select_from(recent)
 
 
-def credits_used(
-    client_id: str | ColumnElement[str], since: datetime | ColumnElement[datetime]
-) -> Select[Any]:
-    """What a client's jobs created since `since` hold against its budget (reservations and
-    settled charges), on the (client_id, created_at) index."""
-    return select(func.coalesce(func.sum(Job.credits_reserved), 0.0)).where(
-        Job.client_id == client_id, Job.created_at >= since
-    )
-
-
 @dataclass(frozen=True)
 class BudgetCheck:
-    """A client's budgets for the insert: each cap with the start of its UTC period."""
+    """A client's budgets for the insert: each cap with its UTC period (models.spend)."""
 
     daily: float | None = None
-    day_start: datetime | None = None
+    today: str | None = None  # YYYY-MM-DD
     monthly: float | None = None
-    month_start: datetime | None = None
+    month_first_day: str | None = None
 
 
 def insert_job_within_limit(
@@ -139,9 +130,9 @@ def insert_job_within_limit(
         rate_since=rate_since,
     )
     if budget.daily is not None:
-        params.update(daily_cap=budget.daily, day_start=budget.day_start)
+        params.update(daily_cap=budget.daily, today=budget.today)
     if budget.monthly is not None:
-        params.update(monthly_cap=budget.monthly, month_start=budget.month_start)
+        params.update(monthly_cap=budget.monthly, month_first_day=budget.month_first_day)
     return _insert_within_limit(budget.daily is not None, budget.monthly is not None), params
 
 
@@ -168,16 +159,17 @@ def _insert_within_limit(daily: bool, monthly: bool) -> Insert:
         bindparam("limit_client_id", type_=String), since, rate_count
     ).scalar_subquery()
     within_limit = row.where(count < limit, recent < rate_count)
+    # Budgets read the client's spend counters: one row for the day, at most 31 for the month.
     client = bindparam("limit_client_id", type_=String)
     reserve = bindparam("new_credits_reserved", type_=Job.credits_reserved.type)
-    for given, cap, start in (
-        (daily, "daily_cap", "day_start"),
-        (monthly, "monthly_cap", "month_start"),
-    ):
-        if given:
-            used = credits_used(client, bindparam(start, type_=Job.created_at.type))
-            cap_value = bindparam(cap, type_=Job.credits_reserved.type)
-            within_limit = within_limit.where(used.scalar_subquery() + reserve <= cap_value)
+    if daily:
+        used = day_spend(client, bindparam("today", type_=String))
+        cap = bindparam("daily_cap", type_=Job.credits_reserved.type)
+        within_limit = within_limit.where(used.scalar_subquery() + reserve <= cap)
+    if monthly:
+        used = month_spend(client, bindparam("month_first_day", type_=String))
+        cap = bindparam("monthly_cap", type_=Job.credits_reserved.type)
+        within_limit = within_limit.where(used.scalar_subquery() + reserve <= cap)
     return insert(_JOBS).from_select(columns, within_limit).returning(_JOBS.c.id)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.event import JobEvent
 from models.job import Job, JobStatus, new_callback_token
+from models.spend import sync_spend
 from models.webhook import WebhookDelivery, new_event_id
 
 S = JobStatus
@@ -89,6 +90,13 @@ def _settle_credits(expected: JobStatus, new: JobStatus, values: dict[str, Any])
     ):
         return {"credits_reserved": 0.0}
     return {}
+
+
+def _sync_spend(session: Session, job_id: str) -> None:
+    """The job's reservation changed: move the difference into its client's spend counter
+    (the job's row is write-locked by the update just made)."""
+    for statement in sync_spend(session.get_bind().dialect.name, job_id):
+        session.execute(statement)
 
 
 def cas_update(job_id: str, expected: JobStatus, values: dict[str, Any]) -> Any:
@@ -167,8 +175,11 @@ def transition(
     A real move is recorded in the job's history. The caller commits.
     """
     now = now or utcnow()
-    statement = cas_update(job_id, expected, transition_values(expected, new, now, values))
+    changes = transition_values(expected, new, now, values)
+    statement = cas_update(job_id, expected, changes)
     moved = bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    if moved and "credits_reserved" in changes:
+        _sync_spend(session, job_id)
     if moved and new != expected:
         shown = {k: v for k, v in values.items() if k in _SHOWN and isinstance(v, str | int)}
         record_event(
@@ -230,6 +241,7 @@ def retry(session: Session, job_id: str, *, now: datetime | None = None, reason:
     )
     moved = bool(result.rowcount)  # type: ignore[attr-defined]
     if moved:
+        _sync_spend(session, job_id)
         record_event(
             session,
             job_id,

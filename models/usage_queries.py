@@ -9,16 +9,10 @@ from sqlalchemy import ColumnElement, Select, case, func, select
 
 from models.client import Client
 from models.job import Job
+from models.spend import utc_day
 
 GroupBy = Literal["day", "model", "client"]
 _SETTLED = ("succeeded", "failed", "canceled")
-
-
-def utc_day(dialect: str) -> ColumnElement[Any]:
-    """A job's creation day (UTC) as text, YYYY-MM-DD, on either database."""
-    if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", Job.created_at), "YYYY-MM-DD")
-    return func.strftime("%Y-%m-%d", Job.created_at)
 
 
 def usage(

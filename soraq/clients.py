@@ -8,9 +8,11 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from models import spend
 from models.base import utcnow
 from models.client import Client, hash_api_key, new_api_key, new_webhook_secret
 from models.client_queries import client_by_name
+from models.spend import month_start
 from soraq.config import parse_rate
 
 
@@ -133,6 +135,11 @@ def set_budget(
     assert new_daily is None or isinstance(new_daily, int)
     assert new_monthly is None or isinstance(new_monthly, int)
     _check_budgets(new_daily, new_monthly)
+    if (new_daily is not None or new_monthly is not None) and (
+        client.daily_credits is None and client.monthly_credits is None
+    ):
+        # Counters are kept only for clients with a budget: count this month's jobs now.
+        spend.rebuild(session, session.get_bind().dialect.name, client.id, month_start(utcnow()))
     client.daily_credits, client.monthly_credits = new_daily, new_monthly
     session.commit()
     return client

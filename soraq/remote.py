@@ -131,7 +131,5 @@ def _usage_line(job: dict[str, Any]) -> str:
     usage = job.get("usage") or {}
     usd = usage.get("usd_estimated")
     source = {"kie": "reported by Kie", "estimate": "estimated", "not_submitted": "not charged"}
-    return (
-        f"credits: {_credits(usage)} ({source.get(str(usage.get('credits_charged_source')), 'so far')})"
-        + (f" · ${usd:.2f}" if usd is not None else "")
-    )
+    how = source.get(str(usage.get("credits_charged_source")), "so far")
+    return f"credits: {_credits(usage)} ({how})" + (f" · ${usd:.2f}" if usd is not None else "")

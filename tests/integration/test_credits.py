@@ -31,13 +31,52 @@ from tests.integration.receiver import webhook_receiver
 FORTY = {"model": "bytedance/seedance-2-fast", "resolution": "480p", "duration": 5}
 
 
-def budgeted_client(stack: Stack, *budget: str) -> httpx.Client:
-    name = f"budget-{uuid.uuid4().hex[:8]}"
+def budgeted_client(stack: Stack, *budget: str, name: str | None = None) -> httpx.Client:
+    name = name or f"budget-{uuid.uuid4().hex[:8]}"
     out = stack.local.cli("clients", "create", name, *budget)
     key = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)["API key"].strip()
-    return httpx.Client(
+    client = httpx.Client(
         base_url=stack.local.api_url, timeout=30, headers={"authorization": f"Bearer {key}"}
     )
+    client.headers["x-test-client-name"] = name
+    return client
+
+
+def assert_counters_match_jobs(stack: Stack, api: httpx.Client) -> None:
+    """The spend counters hold exactly what the client's jobs hold, day by day."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from models.client import Client
+    from models.db import make_engine
+    from models.job import Job
+    from models.spend import ClientSpend, utc_day
+
+    engine = make_engine(stack.env["DATABASE_URL"])
+    try:
+        with Session(engine) as session:
+            name = api.headers["x-test-client-name"]
+            client_id = session.scalars(select(Client.id).where(Client.name == name)).one()
+            day = utc_day(engine.dialect.name)
+            jobs = dict(
+                session.execute(
+                    select(day, func.sum(Job.credits_reserved))
+                    .where(Job.client_id == client_id)
+                    .group_by(day)
+                ).all()
+            )
+            counters = dict(
+                session.execute(
+                    select(ClientSpend.day, ClientSpend.credits).where(
+                        ClientSpend.client_id == client_id
+                    )
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    assert {d: round(c, 2) for d, c in counters.items()} == {
+        d: round(c, 2) for d, c in jobs.items()
+    }
 
 
 def wait_for(stack_or_client: httpx.Client, job_id: str, timeout: float = 30) -> dict:
@@ -79,6 +118,8 @@ def test_the_job_that_would_overspend_a_daily_budget_is_refused_before_kie(stack
         report = api.get("/usage", params={"group_by": "model"}).json()
         assert report["total"]["jobs"] == 2
         assert report["budgets"] == {"daily": 100, "monthly": 1000}
+        wait_for(api, second.json()["id"])
+        assert_counters_match_jobs(stack, api)
 
 
 def test_a_job_that_never_reached_kie_gives_its_reservation_back(stack: Stack) -> None:
@@ -97,6 +138,23 @@ def test_a_job_that_never_reached_kie_gives_its_reservation_back(stack: Stack) -
             assert response.status_code == 202, response.text
         over = api.post("/jobs", json={**FORTY, "prompt": f"over {tag}"})
         assert over.status_code == 402
+        for job in api.get("/jobs").json()["data"]:
+            wait_for(api, job["id"])
+        assert_counters_match_jobs(stack, api)
+
+
+def test_a_budget_set_later_counts_the_jobs_already_made(stack: Stack) -> None:
+    name = f"later-{uuid.uuid4().hex[:8]}"
+    with budgeted_client(stack, name=name) as api:
+        tag = uuid.uuid4().hex[:8]
+        for n in range(2):
+            assert api.post("/jobs", json={**FORTY, "prompt": f"{n} {tag}"}).status_code == 202
+        stack.local.cli("clients", "set-budget", name, "--daily-credits", "100")
+        time.sleep(1.5)  # AUTH_CACHE_SECONDS: the API sees the new budget
+        refused = api.post("/jobs", json={**FORTY, "prompt": f"third {tag}"})
+        assert refused.status_code == 402, refused.text
+        assert refused.json()["error"]["budget"]["used"] == 80
+        assert_counters_match_jobs(stack, api)
 
 
 def test_parallel_requests_never_reserve_past_the_cap(stack: Stack) -> None:
@@ -118,6 +176,7 @@ def test_parallel_requests_never_reserve_past_the_cap(stack: Stack) -> None:
         settled = api.get("/usage").json()["total"]
         assert settled["credits_charged"] == 1000
         assert settled["credits_reserved"] == 0
+        assert_counters_match_jobs(stack, api)
 
 
 def _gauge(stack: Stack) -> float | None:
