@@ -559,38 +559,36 @@ async def job_for_callback(session: AsyncSession, token: str) -> Job | None:
 
 
 async def kie_callback(
-    session: AsyncSession, job: Job, task_id: str, *, debounce: float, nudger: Nudger
+    session: AsyncSession,
+    job: Job,
+    task_id: str,
+    *,
+    debounce: float,
+    nudger: Nudger,
+    charged: float | None = None,
+    remaining: float | None = None,
 ) -> bool:
     """Kie says a task finished: make the job due now (its worker re-reads the task), at most
     once per `debounce` seconds. A job with no task id of its own (its createTask answer was
-    lost) keeps the named task id as a candidate the worker will check before adopting it."""
+    lost) keeps the named task id as a candidate the worker will check before adopting it.
+
+    The callback's consumeCredits settles the job's charge (its own task only) and its
+    remainedCredits is the account's balance as of now — committed before the worker is
+    nudged, so the completion webhook already carries Kie's figure."""
     now = utcnow()
     found = (
         await session.execute(
             check_now_by_callback(job.id, task_id or None, now=now, debounce=debounce)
         )
     ).first()
+    if task_id and charged is not None:
+        await session.execute(record_charge(job.id, task_id, charged))
+        for statement in sync_spend(session.get_bind().dialect.name, job.id):
+            await session.execute(statement)
+    if task_id and remaining is not None:
+        await session.execute(record_balance(remaining, now))
     await session.commit()
     if found is None:
         return False
     nudger.nudge()
     return True
-
-
-async def kie_callback_credits(
-    session: AsyncSession,
-    job_id: str,
-    task_id: str,
-    charged: float | None,
-    remaining: float | None,
-) -> None:
-    """A callback's consumeCredits settles the job's charge (its own task only); its
-    remainedCredits is the account's balance as of now."""
-    now = utcnow()
-    if charged is not None:
-        await session.execute(record_charge(job_id, task_id, charged))
-        for statement in sync_spend(session.get_bind().dialect.name, job_id):
-            await session.execute(statement)
-    if remaining is not None:
-        await session.execute(record_balance(remaining, now))
-    await session.commit()

@@ -111,6 +111,12 @@ class Task:
             return "queuing", 0
         return "generating", int(100 * elapsed / self.duration)
 
+    def record_time(self, now: float) -> float:
+        """The clock the read endpoints show the task by: [kie:lag=N] makes the record trail
+        the callback by N seconds (Kie's record can lag its own callback)."""
+        lag = self.has("lag")
+        return now - (lag.value or 0.0) if lag else now
+
     def video_url(self, watermarked: bool = False) -> str:
         return f"{self.base_url}v/{self.id}{'-wm' if watermarked else ''}.mp4"
 
@@ -506,7 +512,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         if task is None:
             assert refused is not None
             return refused
-        return JSONResponse(kie_body(200, "success", task.view(time.time())))
+        return JSONResponse(kie_body(200, "success", task.view(task.record_time(time.time()))))
 
     @app.get("/api/v1/veo/record-info")
     async def veo_record_info(request: Request, taskId: str = "") -> Response:  # noqa: N803
@@ -514,7 +520,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         if task is None:
             assert refused is not None
             return refused
-        return JSONResponse(kie_body(200, "success", task.veo_view(time.time())))
+        return JSONResponse(kie_body(200, "success", task.veo_view(task.record_time(time.time()))))
 
     @app.get("/api/v1/veo/get-1080p-video")
     async def veo_1080p(request: Request, taskId: str = "", index: int = 0) -> Response:  # noqa: N803
@@ -537,7 +543,9 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         if task is None:
             assert refused is not None
             return refused
-        return JSONResponse(kie_body(200, "success", task.runway_view(time.time())))
+        return JSONResponse(
+            kie_body(200, "success", task.runway_view(task.record_time(time.time())))
+        )
 
     @app.post("/1/upload")
     async def imgbb_upload(request: Request) -> Response:

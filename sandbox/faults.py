@@ -19,6 +19,7 @@
                  still hands out a fresh link)
 [kie:purged]     the result file is gone for good, download-url included
 [kie:slowfile=4] the result file takes 4 s to download
+[kie:lag=3]      the callback comes on time, but the read endpoints show the result 3 s later
 """
 
 from __future__ import annotations

@@ -118,13 +118,18 @@ def expire_waiting(
     expired = session.scalars(
         select(Job.id).where(Job.status == JobStatus.QUEUED, Job.created_at < cutoff).limit(100)
     ).all()
+    why = (
+        "Kie's balance could not cover this job"
+        if state.account_reason == "kie_low_credits"
+        else f"Kie refused the account ({state.account_reason})"
+    )
     for job_id in expired:
         fail(
             session,
             job_id,
             JobStatus.QUEUED,
             state.account_reason,
-            f"Kie refused the account ({state.account_reason}) for longer than this job's "
-            f"{settings.job_timeout:.0f} s; it was never submitted, so nothing was charged.",
+            f"{why} for longer than this job's {settings.job_timeout:.0f} s; it was never "
+            "submitted, so nothing was charged.",
         )
     return len(expired)

@@ -8,10 +8,21 @@ from collections.abc import Callable
 
 from soraq.config import Settings
 
+# After a callback, while the upstream's record does not show the end yet (Kie's record can
+# trail its own callback), look again this many seconds after the callback: 1, 2, 4, 8 s apart.
+CALLBACK_FOLLOW_UPS = (1.0, 3.0, 7.0, 15.0)
 
-def check_interval(settings: Settings, elapsed: float) -> float:
+
+def check_interval(
+    settings: Settings, elapsed: float, since_callback: float | None = None
+) -> float:
     """When to look at the upstream next, `elapsed` seconds after submission. With callbacks
-    on, polling is only a safety net."""
+    on, polling is only a safety net — except right after a callback whose result the record
+    does not show yet: then a few quick follow-ups, not the safety net's minute."""
+    if since_callback is not None and since_callback >= 0:
+        follow_up = next((at for at in CALLBACK_FOLLOW_UPS if at > since_callback + 0.05), None)
+        if follow_up is not None:
+            return follow_up - since_callback
     if settings.callbacks_enabled:
         return settings.callback_check_interval
     # Geometric growth without a counter: the next check comes `backoff` times later.

@@ -156,7 +156,8 @@ def reschedule(
     **values: Any,
 ) -> None:
     elapsed = (now - (job.submitted_at or now)).total_seconds()
-    delay = policy.check_interval(settings, elapsed)
+    since_callback = (now - job.callback_at).total_seconds() if job.callback_at else None
+    delay = policy.check_interval(settings, elapsed, since_callback)
     attempts = 0
     if retry is not None:
         attempts = job.attempts + 1

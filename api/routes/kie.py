@@ -85,10 +85,14 @@ async def kie_callback(
             raise Unauthorized("the callback names another task")
         if known is None and job.status not in (JobStatus.SUBMITTING, JobStatus.FAILED):
             raise Unauthorized("the job has no task to call back about")
-    acted = await service.kie_callback(
-        session, job, task_id, debounce=settings.callback_debounce, nudger=nudger
-    )
     charged, remaining = callback_credits(payload)
-    if task_id and (charged is not None or remaining is not None):
-        await service.kie_callback_credits(session, job.id, task_id, charged, remaining)
+    acted = await service.kie_callback(
+        session,
+        job,
+        task_id,
+        debounce=settings.callback_debounce,
+        nudger=nudger,
+        charged=charged,
+        remaining=remaining,
+    )
     return {"received": True, "checked": acted}

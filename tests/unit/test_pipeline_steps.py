@@ -326,6 +326,20 @@ def test_policy_is_pure(settings: Settings) -> None:
     assert not policy.still_pending_allowed(settings, settings.pending_grace + 0.1)
 
 
+def test_after_a_callback_the_record_is_read_again_within_seconds() -> None:
+    from worker import policy
+
+    settings = Settings(public_url="https://soraq.example", callback_check_interval=60)
+    # Kie's record can trail its callback: 1, 2, 4 and 8 s apart, then the safety net.
+    follow_ups, at = [], 0.05
+    for _ in range(5):
+        delay = policy.check_interval(settings, elapsed=30, since_callback=at)
+        follow_ups.append(round(delay, 2))
+        at += delay
+    assert follow_ups == [0.95, 2.0, 4.0, 8.0, 60.0]
+    assert policy.check_interval(settings, elapsed=30) == 60
+
+
 def test_httpx_is_not_used_for_real() -> None:
     # respx intercepts every call above; this documents that the base URL is not a real host.
     assert httpx.URL(KIE).host.endswith(".test")
