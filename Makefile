@@ -44,7 +44,7 @@ bench: install services
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy api worker models soraq sandbox catalogue media
+	$(BIN)/mypy core broker catalogue media models upstreams views api worker sandbox devstack soraq
 
 fmt: install
 	$(BIN)/ruff check --fix .

@@ -1,1 +1,3 @@
-"""The HTTP API: FastAPI app, routes, request/response schemas and the service they call."""
+"""The HTTP API: the FastAPI app, thin routes, request schemas, and the services that own what
+a request may do (validation, budgets, usage, the admin side). May import views/, upstreams/,
+models/, media/, catalogue/, broker/ and core/ — never worker/."""

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.errors import APIError, NotFound
 from api.nudge import Nudger
 from api.service import decode_cursor, encode_cursor, get_job
+from core.errors import InvalidRequest
 from models.admin_queries import (
     admin_jobs_page,
     counts_by_status_and_model,
@@ -31,7 +32,6 @@ from models.job import Job, JobStatus
 from models.lifecycle import record_event, retry
 from models.scheduler import SchedulerState
 from models.webhook import DeliveryState, WebhookDelivery
-from soraq.errors import InvalidRequest
 
 _WINDOW = re.compile(r"^(\d{1,6})([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -14,14 +14,14 @@ from api.nudge import Nudger
 from api.routes import admin, content, dashboard, jobs, kie, meta, usage
 from api.security_headers import DashboardHeaders
 from api.sessions import session_signing_key
+from core.auth_events import file_epoch, listen
+from core.config import get_settings
+from core.logs import setup_logging
 from models.db import async_session_factory, make_async_engine
-from soraq.auth_events import file_epoch, listen
-from soraq.config import get_settings
-from soraq.logs import setup_logging
 
 
 def _send_nudge() -> None:
-    from worker.app import celery_app  # the Celery app only, not the tasks
+    from broker.app import celery_app  # the Celery app only, not the tasks
 
     # No publish retries here: a request must not wait on a broker. The sweep covers a miss.
     celery_app.send_task("soraq.dispatch", retry=False, expires=60)

@@ -1,7 +1,7 @@
 """Who is calling. API keys are looked up by their hash, and the answer is kept for a few
 seconds: every request of a busy client would otherwise pay a database round trip for it.
 A disabled or rotated key stops working at once where the change is announced
-(soraq.auth_events), and within AUTH_CACHE_SECONDS in any case."""
+(core.auth_events), and within AUTH_CACHE_SECONDS in any case."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class ClientIdentity:
 
 class KeyCache:
     """Key lookups remembered for `ttl` seconds, forgotten at once when `soraq clients
-    disable|rotate-key` announces a change (soraq.auth_events)."""
+    disable|rotate-key` announces a change (core.auth_events)."""
 
     def __init__(self, ttl: float, epoch: Callable[[], int] | None = None) -> None:
         self.ttl = ttl

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.auth import ClientIdentity
 from api.errors import Unauthorized
 from api.nudge import Nudger
-from soraq.config import Settings, get_settings
+from core.config import Settings, get_settings
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from soraq.errors import InvalidRequest
+from core.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from models.webhook import WebhookDelivery
 def migration_head() -> str | None:
     from alembic.script import ScriptDirectory
 
-    from soraq.cli import alembic_config
+    from models.migrate import alembic_config
 
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
@@ -44,7 +44,7 @@ async def check_database(session: AsyncSession) -> tuple[bool, str]:
 
 
 def _broker_reachable() -> tuple[bool, str]:
-    from worker.app import celery_app
+    from broker.app import celery_app
 
     try:
         with celery_app.connection_for_write() as connection:

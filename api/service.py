@@ -23,8 +23,12 @@ from api.auth import ClientIdentity
 from api.budgets import budget_check, refuse_if_over_budget
 from api.errors import APIError, JobFinished, NotFound, RateLimited, TooManyJobs
 from api.nudge import Nudger
-from api.schemas import PRIORITIES, JobCreate
+from api.schemas import JobCreate
 from catalogue import ModelSpec, get_catalogue
+from core.config import Rate, Settings, parse_rate
+from core.errors import InvalidRequest
+from core.images import MAX_IMAGE_BYTES, sniff_image_type
+from core.netguard import UnsafeURL, resolve
 from models.account_queries import record_balance, record_charge
 from models.base import utcnow
 from models.event import JobEvent
@@ -42,10 +46,7 @@ from models.lifecycle import TERMINAL, transition
 from models.scheduler import SchedulerState
 from models.spend import add_spend, day_of, sync_spend
 from models.webhook import WebhookDelivery
-from soraq.config import Rate, Settings, parse_rate
-from soraq.errors import InvalidRequest
-from soraq.images import MAX_IMAGE_BYTES, sniff_image_type
-from soraq.netguard import UnsafeURL, resolve
+from views.jobs import PRIORITIES
 
 MAX_METADATA_BYTES = 8 * 1024
 MAX_METADATA_DEPTH = 8

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from soraq.config import Settings
-from soraq.server_secret import server_secret
+from core.config import Settings
+from core.server_secret import server_secret
 
 
 def session_signing_key(settings: Settings) -> str | None:

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.config import Settings
+from core.errors import InvalidRequest
 from models.base import utcnow
 from models.usage_queries import GroupBy, usage
-from soraq.config import Settings
-from soraq.errors import InvalidRequest
 
 MAX_DAYS = 366
 COLUMNS = ("key", "jobs", "credits_estimated", "credits_charged", "credits_reserved", "usd")

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from sqlalchemy import Select, text
 
+from devstack.services import start_postgres
 from models.admin_queries import admin_jobs_page
 from models.base import utcnow
 from models.db import make_engine
-from soraq.cli import migrate
-from soraq.localservices import start_postgres
+from models.migrate import migrate
 
 FILL = """
 INSERT INTO clients (id, name, key_hash, key_prefix, webhook_secret, active, max_active_jobs,

@@ -88,9 +88,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=200)
     args = parser.parse_args(argv)
+    from core.config import Settings
+    from devstack.services import Unavailable, start_s3
     from sandbox.videos import padded, sample_mp4
-    from soraq.config import Settings
-    from soraq.localservices import Unavailable, start_s3
 
     size = args.mb * 1024 * 1024
     rows: list[Row] = []
@@ -131,9 +131,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
                 print(f"archive: S3 server unavailable ({exc}); file store only")
             for label, values in targets:
                 settings = Settings(**{**common, **values})  # type: ignore[arg-type]
-                import soraq.config
+                import core.config
 
-                soraq.config.get_settings.cache_clear()
+                core.config.get_settings.cache_clear()
                 os.environ["STORAGE_URL"] = str(values["storage_url"])
                 if "s3_endpoint_url" in values:
                     os.environ["S3_ENDPOINT_URL"] = str(values["s3_endpoint_url"])

@@ -10,8 +10,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from soraq.localservices import Unavailable, start_postgres, start_redis
-from soraq.localstack import LocalStack, local_stack
+from devstack.services import Unavailable, start_postgres, start_redis
+from devstack.stack import LocalStack, local_stack
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import Row
-from soraq.localstack import local_stack
+from devstack.stack import local_stack
 
 
 def main(argv: list[str] | None = None) -> list[Row]:

@@ -15,9 +15,9 @@ import sys
 import tempfile
 
 from bench.common import Row, verdict
-from soraq.cli import migrate
-from soraq.localservices import start_postgres, start_redis
-from soraq.localstack import free_port, wait_http
+from devstack.services import start_postgres, start_redis
+from devstack.stack import free_port, wait_http
+from models.migrate import migrate
 
 LUA = """wrk.method = "POST"
 wrk.body = '{"prompt": "A cute cat playing in a garden"}'

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import httpx
 
 from bench.common import Row, production_stack, verdict
-from soraq.config import Settings
+from core.config import Settings
 
 BURST = {"big": 2000, "mid": 500, "small": 50}
 

@@ -16,12 +16,12 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from bench.common import Row, verdict
+from core.config import Settings
+from devstack.services import start_postgres
 from models.base import utcnow
 from models.db import make_engine
 from models.job_queries import claim_due
-from soraq.cli import migrate
-from soraq.config import Settings
-from soraq.localservices import start_postgres
+from models.migrate import migrate
 from worker.admission import admit
 
 FILL = """

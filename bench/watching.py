@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from bench.common import Row, median, percentile, production_stack, verdict
-from soraq.config import Settings
-from tests.integration.receiver import webhook_receiver
+from core.config import Settings
+from devstack.receiver import webhook_receiver
 
 
 def run(callbacks: bool, jobs: int, duration: float, size: str = "") -> dict[str, object]:

@@ -2,8 +2,7 @@
 becomes the upstream's own body. Models are data (models.toml); this module only reads them.
 
 Each model's accepted input is a JSON Schema, compiled once per model and used both to validate
-`POST /jobs` and to show clients what they may send (`GET /models`).
-"""
+`POST /jobs` and to show clients what they may send (`GET /models`). May import core/ only."""
 
 from __future__ import annotations
 
@@ -18,8 +17,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from catalogue.pricing import Price, parse_price
-from soraq.config import get_settings
-from soraq.errors import InvalidRequest
+from core.config import get_settings
+from core.errors import InvalidRequest
 
 BUNDLED = Path(__file__).with_name("models.toml")
 ROLES = ("first_frame", "last_frame", "reference")  # also the order images are sent in

@@ -10,8 +10,8 @@ import time
 from functools import cache
 from urllib.parse import urlencode
 
-from soraq.config import Settings, get_settings
-from soraq.server_secret import server_secret
+from core.config import Settings, get_settings
+from core.server_secret import server_secret
 
 
 @cache

@@ -16,7 +16,7 @@ import obstore
 import obstore.exceptions
 from obstore.store import LocalStore, ObjectStore, S3Store
 
-from soraq.config import Settings, get_settings
+from core.config import Settings, get_settings
 
 
 def storage_url(settings: Settings) -> str:

@@ -4,10 +4,10 @@ from logging.config import fileConfig
 
 from alembic import context
 
+from core.config import get_settings
 from models import Base
 from models.base import include_in_autogenerate
 from models.db import make_engine
-from soraq.config import get_settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

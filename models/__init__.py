@@ -1,4 +1,5 @@
-"""Database models, engine/session setup, the job state machine and the queries beside them."""
+"""The database: tables, engine and sessions, the job state machine, the queries beside the
+models, the spend counters and migrations' runner. May import catalogue/ and core/."""
 
 from models.admin import AdminAuthFailures, AdminSession
 from models.base import Base

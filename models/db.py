@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from soraq.config import get_settings
+from core.config import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 

@@ -24,12 +24,12 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
+from core.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, parse_rate
+from core.images import sniff_image_type
 from sandbox.account import Account, price
 from sandbox.faults import Fault, parse
 from sandbox.schemas import jobs_schema, refusal, runway_refusal, veo_refusal
 from sandbox.videos import padded, parse_size, sample_mp4
-from soraq.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, parse_rate
-from soraq.images import sniff_image_type
 
 ACCOUNT_MESSAGES = {
     401: "You do not have access permissions",

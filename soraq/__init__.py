@@ -1,1 +1,2 @@
-"""soraq: durable, observable jobs for AI video generation."""
+"""The `soraq` command: migrate, api, worker, beat, sandbox, dev, clients, submit, jobs. The top
+layer: may import anything below it."""

@@ -12,10 +12,9 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-from soraq.auth_events import announce
-from soraq.config import (
+from core.auth_events import announce
+from core.config import (
     JOBS_QUEUE,
     QUEUES,
     SANDBOX_IMGBB_KEY,
@@ -23,35 +22,16 @@ from soraq.config import (
     WEBHOOK_QUEUE,
     get_settings,
 )
-from soraq.logs import setup_logging
-from soraq.metrics import prepare_multiprocess_dir
+from core.logs import setup_logging
+from core.metrics import prepare_multiprocess_dir
+from models.migrate import migrate
 
 log = logging.getLogger("soraq")
 
 
-def alembic_config(database_url: str | None = None) -> Any:
-    """Alembic's config for the installed migrations, independent of the working directory."""
-    from alembic.config import Config
-
-    import migrations
-
-    config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    config.attributes["configure_logging"] = False
-    if database_url:
-        config.attributes["database_url"] = database_url
-    return config
-
-
-def migrate(database_url: str | None = None, revision: str = "head") -> None:
-    from alembic import command
-
-    command.upgrade(alembic_config(database_url), revision)
-
-
 def clients_command(args: argparse.Namespace) -> int:
     from models.db import session_scope
-    from soraq import clients
+    from soraq import client_admin as clients
 
     with session_scope() as session:
         try:
@@ -131,7 +111,7 @@ def ensure_demo_client(settings_var_dir: Path) -> str:
     """The dev sandbox's client. Its key lives in var/demo-api-key so that restarts keep it."""
     from models.client import hash_api_key
     from models.db import session_scope
-    from soraq import clients
+    from soraq import client_admin as clients
 
     key_file = settings_var_dir / "demo-api-key"
     with session_scope() as session:
@@ -152,7 +132,7 @@ def ensure_demo_client(settings_var_dir: Path) -> str:
 def disable_demo_client() -> None:
     """With a real Kie key, the demo client (whose key sits in a file) must not spend money."""
     from models.db import session_scope
-    from soraq import clients
+    from soraq import client_admin as clients
 
     with session_scope() as session:
         try:
@@ -422,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return remote.jobs(args.status, args.limit)
     elif args.verb == "operator-secret":
-        from soraq.operator_secret import operator_secret
+        from core.operator_secret import operator_secret
 
         print(operator_secret(settings))
     elif args.verb == "sandbox":

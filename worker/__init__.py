@@ -1,1 +1,3 @@
-"""The Celery worker: tasks, the pipeline they run, and the Kie and imgbb clients."""
+"""The Celery worker: thin tasks over the pipeline (upload, submit, watch, archive, adopt),
+admission, the account and credits guards, webhook delivery. May import views/, upstreams/,
+models/, media/, catalogue/, broker/ and core/ — never api/."""

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.config import Settings
 from models.job import Job, JobStatus
 from models.lifecycle import fail
 from models.scheduler import SchedulerState
-from soraq.config import Settings
-from worker.errors import ExternalError
-from worker.upstreams import ACCOUNT_CODES
+from upstreams import ACCOUNT_CODES
+from upstreams.errors import ExternalError
 
 log = logging.getLogger(__name__)
 STATE = "kie"

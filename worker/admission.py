@@ -21,12 +21,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import Float, Select, cast, func, select, update
 from sqlalchemy.orm import Session
 
+from core.config import Settings
 from models.base import utcnow
 from models.client import Client
 from models.job import Job, JobStatus
 from models.lifecycle import AT_KIE
 from models.scheduler import SchedulerState
-from soraq.config import Settings
 from worker import account, credits
 from worker.limiter import check_window, create_window
 

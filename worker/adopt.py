@@ -17,13 +17,13 @@ from sqlalchemy import case, update
 from sqlalchemy.orm import Session
 
 from catalogue import get_catalogue
+from core.config import Settings
 from models.job import Job, JobStatus
 from models.lifecycle import adopt_task, record_event
-from soraq.config import Settings
+from upstreams import TaskInfo
+from upstreams.errors import ExternalError
 from worker import policy
-from worker.errors import ExternalError
 from worker.stage import Clients, context, upstream_call
-from worker.upstreams import TaskInfo
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core.config import Settings
 from media import store
 from media.probe import NotAVideo, poster, probe
 from models.base import utcnow
 from models.client import Client
 from models.job import Job, JobStatus
 from models.lifecycle import fail, transition
-from soraq.config import Settings
+from upstreams.errors import ExternalError
 from worker import policy
-from worker.errors import ExternalError
 from worker.fetch import FetchError, fetch
 from worker.stage import Clients, context
 

@@ -25,16 +25,16 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
+from core.config import Settings
+from core.netguard import UnsafeURL, resolve
+from core.operator_secret import operator_secret
 from models.account_queries import record_balance
 from models.base import utcnow
 from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
-from soraq.config import Settings
-from soraq.netguard import UnsafeURL, resolve
-from soraq.operator_secret import operator_secret
-from worker.errors import ExternalError
-from worker.http import USER_AGENT
-from worker.upstreams.kie_http import KieHTTP
+from upstreams.errors import ExternalError
+from upstreams.http import USER_AGENT
+from upstreams.kie_http import KieHTTP
 from worker.webhook_send import post_within
 
 log = logging.getLogger(__name__)

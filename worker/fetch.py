@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from soraq.config import Settings
-from soraq.netguard import UnsafeURL, resolve
-from worker.http import USER_AGENT
+from core.config import Settings
+from core.netguard import UnsafeURL, resolve
+from upstreams.http import USER_AGENT
 
 MAX_REDIRECTS = 5
 CHUNK = 256 * 1024

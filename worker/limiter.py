@@ -16,9 +16,9 @@ from typing import Literal, Protocol
 
 import redis
 
+from core.config import Rate, Settings
+from core.once import per_process
 from models.scheduler import SchedulerState
-from soraq.config import Rate, Settings
-from soraq.once import per_process
 
 MARGIN_SECONDS = 0.1
 Log = Literal["creates", "checks"]

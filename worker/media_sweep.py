@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.config import Settings
 from media import store
 from models.job import Job
 from models.lifecycle import record_event
-from soraq.config import Settings
 
 log = logging.getLogger(__name__)
 

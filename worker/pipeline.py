@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.config import Settings
 from models.base import utcnow
 from models.job import Job, JobImage, JobStatus
 from models.lifecycle import AT_KIE, TERMINAL, fail
-from soraq.config import Settings
 from worker.adopt import adopt, is_orphan_with_candidate
 from worker.archive import archive
 from worker.archive import lease as archive_lease

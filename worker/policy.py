@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from soraq.config import Settings
+from core.config import Settings
 
 # After a callback, while the upstream's record does not show the end yet (Kie's record can
 # trail its own callback), look again this many seconds after the callback: 1, 2, 4, 8 s apart.

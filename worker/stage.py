@@ -12,16 +12,16 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
+from core.config import Settings
+from core.metrics import KIE_CALLS, KIE_LATENCY
 from models.base import utcnow
 from models.job import Job, JobStatus
 from models.lifecycle import fail, record_event, transition
-from soraq.config import Settings
-from soraq.metrics import KIE_CALLS, KIE_LATENCY
+from upstreams import Upstream
+from upstreams.errors import ExternalError
+from upstreams.imgbb import ImgbbClient
+from upstreams.kie_http import KieHTTP
 from worker import account, policy
-from worker.errors import ExternalError
-from worker.imgbb import ImgbbClient
-from worker.upstreams import Upstream
-from worker.upstreams.kie_http import KieHTTP
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

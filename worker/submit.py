@@ -11,13 +11,13 @@ from sqlalchemy import case, update
 from sqlalchemy.orm import Session
 
 from catalogue import get_catalogue
+from core.config import Settings
 from models.base import utcnow
 from models.job import Job, JobStatus
 from models.lifecycle import fail, transition
-from soraq.config import Settings
+from upstreams.errors import ExternalError
 from worker import account, policy
 from worker.admission import acquire_create
-from worker.errors import ExternalError
 from worker.stage import Clients, claim_stage, context, requeue, retry_or_fail, upstream_call
 
 log = logging.getLogger(__name__)

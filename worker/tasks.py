@@ -8,21 +8,21 @@ from datetime import timedelta
 from sqlalchemy import delete, event
 from sqlalchemy.orm import Session
 
+from broker.app import celery_app
+from core.config import get_settings
+from core.metrics import SWEEP_SECONDS
+from core.once import per_process
 from models.base import utcnow
 from models.db import get_engine, get_session_factory, session_scope
 from models.idempotency import IdempotencyKey
 from models.job_queries import claim_due, claim_due_deliveries
 from models.lifecycle import NEW_DELIVERIES
-from soraq.config import get_settings
-from soraq.metrics import SWEEP_SECONDS
-from soraq.once import per_process
+from upstreams import KieHTTP, kie_upstreams
+from upstreams.imgbb import ImgbbClient
 from worker import credits, webhooks
 from worker.admission import admit, record_checks
-from worker.app import celery_app
-from worker.imgbb import ImgbbClient
 from worker.media_sweep import clear_abandoned_downloads, expire_media
 from worker.pipeline import Clients, advance
-from worker.upstreams import KieHTTP, kie_upstreams
 
 log = logging.getLogger(__name__)
 

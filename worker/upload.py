@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from core.config import Settings
 from models.job import Job, JobImage, JobStatus
 from models.lifecycle import fail, transition
-from soraq.config import Settings
-from worker.errors import ExternalError
+from upstreams.errors import ExternalError
 from worker.stage import Clients, retry_or_fail
 
 S = JobStatus

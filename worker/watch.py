@@ -11,15 +11,15 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from catalogue import get_catalogue
+from core.config import Settings
 from models.job import Job, JobStatus
 from models.lifecycle import fail, transition
-from soraq.config import Settings
+from upstreams import TaskInfo
+from upstreams.errors import ExternalError
 from worker import policy
 from worker.archive import archive
 from worker.archive import lease as archive_lease
-from worker.errors import ExternalError
 from worker.stage import Clients, context, upstream_call
-from worker.upstreams import TaskInfo
 
 log = logging.getLogger(__name__)
 S = JobStatus

@@ -16,7 +16,7 @@ from functools import cache
 
 import httpx
 
-from worker.errors import parse_retry_after
+from upstreams.errors import parse_retry_after
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,17 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
-from api.schemas import JobOut
+from core.config import Settings
+from core.metrics import WEBHOOK_ATTEMPTS
+from core.netguard import UnsafeURL, resolve
 from models.base import utcnow
 from models.client import Client
 from models.job import Job
 from models.lifecycle import record_event
 from models.webhook import DeliveryState, WebhookDelivery
 from models.webhook_queries import release_host_slot, take_host_slot
-from soraq.config import Settings
-from soraq.metrics import WEBHOOK_ATTEMPTS
-from soraq.netguard import UnsafeURL, resolve
-from worker.http import USER_AGENT
+from upstreams.http import USER_AGENT
+from views.jobs import JobOut
 from worker.webhook_send import post_within
 
 log = logging.getLogger(__name__)

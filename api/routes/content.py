@@ -17,9 +17,9 @@ from api import service
 from api.deps import SessionDep, SettingsDep, current_client
 from api.errors import APIError, NotFound
 from api.routes.jobs import ERRORS, JobId
+from core.config import Settings
 from media import links, store
 from models.job import JobStatus
-from soraq.config import Settings
 
 router = APIRouter(tags=["jobs"])
 

@@ -27,12 +27,12 @@ from api.schemas import AdminJobOut, DeliveryOut, EventOut
 from api.service import cancel_job
 from api.throttle import count_failure, refuse_if_throttled
 from catalogue import get_catalogue
+from core.config import get_settings
 from models.admin import live_session, new_session, revoke_session
 from models.base import utcnow
 from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
 from models.usage_queries import daily_by_client
-from soraq.config import get_settings
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parents[1] / "templates"))

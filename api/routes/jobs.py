@@ -7,16 +7,18 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import estimates, service
+from api import service
 from api.deps import CurrentClient, NudgerDep, SessionDep, SettingsDep
 from api.errors import UnsupportedMediaType
 from api.limits import MAX_BODY_BYTES
-from api.schemas import ErrorBody, JobCreate, JobOut, JobPage
+from api.schemas import ErrorBody, JobCreate, JobPage
 from catalogue import ROLES, get_catalogue
+from core.errors import InvalidRequest
+from core.images import MAX_IMAGE_BYTES
 from models.job import JobStatus
 from models.lifecycle import AT_KIE
-from soraq.errors import InvalidRequest
-from soraq.images import MAX_IMAGE_BYTES
+from views import estimates
+from views.jobs import JobOut
 
 router = APIRouter(tags=["jobs"])
 

@@ -22,7 +22,7 @@ from api import service
 from api.deps import NudgerDep, SessionDep, SettingsDep
 from api.errors import NotFound, PayloadTooLarge, Unauthorized
 from models.job import JobStatus
-from worker.upstreams.kie_http import callback_credits, callback_task_id
+from upstreams.kie_http import callback_credits, callback_task_id
 
 router = APIRouter(tags=["kie"], include_in_schema=False)
 

@@ -22,7 +22,7 @@ from api.health import (
     check_storage,
 )
 from catalogue import get_catalogue
-from soraq.config import get_settings
+from core.config import get_settings
 
 router = APIRouter(tags=["meta"])
 

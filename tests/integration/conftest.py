@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from soraq.localservices import (
+from devstack.services import (
     Postgres,
     Redis,
     S3Server,
@@ -24,7 +24,7 @@ from soraq.localservices import (
     start_redis,
     start_s3,
 )
-from soraq.localstack import LocalStack, local_stack
+from devstack.stack import LocalStack, local_stack
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 EMBEDDED, PRODUCTION = "sqlite+filesystem", "postgres+redis"

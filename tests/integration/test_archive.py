@@ -175,7 +175,7 @@ def test_storage_down_holds_jobs_in_archiving_until_it_returns(stack: Stack) -> 
 
 
 def test_a_video_still_plays_after_every_soraq_process_restarts(stack: Stack) -> None:
-    from soraq.localstack import wait_http
+    from devstack.stack import wait_http
 
     job = stack.wait(stack.create(prompt=unique("survives restarts"))["id"])
     [video] = job["result"]["videos"]

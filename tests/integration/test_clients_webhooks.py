@@ -15,11 +15,11 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
+from devstack.receiver import Receiver, webhook_receiver
 from models.base import utcnow
 from models.db import make_engine
 from models.job import Job
 from tests.integration.conftest import Stack
-from tests.integration.receiver import Receiver, webhook_receiver
 
 
 def unique(prompt: str) -> str:

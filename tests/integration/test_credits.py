@@ -17,6 +17,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
+from devstack.receiver import webhook_receiver
 from tests.integration.conftest import (
     ADMIN_TOKEN,
     EMBEDDED,
@@ -25,7 +26,6 @@ from tests.integration.conftest import (
     Stack,
     running_stack,
 )
-from tests.integration.receiver import webhook_receiver
 
 # Seedance 2 Fast at 480p for 5 s: 40 credits by Kie's price list (and the sandbox's).
 FORTY = {"model": "bytedance/seedance-2-fast", "resolution": "480p", "duration": 5}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from soraq.localstack import free_port, wait_http
+from devstack.stack import free_port, wait_http
 
 
 def test_soraq_dev_runs_a_job_against_the_sandbox_and_stops_cleanly(tmp_path: Path) -> None:

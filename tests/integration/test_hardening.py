@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from devstack.receiver import slow_receiver, webhook_receiver
 from tests.integration.conftest import ADMIN_TOKEN, Stack
-from tests.integration.receiver import slow_receiver, webhook_receiver
 
 
 def unique(prompt: str) -> str:

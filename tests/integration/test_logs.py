@@ -6,9 +6,9 @@ import base64
 import json
 import uuid
 
+from devstack.receiver import webhook_receiver
 from tests.images import PNG
 from tests.integration.conftest import ADMIN_TOKEN, Stack
-from tests.integration.receiver import webhook_receiver
 
 
 def test_no_secret_or_image_bytes_reach_the_logs(stack: Stack) -> None:

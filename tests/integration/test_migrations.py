@@ -15,7 +15,7 @@ from sqlalchemy import inspect
 from models import Base
 from models.base import include_in_autogenerate
 from models.db import make_engine
-from soraq.cli import alembic_config, migrate
+from models.migrate import alembic_config, migrate
 from tests.integration.conftest import Services
 
 _names = itertools.count()

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from models.db import get_engine, make_engine, session_scope
 from models.job import Job
-from soraq import clients
-from soraq.cli import migrate
+from models.migrate import migrate
+from soraq import client_admin as clients
 
 _names = itertools.count()
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from itsdangerous import TimestampSigner
 
 from api.app import create_app
-from soraq.config import Settings, get_settings
+from core.config import Settings, get_settings
 
 CANCEL_URL = "/admin/view/job_0123456789abcdef01234567/cancel"
 

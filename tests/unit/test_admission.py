@@ -8,11 +8,11 @@ from datetime import timedelta
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from core.config import Settings
 from models.base import utcnow
 from models.client import Client
 from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
-from soraq.config import Settings
 from worker.account import pause_rate_limited as pause
 from worker.admission import acquire_create, admit, record_checks
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from api.schemas import JobUsage
 from catalogue import ModelSpec, get_catalogue, parse
 from catalogue.pricing import parse_price
 from models.job import Job, JobStatus
 from models.spend import day_start, month_start, next_month
 from sandbox.account import price as sandbox_price
-from worker.upstreams.kie_http import callback_credits, credit_amount
+from upstreams.kie_http import callback_credits, credit_amount
+from views.jobs import JobUsage
 
 LIVE = [spec for spec in get_catalogue().models.values() if spec.live]
 FAMILY = {"kie-jobs": "jobs", "kie-veo": "veo", "kie-runway": "runway"}

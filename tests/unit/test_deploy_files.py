@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from soraq.config import Settings
+from core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

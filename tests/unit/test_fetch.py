@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import respx
 
-from soraq.config import Settings
+from core.config import Settings
 from worker.fetch import FetchError, fetch
 
 PUBLIC = "https://93.184.216.34"  # an address literal: no DNS needed
@@ -63,7 +63,7 @@ def test_a_gone_source_is_told_apart_from_a_failing_one(settings: Settings, tmp_
 
 
 def test_the_connection_goes_to_the_vetted_address_under_the_real_host_name() -> None:
-    from soraq.netguard import CheckedURL
+    from core.netguard import CheckedURL
 
     v6 = CheckedURL("https://h.example:8443/a?b=1", "https", "h.example", 8443, "2606:4700::1")
     assert v6.pinned_url == "https://[2606:4700::1]:8443/a?b=1"

@@ -5,8 +5,8 @@ import pytest
 import respx
 
 from tests.images import PNG
-from worker.errors import ExternalError
-from worker.imgbb import ImgbbClient
+from upstreams.errors import ExternalError
+from upstreams.imgbb import ImgbbClient
 
 BASE = "https://imgbb.test"
 

@@ -13,11 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from core.config import get_settings
+from core.logs import RedactTokens
 from models.base import utcnow
 from models.db import session_scope
 from models.job import Job, JobStatus
-from soraq.config import get_settings
-from soraq.logs import RedactTokens
 
 KEY = "kie-hmac-key"
 

@@ -8,9 +8,9 @@ import httpx
 import pytest
 import respx
 
-from worker.errors import ExternalError
-from worker.upstreams.kie_http import KieHTTP
-from worker.upstreams.kie_jobs import KieJobs as KieClient
+from upstreams.errors import ExternalError
+from upstreams.kie_http import KieHTTP
+from upstreams.kie_jobs import KieJobs as KieClient
 
 BASE = "https://kie.test"
 

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
+from core.config import Rate
+from devstack.services import Unavailable, start_redis
 from models.base import utcnow
 from models.scheduler import SchedulerState
-from soraq.config import Rate
-from soraq.localservices import Unavailable, start_redis
 from worker.limiter import MARGIN_SECONDS, DatabaseWindow, RedisWindow
 
 

@@ -28,7 +28,7 @@ def test_metrics_need_the_token_when_one_is_set(
     migrated: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from api.app import create_app
-    from soraq.config import get_settings
+    from core.config import get_settings
 
     monkeypatch.setenv("METRICS_TOKEN", "scrape-me")
     get_settings.cache_clear()

@@ -6,7 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from soraq.once import per_process
+from core.once import per_process
 
 
 def test_threads_asking_at_once_get_one_shared_object() -> None:

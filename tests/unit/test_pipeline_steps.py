@@ -16,15 +16,15 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from catalogue import get_catalogue
+from core.config import Settings
 from models.base import utcnow
 from models.event import JobEvent
 from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
 from sandbox.videos import sample_mp4
-from soraq.config import Settings
-from worker.imgbb import ImgbbClient
+from upstreams import kie_upstreams
+from upstreams.imgbb import ImgbbClient
 from worker.pipeline import Clients, advance
-from worker.upstreams import kie_upstreams
 
 KIE = "https://kie.test"
 S = JobStatus
@@ -88,7 +88,7 @@ def clients() -> Iterator[Clients]:
 def cdn(monkeypatch: pytest.MonkeyPatch) -> None:
     """The upstream's result host: resolved to a public address (no DNS in tests) and serving
     a real MP4 through respx, so the archive step runs for real."""
-    from soraq.netguard import CheckedURL, check_scheme
+    from core.netguard import CheckedURL, check_scheme
     from worker import fetch as fetch_module
 
     def resolve(url: str, **_: object) -> CheckedURL:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from soraq.config import SANDBOX_KIE_KEY, Settings
+from core.config import SANDBOX_KIE_KEY, Settings
 
 
 def production(**values: object) -> Settings:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from worker.upstreams.base import State, TaskInfo, state_word, unknown_state, url_list
-from worker.upstreams.kie_http import KieFamily
+from upstreams.base import State, TaskInfo, state_word, unknown_state, url_list
+from upstreams.kie_http import KieFamily
 
 STATES: dict[str, State] = {
     "waiting": "waiting",

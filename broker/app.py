@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery
 
-from soraq.config import JOBS_QUEUE, WEBHOOK_QUEUE, Settings, get_settings
+from core.config import JOBS_QUEUE, WEBHOOK_QUEUE, Settings, get_settings
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def broker_options(settings: Settings) -> dict[str, Any]:
 def create_celery(settings: Settings) -> Celery:
     app = Celery("soraq", broker=settings.resolved_broker_url)
     if settings.embedded_broker:
-        app.conf.broker_transport = "worker.broker:Transport"
+        app.conf.broker_transport = "broker.transport:Transport"
     app.conf.update(
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,

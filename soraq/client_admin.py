@@ -8,12 +8,12 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.config import parse_rate
 from models import spend
 from models.base import utcnow
 from models.client import Client, hash_api_key, new_api_key, new_webhook_secret
 from models.client_queries import client_by_name
 from models.spend import month_start
-from soraq.config import parse_rate
 
 
 class ClientError(ValueError):

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from soraq.netguard import address_allowed
+from core.netguard import address_allowed
 
 # The sandbox accepts these keys; production refuses them (see `_refuse_sandbox_in_production`).
 SANDBOX_KIE_KEY = "sandbox-kie-key"

@@ -8,8 +8,8 @@ import base64
 import hashlib
 import hmac
 
-from soraq.config import Settings
-from soraq.server_secret import server_secret
+from core.config import Settings
+from core.server_secret import server_secret
 
 
 def operator_secret(settings: Settings) -> str:

@@ -9,7 +9,7 @@ import secrets
 import time
 from pathlib import Path
 
-from soraq.config import Settings
+from core.config import Settings
 
 _SECRET_FILE = "session-secret"
 

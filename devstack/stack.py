@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from soraq.config import JOBS_QUEUE, SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, WEBHOOK_QUEUE
+from core.config import JOBS_QUEUE, SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, WEBHOOK_QUEUE
 
 
 def free_port() -> int:
@@ -72,8 +72,8 @@ class LocalStack:
 
     def send_task(self, name: str, *args: object) -> None:
         """Publish a task to this stack's broker, as a stray or duplicate message would arrive."""
-        from soraq.config import Settings
-        from worker.app import create_celery
+        from broker.app import create_celery
+        from core.config import Settings
 
         settings = Settings(var_dir=self.var_dir, celery_broker_url=self.env["CELERY_BROKER_URL"])
         celery = create_celery(settings)

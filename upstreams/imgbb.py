@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from worker.errors import ExternalError, from_transport_error, parse_retry_after
-from worker.http import make_client
+from upstreams.errors import ExternalError, from_transport_error, parse_retry_after
+from upstreams.http import make_client
 
 _INVALID_IMAGE_CODES = {310, 311}
 

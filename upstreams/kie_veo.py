@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from worker.errors import ExternalError
-from worker.upstreams.base import State, TaskInfo, state_word, unknown_state, url_list
-from worker.upstreams.kie_http import KieFamily
+from upstreams.base import State, TaskInfo, state_word, unknown_state, url_list
+from upstreams.errors import ExternalError
+from upstreams.kie_http import KieFamily
 
 FLAGS: dict[int, State] = {0: "generating", 1: "success", 2: "fail", 3: "fail"}
 

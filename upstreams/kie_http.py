@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from worker.errors import ExternalError, from_transport_error, parse_retry_after
-from worker.http import make_client
-from worker.upstreams.base import as_int
+from upstreams.base import as_int
+from upstreams.errors import ExternalError, from_transport_error, parse_retry_after
+from upstreams.http import make_client
 
 # body code -> (error.code, retryable)
 CODES: dict[int, tuple[str, bool]] = {

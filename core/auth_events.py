@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from soraq.config import Settings
+from core.config import Settings
 
 log = logging.getLogger(__name__)
 CHANNEL = "soraq:auth-changed"

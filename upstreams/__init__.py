@@ -1,14 +1,16 @@
-"""One adapter per upstream API family, behind one interface (worker.upstreams.base)."""
+"""The outbound side: one adapter per upstream API family (Kie's jobs, Veo and Runway APIs)
+behind one interface (upstreams.base), imgbb, the HTTP client they share and the error every
+failed call maps to. May import catalogue/ and core/."""
 
 from __future__ import annotations
 
 import httpx
 
-from worker.upstreams.base import TaskInfo, Upstream
-from worker.upstreams.kie_http import ACCOUNT_CODES, KieHTTP
-from worker.upstreams.kie_jobs import KieJobs
-from worker.upstreams.kie_runway import KieRunway
-from worker.upstreams.kie_veo import KieVeo
+from upstreams.base import TaskInfo, Upstream
+from upstreams.kie_http import ACCOUNT_CODES, KieHTTP
+from upstreams.kie_jobs import KieJobs
+from upstreams.kie_runway import KieRunway
+from upstreams.kie_veo import KieVeo
 
 __all__ = ["ACCOUNT_CODES", "KieHTTP", "TaskInfo", "Upstream", "kie_upstreams"]
 
