@@ -345,7 +345,7 @@ async def create_job(
         credits_estimated=estimate,
         credits_reserved=estimate,  # counts against the client's budgets until it settles
         credits_counted=estimate,  # and is in its spend counter (models.spend)
-        attempts=0,
+        failures=0,
         created_at=now,
         updated_at=now,
         next_check_at=now,
@@ -404,7 +404,6 @@ async def create_job(
                 key=idempotency_key,
                 request_hash=fingerprint,
                 job_id=job.id,
-                status_code=202,
                 created_at=now,
                 expires_at=now + timedelta(seconds=settings.idempotency_ttl),
             )

@@ -38,7 +38,7 @@ async def create(body: dict[str, object]) -> dict[str, str]:
                 model="veo3.1-fast/text-to-video",
                 input=body,
                 callback_token=secrets.token_urlsafe(32),
-                attempts=0,
+                failures=0,
                 priority=1,
                 created_at=now,
                 updated_at=now,

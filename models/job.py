@@ -89,10 +89,16 @@ class Job(Base):
 
     # Scheduling. A non-terminal job always has next_check_at; a terminal one never does.
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)  # consecutive transient failures
+    # Consecutive transient failures of the current step (a success resets it); a webhook
+    # delivery's `attempts`, by contrast, counts every attempt.
+    failures: Mapped[int] = mapped_column(Integer, default=0)
     priority: Mapped[int] = mapped_column(Integer, default=1)  # 0 high, 1 normal, 2 low
     admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # When a job at Kie times out (JOB_TIMEOUT from its submission).
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # While a worker holds a stage (uploading, submitting, archiving): until when. A job still
+    # in that stage after this was abandoned by a crash.
+    stage_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     callback_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # Set by the sweep's claim, cleared by the next step: a claimed job is not due again until
     # it passes, so a lost message comes back. Not in any index, so the claim is a cheap

@@ -24,26 +24,29 @@ from models.job import Job, JobStatus, new_callback_token
 from models.spend import sync_spend
 from models.webhook import WebhookDelivery, new_event_id
 
-S = JobStatus
-AT_KIE = frozenset({S.WAITING, S.QUEUING, S.GENERATING})
-TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED})
+AT_KIE = frozenset({JobStatus.WAITING, JobStatus.QUEUING, JobStatus.GENERATING})
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
 ACTIVE = frozenset(JobStatus) - TERMINAL
 
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
-    S.QUEUED: frozenset({S.UPLOADING, S.SUBMITTING, S.FAILED, S.CANCELED}),
-    S.UPLOADING: frozenset({S.SUBMITTING, S.QUEUED, S.FAILED, S.CANCELED}),
+    JobStatus.QUEUED: frozenset(
+        {JobStatus.UPLOADING, JobStatus.SUBMITTING, JobStatus.FAILED, JobStatus.CANCELED}
+    ),
+    JobStatus.UPLOADING: frozenset(
+        {JobStatus.SUBMITTING, JobStatus.QUEUED, JobStatus.FAILED, JobStatus.CANCELED}
+    ),
     # Back to queued only when Kie certainly created no task (a refusal with an answer).
-    S.SUBMITTING: AT_KIE | {S.QUEUED, S.FAILED, S.CANCELED},
-    **{s: AT_KIE | TERMINAL | {S.ARCHIVING} for s in AT_KIE},
+    JobStatus.SUBMITTING: AT_KIE | {JobStatus.QUEUED, JobStatus.FAILED, JobStatus.CANCELED},
+    **{s: AT_KIE | TERMINAL | {JobStatus.ARCHIVING} for s in AT_KIE},
     # The video exists and is paid for: it is copied into storage, then the job succeeds.
-    S.ARCHIVING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED}),
-    S.SUCCEEDED: frozenset(),
-    S.FAILED: frozenset(),
-    S.CANCELED: frozenset(),
+    JobStatus.ARCHIVING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELED: frozenset(),
 }
 
 # Values worth showing in a transition's history entry.
-_SHOWN = ("kie_task_id", "error_code", "kie_fail_code", "attempts", "image_url")
+_SHOWN = ("kie_task_id", "error_code", "kie_fail_code", "failures", "image_url")
 
 # Event ids queued in a session, for whoever publishes them after the commit.
 NEW_DELIVERIES = "soraq.new_deliveries"
@@ -69,7 +72,7 @@ def transition_values(
 
 
 # States a job leaves without Kie having accepted a task: nothing was spent.
-_BEFORE_KIE = frozenset({S.QUEUED, S.UPLOADING})
+_BEFORE_KIE = frozenset({JobStatus.QUEUED, JobStatus.UPLOADING})
 
 
 def _settle_credits(expected: JobStatus, new: JobStatus, values: dict[str, Any]) -> dict[str, Any]:
@@ -77,13 +80,13 @@ def _settle_credits(expected: JobStatus, new: JobStatus, values: dict[str, Any])
     else the estimate); nothing when it ended before Kie accepted a task (a refusal with an
     answer, or before the createTask). A submit whose outcome is unknown, or a cancel while
     the createTask is in flight, keeps its reservation: the task may exist and be paid for."""
-    if new == S.SUCCEEDED:
+    if new == JobStatus.SUCCEEDED:
         return {"credits_reserved": func.coalesce(Job.credits_reported, Job.credits_estimated, 0.0)}
-    if new in (S.FAILED, S.CANCELED) and (
+    if new in (JobStatus.FAILED, JobStatus.CANCELED) and (
         expected in _BEFORE_KIE
         or (
-            expected == S.SUBMITTING
-            and new == S.FAILED
+            expected == JobStatus.SUBMITTING
+            and new == JobStatus.FAILED
             and values.get("error_code") != "submit_unknown"
             and "kie_task_id" not in values
         )
@@ -203,7 +206,13 @@ def fail(
     session: Session, job_id: str, expected: JobStatus, code: str, message: str, **values: Any
 ) -> bool:
     return transition(
-        session, job_id, expected, S.FAILED, error_code=code, error_message=message[:2000], **values
+        session,
+        job_id,
+        expected,
+        JobStatus.FAILED,
+        error_code=code,
+        error_message=message[:2000],
+        **values,
     )
 
 
@@ -214,13 +223,13 @@ def retry(session: Session, job_id: str, *, now: datetime | None = None, reason:
     result = session.execute(
         cas_update(
             job_id,
-            S.FAILED,
+            JobStatus.FAILED,
             {
-                "status": S.QUEUED,
+                "status": JobStatus.QUEUED,
                 "updated_at": now,
                 "next_check_at": now,
                 "claimed_until": None,
-                "attempts": 0,
+                "failures": 0,
                 "kie_task_id": None,
                 "callback_token": new_callback_token(),
                 "callback_at": None,
@@ -233,6 +242,7 @@ def retry(session: Session, job_id: str, *, now: datetime | None = None, reason:
                 "credits_reported": None,
                 "credits_reserved": func.coalesce(Job.credits_estimated, 0.0),
                 "deadline_at": None,
+                "stage_lease_until": None,
                 "submitted_at": None,
                 "started_at": None,
                 "finished_at": None,
@@ -247,8 +257,8 @@ def retry(session: Session, job_id: str, *, now: datetime | None = None, reason:
             job_id,
             "transition",
             now=now,
-            from_status=S.FAILED,
-            to_status=S.QUEUED,
+            from_status=JobStatus.FAILED,
+            to_status=JobStatus.QUEUED,
             reason=reason,
         )
     return moved
@@ -267,11 +277,11 @@ def adopt_task(
             Job.id == job_id,
             Job.kie_task_id.is_(None),
             Job.adopt_task_id == task_id,
-            (Job.status == S.SUBMITTING)
-            | ((Job.status == S.FAILED) & (Job.error_code == "submit_unknown")),
+            (Job.status == JobStatus.SUBMITTING)
+            | ((Job.status == JobStatus.FAILED) & (Job.error_code == "submit_unknown")),
         )
         .values(
-            status=S.WAITING,
+            status=JobStatus.WAITING,
             kie_task_id=task_id,
             adopt_task_id=None,
             error_code=None,
@@ -279,7 +289,8 @@ def adopt_task(
             finished_at=None,
             submitted_at=now,
             deadline_at=deadline,
-            attempts=0,
+            stage_lease_until=None,
+            failures=0,
             progress=0,
             updated_at=now,
             next_check_at=now,
@@ -295,7 +306,7 @@ def adopt_task(
         job_id,
         "transition",
         now=now,
-        to_status=S.WAITING,
+        to_status=JobStatus.WAITING,
         reason=f"adopted Kie task {task_id}: its createTask answer was lost, but the task "
         "carries this job's callback URL (no second createTask)",
         detail={"kie_task_id": task_id},

@@ -23,7 +23,7 @@ from models.lifecycle import adopt_task, record_event
 from upstreams import TaskInfo
 from upstreams.errors import ExternalError
 from worker import policy
-from worker.stage import Clients, context, upstream_call
+from worker.stage import UpstreamClients, context, upstream_call
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,13 @@ def carries_callback(info: TaskInfo | None, token: str) -> bool:
     return url.rstrip("/").endswith(f"/kie/callback/{token}")
 
 
-def adopt(session: Session, job: Job, clients: Clients, settings: Settings, now: datetime) -> None:
+def adopt(
+    session: Session, job: Job, outbound: UpstreamClients, settings: Settings, now: datetime
+) -> None:
     task_id = job.adopt_task_id
     assert task_id is not None
     spec = get_catalogue().spec(job.model)
-    upstream = clients.upstreams[spec.upstream]
+    upstream = outbound.upstreams[spec.upstream]
     info: TaskInfo | None = None
     try:
         info = upstream_call(

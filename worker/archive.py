@@ -27,10 +27,9 @@ from models.lifecycle import fail, transition
 from upstreams.errors import ExternalError
 from worker import policy
 from worker.fetch import FetchError, fetch
-from worker.stage import Clients, context
+from worker.stage import UpstreamClients, context
 
 log = logging.getLogger(__name__)
-S = JobStatus
 _EXTENSIONS = {"video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm"}
 
 
@@ -41,7 +40,11 @@ def lease(settings: Settings, now: datetime) -> datetime:
 
 
 def archive(
-    session: Session, job: Job, settings: Settings, now: datetime, clients: Clients | None = None
+    session: Session,
+    job: Job,
+    settings: Settings,
+    now: datetime,
+    outbound: UpstreamClients | None = None,
 ) -> None:
     result: dict[str, Any] = dict(job.result or {})
     sources: list[str] = list(result.get("source_urls") or [])
@@ -52,7 +55,7 @@ def archive(
     videos: list[dict[str, Any]] = []
     for index, url, watermarked in wanted:
         try:
-            video = _archive_one(job, index, url, settings, clients)
+            video = _archive_one(job, index, url, settings, outbound)
         except FetchError as exc:
             if exc.gone:
                 # The source expired before we got to it (a worker was down past Kie's
@@ -74,7 +77,7 @@ def archive(
             fail(
                 session,
                 job.id,
-                S.ARCHIVING,
+                JobStatus.ARCHIVING,
                 "upstream_bad_output",
                 f"The upstream's result is not a playable video: {exc}",
             )
@@ -104,13 +107,13 @@ def archive(
     finished = transition(
         session,
         job.id,
-        S.ARCHIVING,
-        S.SUCCEEDED,
+        JobStatus.ARCHIVING,
+        JobStatus.SUCCEEDED,
         now=now,
         reason=f"archived {len(videos)} file(s)",
         result={**result, "videos": videos},
-        attempts=0,
-        deadline_at=None,
+        failures=0,
+        stage_lease_until=None,
         media_expires_at=expires if stored else None,
         media_bytes=stored,
     )
@@ -120,7 +123,7 @@ def archive(
 
 
 def _archive_one(
-    job: Job, index: int, url: str, settings: Settings, clients: Clients | None
+    job: Job, index: int, url: str, settings: Settings, outbound: UpstreamClients | None
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(
         prefix="soraq-archive-", dir=store.scratch_folder(settings)
@@ -129,7 +132,7 @@ def _archive_one(
         try:
             fetched = fetch(url, path, settings)
         except FetchError as exc:
-            fresh = _fresh_link(url, clients) if exc.gone else None
+            fresh = _fresh_link(url, outbound) if exc.gone else None
             if fresh is None:
                 raise
             fetched = fetch(fresh, path, settings)
@@ -162,12 +165,12 @@ def _archive_one(
     }
 
 
-def _fresh_link(url: str, clients: Clients | None) -> str | None:
+def _fresh_link(url: str, outbound: UpstreamClients | None) -> str | None:
     """Kie hands out a fresh 20-minute link for a file it generated; tried before giving up."""
-    if clients is None or clients.kie_files is None:
+    if outbound is None or outbound.kie_files is None:
         return None
     try:
-        return clients.kie_files.fresh_download_url(url)
+        return outbound.kie_files.fresh_download_url(url)
     except ExternalError:
         return None
 
@@ -182,23 +185,23 @@ def _retry_or_fail(
     retryable: bool,
     forever: bool = False,
 ) -> None:
-    attempts = job.attempts + 1
-    if not forever and policy.gives_up(settings, retryable=retryable, attempts=attempts):
-        fail(session, job.id, S.ARCHIVING, code, message, attempts=attempts)
+    failures = job.failures + 1
+    if not forever and policy.gives_up(settings, retryable=retryable, failures=failures):
+        fail(session, job.id, JobStatus.ARCHIVING, code, message, failures=failures)
         session.commit()
         log.info("job %s failed archiving: %s", job.id, message, extra=context(job))
         return
-    delay = policy.backoff(settings, min(attempts, 10), None)
+    delay = policy.backoff(settings, min(failures, 10), None)
     now = utcnow()
     transition(
         session,
         job.id,
-        S.ARCHIVING,
-        S.ARCHIVING,
+        JobStatus.ARCHIVING,
+        JobStatus.ARCHIVING,
         now=now,
         reason=f"{code}: {message} — retrying in {delay:.1f} s",
-        attempts=attempts,
-        deadline_at=None,
+        failures=failures,
+        stage_lease_until=None,
         next_check_at=now + timedelta(seconds=delay),
     )
     session.commit()

@@ -22,76 +22,88 @@ from models.lifecycle import AT_KIE, TERMINAL, fail
 from worker.adopt import adopt, is_orphan_with_candidate
 from worker.archive import archive
 from worker.archive import lease as archive_lease
-from worker.stage import Clients, claim_stage, context
+from worker.stage import UpstreamClients, claim_stage, context
 from worker.submit import to_submitting
 from worker.upload import upload
 from worker.watch import check
 
-__all__ = ["Clients", "advance"]
+__all__ = ["UpstreamClients", "advance"]
 
 log = logging.getLogger(__name__)
-S = JobStatus
 
 
-def advance(session: Session, job_id: str, clients: Clients, settings: Settings) -> None:
+def advance(session: Session, job_id: str, outbound: UpstreamClients, settings: Settings) -> None:
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
         return
     now = utcnow()
     if is_orphan_with_candidate(job):
-        adopt(session, job, clients, settings, now)
+        adopt(session, job, outbound, settings, now)
         return
     if job.status in TERMINAL:
         return
     status = JobStatus(job.status)
-    if status == S.QUEUED:
-        _start(session, job, clients, settings, now)
-    elif status in (S.UPLOADING, S.SUBMITTING):
-        _stage_lease_check(session, job, clients, settings, now)
+    if status == JobStatus.QUEUED:
+        _start(session, job, outbound, settings, now)
+    elif status in (JobStatus.UPLOADING, JobStatus.SUBMITTING):
+        _stage_lease_check(session, job, outbound, settings, now)
     elif status in AT_KIE:
-        check(session, job, clients, settings, now)
-    elif status == S.ARCHIVING:
-        if job.deadline_at is not None and now < job.deadline_at:
+        check(session, job, outbound, settings, now)
+    elif status == JobStatus.ARCHIVING:
+        if job.stage_lease_until is not None and now < job.stage_lease_until:
             return  # another worker is archiving it
         held = archive_lease(settings, now)
-        if claim_stage(session, job, S.ARCHIVING, S.ARCHIVING, held, now):
-            archive(session, job, settings, now, clients)
+        if claim_stage(session, job, JobStatus.ARCHIVING, JobStatus.ARCHIVING, held, now):
+            archive(session, job, settings, now, outbound)
 
 
 def _upload_lease(settings: Settings, now: datetime) -> datetime:
     return now + timedelta(seconds=settings.imgbb_timeout * 2 + 10)
 
 
-def _start(session: Session, job: Job, clients: Clients, settings: Settings, now: datetime) -> None:
+def _start(
+    session: Session, job: Job, outbound: UpstreamClients, settings: Settings, now: datetime
+) -> None:
     has_upload = session.scalar(select(JobImage.job_id).where(JobImage.job_id == job.id).limit(1))
     if has_upload:
-        if claim_stage(session, job, S.QUEUED, S.UPLOADING, _upload_lease(settings, now), now):
-            _upload_then_submit(session, job, clients, settings)
+        if claim_stage(
+            session, job, JobStatus.QUEUED, JobStatus.UPLOADING, _upload_lease(settings, now), now
+        ):
+            _upload_then_submit(session, job, outbound, settings)
     else:
-        to_submitting(session, job, S.QUEUED, clients, settings)
+        to_submitting(session, job, JobStatus.QUEUED, outbound, settings)
 
 
-def _upload_then_submit(session: Session, job: Job, clients: Clients, settings: Settings) -> None:
-    if upload(session, job, clients, settings):
-        to_submitting(session, job, S.UPLOADING, clients, settings)
+def _upload_then_submit(
+    session: Session, job: Job, outbound: UpstreamClients, settings: Settings
+) -> None:
+    if upload(session, job, outbound, settings):
+        to_submitting(session, job, JobStatus.UPLOADING, outbound, settings)
 
 
 def _stage_lease_check(
-    session: Session, job: Job, clients: Clients, settings: Settings, now: datetime
+    session: Session, job: Job, outbound: UpstreamClients, settings: Settings, now: datetime
 ) -> None:
-    if job.deadline_at is not None and now < job.deadline_at:
+    if job.stage_lease_until is not None and now < job.stage_lease_until:
         return  # another worker holds this stage; a duplicate delivery does nothing
-    if job.status == S.UPLOADING:
+    if job.status == JobStatus.UPLOADING:
         # Uploads cost nothing and are safe to repeat.
-        if claim_stage(session, job, S.UPLOADING, S.UPLOADING, _upload_lease(settings, now), now):
-            _upload_then_submit(session, job, clients, settings)
+        if claim_stage(
+            session,
+            job,
+            JobStatus.UPLOADING,
+            JobStatus.UPLOADING,
+            _upload_lease(settings, now),
+            now,
+        ):
+            _upload_then_submit(session, job, outbound, settings)
         return
     # Submitting past its lease: a worker died during createTask. Kie may have created a task
     # we cannot name; we never resubmit blindly, because every task is paid for.
     fail(
         session,
         job.id,
-        S.SUBMITTING,
+        JobStatus.SUBMITTING,
         "submit_unknown",
         "The worker stopped while submitting to Kie; the job was not resubmitted so that it "
         "cannot be paid for twice. Submit it again if no video arrives.",

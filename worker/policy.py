@@ -32,20 +32,20 @@ def check_interval(
 
 def backoff(
     settings: Settings,
-    attempts: int,
+    failures: int,
     retry_after: float | None,
     jitter: Callable[[float, float], float] = random.uniform,
 ) -> float:
     """Exponential backoff with jitter (a 429 storm must not return in lockstep), never sooner
     than the upstream's Retry-After."""
-    delay = min(settings.retry_max_delay, settings.retry_base_delay * 2 ** (max(attempts, 1) - 1))
+    delay = min(settings.retry_max_delay, settings.retry_base_delay * 2 ** (max(failures, 1) - 1))
     delay *= jitter(0.5, 1.0)
     return max(delay, retry_after or 0.0)
 
 
-def gives_up(settings: Settings, *, retryable: bool, attempts: int) -> bool:
+def gives_up(settings: Settings, *, retryable: bool, failures: int) -> bool:
     """A step failed before the upstream accepted the task: is that the end of the job?"""
-    return not retryable or attempts >= settings.max_attempts
+    return not retryable or failures >= settings.max_attempts
 
 
 def still_pending_allowed(settings: Settings, seconds_since_submit: float) -> bool:

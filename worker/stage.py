@@ -28,8 +28,8 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Clients:
-    """The outbound clients of one worker process: one adapter per upstream family."""
+class UpstreamClients:
+    """The outbound outbound of one worker process: one adapter per upstream family."""
 
     upstreams: dict[str, Upstream]
     imgbb: ImgbbClient
@@ -49,7 +49,6 @@ def claim_stage(
     lease: datetime,
     now: datetime,
 ) -> bool:
-    # deadline_at is the lease: a job still in this stage after it was abandoned by a crash.
     claimed = transition(
         session,
         job.id,
@@ -57,13 +56,13 @@ def claim_stage(
         new,
         now=now,
         reason=f"a worker took the job ({new.value})",
-        deadline_at=lease,
+        stage_lease_until=lease,
         next_check_at=lease,
         started_at=job.started_at or now,
     )
     session.commit()
     if claimed:
-        job.status, job.deadline_at = new, lease
+        job.status, job.stage_lease_until = new, lease
     return claimed
 
 
@@ -112,7 +111,7 @@ def requeue(
         reason=reason,
         next_check_at=now + timedelta(seconds=wait),
         admitted_at=None,
-        deadline_at=None,
+        stage_lease_until=None,
         **values,
     )
     session.commit()
@@ -139,13 +138,13 @@ def retry_or_fail(
     # Kie's rate limit is also about the account: it never fails a job and costs no attempt,
     # and it holds back every admission (worker.admission) meanwhile.
     rate_limited = exc.code == "kie_rate_limited"
-    attempts = job.attempts if rate_limited else job.attempts + 1
-    if policy.gives_up(settings, retryable=exc.retryable, attempts=attempts):
-        fail(session, job.id, stage, exc.code, exc.message, attempts=attempts)
+    failures = job.failures if rate_limited else job.failures + 1
+    if policy.gives_up(settings, retryable=exc.retryable, failures=failures):
+        fail(session, job.id, stage, exc.code, exc.message, failures=failures)
         log.info("job %s failed: %s", job.id, exc, extra=context(job))
         session.commit()
         return
-    delay = policy.backoff(settings, attempts, exc.retry_after)
+    delay = policy.backoff(settings, failures, exc.retry_after)
     if rate_limited:
         account.pause_rate_limited(session, now + timedelta(seconds=delay))
     session.commit()
@@ -155,13 +154,13 @@ def retry_or_fail(
         stage,
         delay,
         f"{exc.code}: {exc.message} — retrying in {delay:.1f} s",
-        attempts=attempts,
+        failures=failures,
     )
     log.info(
-        "job %s: %s; retrying in %.1f s (attempt %d)",
+        "job %s: %s; retrying in %.1f s (failure %d)",
         job.id,
         exc,
         delay,
-        attempts,
+        failures,
         extra=context(job),
     )

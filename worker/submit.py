@@ -18,39 +18,47 @@ from models.lifecycle import fail, transition
 from upstreams.errors import ExternalError
 from worker import account, policy
 from worker.admission import acquire_create
-from worker.stage import Clients, claim_stage, context, requeue, retry_or_fail, upstream_call
+from worker.stage import (
+    UpstreamClients,
+    claim_stage,
+    context,
+    requeue,
+    retry_or_fail,
+    upstream_call,
+)
 
 log = logging.getLogger(__name__)
-S = JobStatus
 
 
 def to_submitting(
-    session: Session, job: Job, expected: JobStatus, clients: Clients, settings: Settings
+    session: Session, job: Job, expected: JobStatus, outbound: UpstreamClients, settings: Settings
 ) -> None:
     # Claim the stage first and take the createTask token last, so that only a Redis round
     # trip lies between the token's time and the call the upstream counts.
     now = utcnow()
     lease = now + timedelta(seconds=settings.submit_lease)
-    if not claim_stage(session, job, expected, S.SUBMITTING, lease, now):
+    if not claim_stage(session, job, expected, JobStatus.SUBMITTING, lease, now):
         return
     try:
         wait = acquire_create(session, settings, job.id)
     except Exception:
         session.rollback()
-        requeue(session, job, S.SUBMITTING, 1.0, "the create limit could not be read")
+        requeue(session, job, JobStatus.SUBMITTING, 1.0, "the create limit could not be read")
         raise
     session.commit()  # frees the scheduler lock for other workers
     if wait is not None:
         # The window is full (admissions bunched up in the broker), or the account is paused
         # and this job is not its probe: back to the queue rather than to the upstream.
-        requeue(session, job, S.SUBMITTING, wait, f"waiting {wait:.2f} s for Kie's capacity")
+        requeue(
+            session, job, JobStatus.SUBMITTING, wait, f"waiting {wait:.2f} s for Kie's capacity"
+        )
         return
-    submit(session, job, clients, settings)
+    submit(session, job, outbound, settings)
 
 
-def submit(session: Session, job: Job, clients: Clients, settings: Settings) -> None:
+def submit(session: Session, job: Job, outbound: UpstreamClients, settings: Settings) -> None:
     spec = get_catalogue().spec(job.model)
-    upstream = clients.upstreams[spec.upstream]
+    upstream = outbound.upstreams[spec.upstream]
     params = {name: value for name, value in job.input.items() if name in spec.params}
     images = [(i["role"], i["url"]) for i in job.images or [] if i.get("url")]
     if not images and job.image_url:
@@ -74,7 +82,7 @@ def submit(session: Session, job: Job, clients: Clients, settings: Settings) -> 
             fail(
                 session,
                 job.id,
-                S.SUBMITTING,
+                JobStatus.SUBMITTING,
                 "submit_unknown",
                 f"Kie gave no definite answer to createTask ({exc.message}); the job was not "
                 "resubmitted so that it cannot be paid for twice.",
@@ -87,24 +95,25 @@ def submit(session: Session, job: Job, clients: Clients, settings: Settings) -> 
             )
             session.commit()
             return
-        retry_or_fail(session, job, S.SUBMITTING, exc, settings)
+        retry_or_fail(session, job, JobStatus.SUBMITTING, exc, settings)
         return
     now = utcnow()
     first_check = now + timedelta(seconds=policy.check_interval(settings, elapsed=0.0))
     recorded = transition(
         session,
         job.id,
-        S.SUBMITTING,
-        S.WAITING,
+        JobStatus.SUBMITTING,
+        JobStatus.WAITING,
         now=now,
         reason="Kie accepted the task",
         kie_task_id=task_id,
         submitted_at=now,
-        attempts=0,
+        failures=0,
         progress=0,
         waiting_reason=None,
         adopt_task_id=None,
         deadline_at=now + timedelta(seconds=settings.job_timeout),
+        stage_lease_until=None,
         # A callback that beat us here makes the first check immediate.
         next_check_at=case((Job.callback_at.is_not(None), now), else_=first_check),
     )

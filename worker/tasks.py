@@ -22,19 +22,19 @@ from upstreams.imgbb import ImgbbClient
 from worker import credits, webhooks
 from worker.admission import admit, record_checks
 from worker.media_sweep import clear_abandoned_downloads, expire_media
-from worker.pipeline import Clients, advance
+from worker.pipeline import UpstreamClients, advance
 
 log = logging.getLogger(__name__)
 
 
 @per_process
-def clients() -> Clients:
+def upstream_clients() -> UpstreamClients:
     """One pair of HTTP clients (connection pools) per worker process."""
     settings = get_settings()
     kie_key = settings.kie_api_key.get_secret_value() if settings.kie_api_key else ""
     imgbb_key = settings.imgbb_api_key.get_secret_value() if settings.imgbb_api_key else ""
     kie = KieHTTP(settings.kie_base_url, kie_key, timeout=settings.kie_timeout)
-    return Clients(
+    return UpstreamClients(
         upstreams=kie_upstreams(settings.kie_base_url, kie_key, timeout=0, http=kie),
         kie_files=kie,
         imgbb=ImgbbClient(
@@ -93,7 +93,7 @@ def dispatch() -> int:
 def read_kie_balance() -> float | None:
     """Read the Kie account's balance (claimed by one dispatcher per interval)."""
     with session_scope() as session:
-        kie = clients().kie_files
+        kie = upstream_clients().kie_files
         return credits.read_balance(session, kie, get_settings()) if kie else None
 
 
@@ -121,7 +121,7 @@ def expire_media_task() -> int:
 @celery_app.task(name="soraq.advance", acks_late=True, ignore_result=True)
 def advance_job(job_id: str) -> None:
     with session_scope() as session:
-        advance(session, job_id, clients(), get_settings())
+        advance(session, job_id, upstream_clients(), get_settings())
 
 
 @celery_app.task(name="soraq.deliver", acks_late=True, ignore_result=True)

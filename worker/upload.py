@@ -13,12 +13,10 @@ from core.config import Settings
 from models.job import Job, JobImage, JobStatus
 from models.lifecycle import fail, transition
 from upstreams.errors import ExternalError
-from worker.stage import Clients, retry_or_fail
-
-S = JobStatus
+from worker.stage import UpstreamClients, retry_or_fail
 
 
-def upload(session: Session, job: Job, clients: Clients, settings: Settings) -> bool:
+def upload(session: Session, job: Job, outbound: UpstreamClients, settings: Settings) -> bool:
     """Upload what is left; True when every image has its URL (the job may go on)."""
     rows = session.scalars(
         select(JobImage).where(JobImage.job_id == job.id).order_by(JobImage.position)
@@ -29,11 +27,11 @@ def upload(session: Session, job: Job, clients: Clients, settings: Settings) -> 
     for row in rows:
         extension = row.content_type.split("/")[-1]
         try:
-            url = clients.imgbb.upload(
+            url = outbound.imgbb.upload(
                 row.data, name=f"{job.id}-{row.position}.{extension}", content_type=row.content_type
             )
         except ExternalError as exc:
-            retry_or_fail(session, job, S.UPLOADING, exc, settings)
+            retry_or_fail(session, job, JobStatus.UPLOADING, exc, settings)
             return False
         images = [
             {"role": i["role"], "url": url} if i.get("upload") == row.position else i
@@ -42,7 +40,7 @@ def upload(session: Session, job: Job, clients: Clients, settings: Settings) -> 
         values: dict[str, Any] = {"images": images}
         if row.role == "first_frame" and not job.image_url:
             values["image_url"] = url
-        moved = transition(session, job.id, S.UPLOADING, S.UPLOADING, **values)
+        moved = transition(session, job.id, JobStatus.UPLOADING, JobStatus.UPLOADING, **values)
         if moved:
             session.execute(
                 delete(JobImage).where(JobImage.job_id == job.id, JobImage.position == row.position)
@@ -53,7 +51,7 @@ def upload(session: Session, job: Job, clients: Clients, settings: Settings) -> 
         job.images = images
         job.image_url = values.get("image_url", job.image_url)
     if any("upload" in image for image in images):
-        fail(session, job.id, S.UPLOADING, "image_missing", "An uploaded image was lost.")
+        fail(session, job.id, JobStatus.UPLOADING, "image_missing", "An uploaded image was lost.")
         session.commit()
         return False
     return True

@@ -19,17 +19,18 @@ from upstreams.errors import ExternalError
 from worker import policy
 from worker.archive import archive
 from worker.archive import lease as archive_lease
-from worker.stage import Clients, context, upstream_call
+from worker.stage import UpstreamClients, context, upstream_call
 
 log = logging.getLogger(__name__)
-S = JobStatus
 
 
-def check(session: Session, job: Job, clients: Clients, settings: Settings, now: datetime) -> None:
+def check(
+    session: Session, job: Job, outbound: UpstreamClients, settings: Settings, now: datetime
+) -> None:
     status = JobStatus(job.status)
     assert job.kie_task_id is not None
     spec = get_catalogue().spec(job.model)
-    upstream = clients.upstreams[spec.upstream]
+    upstream = outbound.upstreams[spec.upstream]
     info: TaskInfo | None = None
     error: ExternalError | None = None
     try:
@@ -56,7 +57,7 @@ def check(session: Session, job: Job, clients: Clients, settings: Settings, now:
     elif info is None:
         reschedule(session, job, status, settings, now, retry=error)
     else:
-        apply(session, job, status, info, settings, now, clients)
+        apply(session, job, status, info, settings, now, outbound)
     session.commit()
 
 
@@ -67,7 +68,7 @@ def apply(
     info: TaskInfo,
     settings: Settings,
     now: datetime,
-    clients: Clients | None = None,
+    outbound: UpstreamClients | None = None,
 ) -> None:
     if info.state == "success":
         if not info.video_urls:
@@ -86,26 +87,26 @@ def apply(
             session,
             job.id,
             status,
-            S.ARCHIVING,
+            JobStatus.ARCHIVING,
             now=now,
             reason="Kie finished the video; archiving it",
             progress=100,
-            attempts=0,
+            failures=0,
             result={
                 "source_urls": info.video_urls,
                 "watermarked_source_urls": info.watermarked_video_urls,
             },
-            deadline_at=held,
+            stage_lease_until=held,
             next_check_at=held,
         )
         if moved:
             session.commit()
-            job.status, job.attempts = S.ARCHIVING, 0
+            job.status, job.failures = JobStatus.ARCHIVING, 0
             job.result = {
                 "source_urls": info.video_urls,
                 "watermarked_source_urls": info.watermarked_video_urls,
             }
-            archive(session, job, settings, now, clients)
+            archive(session, job, settings, now, outbound)
     elif info.state == "fail":
         fail(
             session,
@@ -158,17 +159,17 @@ def reschedule(
     elapsed = (now - (job.submitted_at or now)).total_seconds()
     since_callback = (now - job.callback_at).total_seconds() if job.callback_at else None
     delay = policy.check_interval(settings, elapsed, since_callback)
-    attempts = 0
+    failures = 0
     if retry is not None:
-        attempts = job.attempts + 1
-        delay = max(delay, policy.backoff(settings, attempts, retry.retry_after))
+        failures = job.failures + 1
+        delay = max(delay, policy.backoff(settings, failures, retry.retry_after))
     transition(
         session,
         job.id,
         status,
         new or status,
         now=now,
-        attempts=attempts,
+        failures=failures,
         next_check_at=now + timedelta(seconds=delay),
         **values,
     )

@@ -38,7 +38,7 @@ def backlog(stack: Stack, tag: str, sizes: dict[str, int]) -> list[str]:
                         "status": "queued",
                         "model": "veo3.1-fast/text-to-video",
                         "input": {"prompt": f"{name} {tag} {i}"},
-                        "attempts": 0,
+                        "failures": 0,
                         "priority": 1,
                         "callback_token": new_callback_token(),
                         "created_at": created,

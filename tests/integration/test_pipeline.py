@@ -198,7 +198,7 @@ def test_a_job_abandoned_while_submitting_fails_as_submit_unknown(stack: Stack) 
     job_id = stack.insert_job(
         input={"prompt": prompt},
         status=JobStatus.SUBMITTING,
-        deadline_at=past,
+        stage_lease_until=past,
     )
     job = stack.wait(job_id)
     assert job["status"] == "failed"

@@ -24,10 +24,9 @@ from models.scheduler import SchedulerState
 from sandbox.videos import sample_mp4
 from upstreams import kie_upstreams
 from upstreams.imgbb import ImgbbClient
-from worker.pipeline import Clients, advance
+from worker.pipeline import UpstreamClients, advance
 
 KIE = "https://kie.test"
-S = JobStatus
 
 # Per family: the create route, the read route, and bodies of each read outcome.
 FAMILIES: dict[str, dict[str, Any]] = {
@@ -78,9 +77,11 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def clients() -> Iterator[Clients]:
+def clients() -> Iterator[UpstreamClients]:
     upstreams = kie_upstreams(KIE, "k", timeout=2)
-    yield Clients(upstreams, ImgbbClient("https://imgbb.test", "i", timeout=2, expiration=60))
+    yield UpstreamClients(
+        upstreams, ImgbbClient("https://imgbb.test", "i", timeout=2, expiration=60)
+    )
     next(iter(upstreams.values())).close()
 
 
@@ -134,13 +135,13 @@ def reload(session: Session, job_id: str) -> Job:
     return job
 
 
-def submitted(session: Session, model: str, clients: Clients, settings: Settings) -> str:
+def submitted(session: Session, model: str, clients: UpstreamClients, settings: Settings) -> str:
     family = FAMILIES[model]
     respx.post(KIE + family["create"]).respond(json=ok({"taskId": "t-1"}))
     job_id = new_job(session, model)
     advance(session, job_id, clients, settings)
     job = reload(session, job_id)
-    assert job.status == S.WAITING, job.error_message
+    assert job.status == JobStatus.WAITING, job.error_message
     assert job.kie_task_id == "t-1"
     return job_id
 
@@ -148,7 +149,7 @@ def submitted(session: Session, model: str, clients: Clients, settings: Settings
 @pytest.mark.parametrize("model", MODELS)
 @respx.mock
 def test_a_job_is_created_in_its_familys_shape(
-    session: Session, clients: Clients, settings: Settings, model: str
+    session: Session, clients: UpstreamClients, settings: Settings, model: str
 ) -> None:
     submitted(session, model, clients, settings)
     body = json.loads(respx.calls.last.request.content)
@@ -168,16 +169,16 @@ def test_a_job_is_created_in_its_familys_shape(
 @pytest.mark.parametrize(
     ("outcome", "status", "code"),
     [
-        ("success", S.SUCCEEDED, None),
-        ("fail", S.FAILED, "kie_task_failed"),
-        ("odd", S.GENERATING, None),
+        ("success", JobStatus.SUCCEEDED, None),
+        ("fail", JobStatus.FAILED, "kie_task_failed"),
+        ("odd", JobStatus.GENERATING, None),
         ("running", None, None),
     ],
 )
 @respx.mock
 def test_reads_map_every_state_of_every_family(
     session: Session,
-    clients: Clients,
+    clients: UpstreamClients,
     settings: Settings,
     model: str,
     outcome: str,
@@ -191,11 +192,11 @@ def test_reads_map_every_state_of_every_family(
     advance(session, job_id, clients, settings)
     job = reload(session, job_id)
     if status is None:  # a known in-progress state
-        assert job.status in (S.WAITING, S.QUEUING, S.GENERATING)
+        assert job.status in (JobStatus.WAITING, JobStatus.QUEUING, JobStatus.GENERATING)
     else:
         assert job.status == status
     assert job.error_code == code
-    if status == S.SUCCEEDED:  # archived before it succeeded
+    if status == JobStatus.SUCCEEDED:  # archived before it succeeded
         assert job.result is not None
         [video] = job.result["videos"]
         assert video["source_url"] == "https://cdn.test/v.mp4"
@@ -207,7 +208,7 @@ def test_reads_map_every_state_of_every_family(
 @pytest.mark.parametrize("model", MODELS)
 @respx.mock
 def test_a_non_http_result_url_fails_the_job_instead_of_reaching_a_client(
-    session: Session, clients: Clients, settings: Settings, model: str
+    session: Session, clients: UpstreamClients, settings: Settings, model: str
 ) -> None:
     job_id = submitted(session, model, clients, settings)
     family = FAMILIES[model]
@@ -222,12 +223,14 @@ def test_a_non_http_result_url_fails_the_job_instead_of_reaching_a_client(
 @pytest.mark.parametrize("model", MODELS)
 @respx.mock
 def test_an_early_404_is_pending_and_only_a_late_one_fails(
-    session: Session, clients: Clients, settings: Settings, model: str
+    session: Session, clients: UpstreamClients, settings: Settings, model: str
 ) -> None:
     job_id = submitted(session, model, clients, settings)
     respx.get(KIE + FAMILIES[model]["read"]).respond(json={"code": 404, "msg": "not found"})
     advance(session, job_id, clients, settings)
-    assert reload(session, job_id).status == S.WAITING  # within PENDING_GRACE: still working
+    assert (
+        reload(session, job_id).status == JobStatus.WAITING
+    )  # within PENDING_GRACE: still working
     session.execute(
         update(Job)
         .where(Job.id == job_id)
@@ -241,20 +244,20 @@ def test_an_early_404_is_pending_and_only_a_late_one_fails(
 @pytest.mark.parametrize("model", MODELS)
 @respx.mock
 def test_a_transient_create_error_requeues_and_gives_up_its_admission(
-    session: Session, clients: Clients, settings: Settings, model: str
+    session: Session, clients: UpstreamClients, settings: Settings, model: str
 ) -> None:
     respx.post(KIE + FAMILIES[model]["create"]).respond(json={"code": 500, "msg": "busy"})
     job_id = new_job(session, model)
     advance(session, job_id, clients, settings)
     job = reload(session, job_id)
-    assert job.status == S.QUEUED
-    assert job.attempts == 1
+    assert job.status == JobStatus.QUEUED
+    assert job.failures == 1
     assert job.admitted_at is None  # it holds no createTask slot while it backs off
 
 
 @respx.mock
 def test_a_missing_field_500_is_not_retried(
-    session: Session, clients: Clients, settings: Settings
+    session: Session, clients: UpstreamClients, settings: Settings
 ) -> None:
     respx.post(KIE + "/api/v1/jobs/createTask").respond(
         json={"code": 500, "msg": "This field is required"}
@@ -266,7 +269,7 @@ def test_a_missing_field_500_is_not_retried(
 
 @respx.mock
 def test_an_unreadable_create_answer_is_never_resubmitted(
-    session: Session, clients: Clients, settings: Settings
+    session: Session, clients: UpstreamClients, settings: Settings
 ) -> None:
     route = respx.post(KIE + "/api/v1/veo/generate").respond(text='{"code": 200, "data": {')
     job_id = new_job(session, "veo3.1-fast/text-to-video")
@@ -282,15 +285,15 @@ def test_an_unreadable_create_answer_is_never_resubmitted(
 )
 @respx.mock
 def test_an_account_refusal_pauses_admission_instead_of_failing_jobs(
-    session: Session, clients: Clients, settings: Settings, code: int, reason: str
+    session: Session, clients: UpstreamClients, settings: Settings, code: int, reason: str
 ) -> None:
     route = respx.post(KIE + "/api/v1/jobs/createTask").respond(json={"code": code, "msg": "no"})
     first = new_job(session, "kling-2.6/text-to-video")
     advance(session, first, clients, settings)
     job = reload(session, first)
-    assert job.status == S.QUEUED
+    assert job.status == JobStatus.QUEUED
     assert job.waiting_reason == reason
-    assert job.attempts == 0
+    assert job.failures == 0
     state = session.get(SchedulerState, "kie", populate_existing=True)
     assert state is not None
     assert state.account_reason == reason
@@ -298,7 +301,7 @@ def test_an_account_refusal_pauses_admission_instead_of_failing_jobs(
     # Another job admitted meanwhile is not the probe: it waits, and Kie is not asked.
     second = new_job(session, "kling-2.6/text-to-video")
     advance(session, second, clients, settings)
-    assert reload(session, second).status == S.QUEUED
+    assert reload(session, second).status == JobStatus.QUEUED
     assert route.call_count == 1
 
     # The probe's turn: the account works again, and admission resumes for everyone.
@@ -306,7 +309,7 @@ def test_an_account_refusal_pauses_admission_instead_of_failing_jobs(
     session.execute(update(SchedulerState).values(account_probe_job=second))
     session.commit()
     advance(session, second, clients, settings)
-    assert reload(session, second).status == S.WAITING
+    assert reload(session, second).status == JobStatus.WAITING
     state = session.get(SchedulerState, "kie", populate_existing=True)
     assert state is not None
     assert state.account_reason is None
@@ -319,9 +322,9 @@ def test_policy_is_pure(settings: Settings) -> None:
     assert policy.backoff(settings, 1, None, jitter=lambda a, b: b) == settings.retry_base_delay
     assert policy.backoff(settings, 30, None, jitter=lambda a, b: b) == settings.retry_max_delay
     assert policy.backoff(settings, 1, 99.0, jitter=lambda a, b: a) == 99.0
-    assert policy.gives_up(settings, retryable=False, attempts=1)
-    assert policy.gives_up(settings, retryable=True, attempts=settings.max_attempts)
-    assert not policy.gives_up(settings, retryable=True, attempts=1)
+    assert policy.gives_up(settings, retryable=False, failures=1)
+    assert policy.gives_up(settings, retryable=True, failures=settings.max_attempts)
+    assert not policy.gives_up(settings, retryable=True, failures=1)
     assert policy.still_pending_allowed(settings, settings.pending_grace)
     assert not policy.still_pending_allowed(settings, settings.pending_grace + 0.1)
 
@@ -347,7 +350,7 @@ def test_httpx_is_not_used_for_real() -> None:
 
 @respx.mock
 def test_a_veo_1080p_job_waits_for_get_1080p_video(
-    session: Session, clients: Clients, settings: Settings
+    session: Session, clients: UpstreamClients, settings: Settings
 ) -> None:
     job_id = submitted(session, "veo3.1-fast/text-to-video", clients, settings)
     respx.get(KIE + "/api/v1/veo/record-info").respond(
@@ -364,19 +367,19 @@ def test_a_veo_1080p_job_waits_for_get_1080p_video(
         json={"code": 422, "msg": "The 1080P video is being generated"}
     )
     advance(session, job_id, clients, settings)
-    assert reload(session, job_id).status == S.GENERATING  # not done with a 720p file
+    assert reload(session, job_id).status == JobStatus.GENERATING  # not done with a 720p file
     later.respond(json=ok({"resultUrl": "https://cdn.test/1080.mp4"}))
     cdn_file("1080.mp4")
     advance(session, job_id, clients, settings)
     job = reload(session, job_id)
-    assert job.status == S.SUCCEEDED
+    assert job.status == JobStatus.SUCCEEDED
     assert job.result is not None
     assert job.result["videos"][0]["source_url"] == "https://cdn.test/1080.mp4"
 
 
 @respx.mock
 def test_a_result_that_is_not_video_fails_the_job_and_keeps_the_task_id(
-    session: Session, clients: Clients, settings: Settings
+    session: Session, clients: UpstreamClients, settings: Settings
 ) -> None:
     job_id = submitted(session, "kling-2.6/text-to-video", clients, settings)
     family = FAMILIES["kling-2.6/text-to-video"]
@@ -390,7 +393,7 @@ def test_a_result_that_is_not_video_fails_the_job_and_keeps_the_task_id(
 
 @respx.mock
 def test_a_result_over_the_size_cap_fails_as_too_large(
-    session: Session, clients: Clients, settings: Settings
+    session: Session, clients: UpstreamClients, settings: Settings
 ) -> None:
     job_id = submitted(session, "kling-2.6/text-to-video", clients, settings)
     family = FAMILIES["kling-2.6/text-to-video"]
@@ -404,7 +407,7 @@ def test_a_result_over_the_size_cap_fails_as_too_large(
 @pytest.mark.parametrize("model", MODELS)
 @respx.mock
 def test_a_hostile_state_word_is_kept_short_and_the_job_keeps_going(
-    session: Session, clients: Clients, settings: Settings, model: str
+    session: Session, clients: UpstreamClients, settings: Settings, model: str
 ) -> None:
     job_id = submitted(session, model, clients, settings)
     family = FAMILIES[model]
@@ -412,7 +415,7 @@ def test_a_hostile_state_word_is_kept_short_and_the_job_keeps_going(
     odd = {k: huge for k in family["odd"]}  # the family's own state field, filled with junk
     respx.get(KIE + family["read"]).respond(json=ok({"taskId": "t-1", **odd}))
     advance(session, job_id, clients, settings)
-    assert reload(session, job_id).status == S.GENERATING  # still working, not failed
+    assert reload(session, job_id).status == JobStatus.GENERATING  # still working, not failed
     reasons = [
         e.reason or ""
         for e in session.scalars(select(JobEvent).where(JobEvent.job_id == job_id)).all()
