@@ -42,7 +42,7 @@ from models.job_queries import (
     jobs_ahead,
     jobs_page,
 )
-from models.lifecycle import TERMINAL, transition
+from models.lifecycle import NEW_DELIVERIES, TERMINAL, transition
 from models.scheduler import SchedulerState
 from models.spend import add_spend, day_of, sync_spend
 from models.webhook import WebhookDelivery
@@ -281,7 +281,7 @@ async def create_job(
 ) -> tuple[Job, bool]:
     """Store a new job, commit, then nudge the worker. Returns (job, replayed)."""
     now = utcnow()
-    client_id = client.id  # read before any rollback expires the client object
+    client_id = client.id
     fingerprint = request_fingerprint(request, uploads)
     if idempotency_key is not None:
         replay = await _idempotent_replay(session, client_id, idempotency_key, fingerprint, now)
@@ -482,6 +482,9 @@ async def cancel_job(
             transition, job_id, status, JobStatus.CANCELED, reason=f"canceled by {by}"
         )
         await session.commit()
+        # The worker publishes new deliveries after its commits; here the nudge's sweep
+        # claims the webhook (due now), so the list transition() kept is dropped.
+        session.sync_session.info.pop(NEW_DELIVERIES, None)
         if moved:
             nudger.nudge()  # its completion webhook, if any, is due now
             return await get_job(session, job_id, client_id)

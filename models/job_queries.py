@@ -62,6 +62,13 @@ def jobs_page(
     return query
 
 
+def admitted_not_submitted(now: datetime) -> ColumnElement[bool]:
+    """Jobs the dispatcher admitted that have not reached their createTask yet: still queued,
+    with an admission time, and held until `next_check_at` (a claim on the create window a
+    requeue gives up). The one definition admission and the credits guard share."""
+    return (Job.status == "queued") & Job.admitted_at.is_not(None) & (Job.next_check_at > now)
+
+
 def jobs_ahead(job: Job) -> Select[Any]:
     """The client's queued jobs that will be admitted before this one (its own FIFO, by
     priority then age); other clients' jobs interleave by weight, see worker.admission."""
@@ -241,15 +248,6 @@ def claim_due_deliveries(dialect: str, *, now: datetime, limit: int, lease: time
         limit=limit,
         lease=lease,
         returning=(WebhookDelivery.id, WebhookDelivery.attempts),
-    )
-
-
-def latest_delivery(job_id: str) -> Select[WebhookDelivery]:
-    return (
-        select(WebhookDelivery)
-        .where(WebhookDelivery.job_id == job_id)
-        .order_by(WebhookDelivery.created_at.desc())
-        .limit(1)
     )
 
 

@@ -26,7 +26,6 @@ from models.webhook import WebhookDelivery, new_event_id
 
 AT_KIE = frozenset({JobStatus.WAITING, JobStatus.QUEUING, JobStatus.GENERATING})
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
-ACTIVE = frozenset(JobStatus) - TERMINAL
 
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset(

@@ -47,8 +47,6 @@ class Upstream(Protocol):
         """The task id a callback body names, if any (it is never trusted beyond that)."""
         ...
 
-    def close(self) -> None: ...
-
 
 _unknown_seen: set[tuple[str, str]] = set()
 

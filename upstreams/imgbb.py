@@ -28,9 +28,6 @@ class ImgbbClient:
         self._key = api_key
         self._expiration = expiration
 
-    def close(self) -> None:
-        self._http.close()
-
     def upload(self, data: bytes, *, name: str, content_type: str) -> str:
         """Upload image bytes; returns the public URL. Uploads expire: Kie fetches them at once."""
         try:

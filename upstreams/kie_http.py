@@ -52,9 +52,6 @@ class KieHTTP:
             headers={"Authorization": f"Bearer {api_key}"},
         )
 
-    def close(self) -> None:
-        self._http.close()
-
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
         """The body's `data` object (None when absent), or ExternalError."""
         data = self.call_any(method, path, **kwargs)
@@ -209,9 +206,6 @@ class KieFamily:
 
     def __init__(self, http: KieHTTP) -> None:
         self._http = http
-
-    def close(self) -> None:
-        self._http.close()
 
     def callback_task_id(self, payload: Any) -> str | None:
         return callback_task_id(payload)

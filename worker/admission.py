@@ -25,6 +25,7 @@ from core.config import Settings
 from models.base import utcnow
 from models.client import Client
 from models.job import Job, JobStatus
+from models.job_queries import admitted_not_submitted
 from models.lifecycle import AT_KIE
 from models.scheduler import SchedulerState
 from worker import account, credits
@@ -79,16 +80,7 @@ def fair_order(now: datetime, limit: int) -> Select:
 
 def _pending_admissions(session: Session, now: datetime) -> int:
     """Jobs admitted but not yet at their createTask (they hold a claim on the window)."""
-    return int(
-        session.scalar(
-            select(func.count()).where(
-                Job.status == JobStatus.QUEUED,
-                Job.admitted_at.is_not(None),
-                Job.next_check_at > now,
-            )
-        )
-        or 0
-    )
+    return int(session.scalar(select(func.count()).where(admitted_not_submitted(now))) or 0)
 
 
 def admit(session: Session, settings: Settings, now: datetime) -> Budget:

@@ -31,6 +31,7 @@ from core.operator_secret import operator_secret
 from models.account_queries import record_balance
 from models.base import utcnow
 from models.job import Job, JobStatus
+from models.job_queries import admitted_not_submitted
 from models.scheduler import SchedulerState
 from upstreams.errors import ExternalError
 from upstreams.http import USER_AGENT
@@ -70,7 +71,7 @@ def committed_credits(session: Session, state: SchedulerState, now: datetime) ->
     taking = or_(
         Job.submitted_at >= since,
         Job.status.in_([JobStatus.UPLOADING, JobStatus.SUBMITTING]),
-        (Job.status == JobStatus.QUEUED) & Job.admitted_at.is_not(None) & (Job.next_check_at > now),
+        admitted_not_submitted(now),
     )
     total = session.scalar(
         select(func.coalesce(func.sum(Job.credits_estimated), 0.0)).where(

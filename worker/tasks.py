@@ -1,4 +1,5 @@
-"""Celery tasks: thin wrappers that take ids and call the pipeline."""
+"""Celery tasks: thin wrappers that take ids and call the pipeline. (Late acks and no stored
+results are the app's defaults, in broker/app.py: no task repeats them.)"""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def _publish_new_deliveries(session: Session) -> None:
             log.warning("could not enqueue webhook %s: %s", event_id, exc)
 
 
-@celery_app.task(name="soraq.dispatch", acks_late=True, ignore_result=True)
+@celery_app.task(name="soraq.dispatch")
 def dispatch() -> int:
     """The sweep: claim every due job and webhook delivery, and hand each to a task.
 
@@ -89,7 +90,7 @@ def dispatch() -> int:
     return len(jobs) + len(deliveries)
 
 
-@celery_app.task(name="soraq.kie_balance", acks_late=True, ignore_result=True)
+@celery_app.task(name="soraq.kie_balance")
 def read_kie_balance() -> float | None:
     """Read the Kie account's balance (claimed by one dispatcher per interval)."""
     with session_scope() as session:
@@ -97,7 +98,7 @@ def read_kie_balance() -> float | None:
         return credits.read_balance(session, kie, get_settings()) if kie else None
 
 
-@celery_app.task(name="soraq.cleanup", acks_late=True, ignore_result=True)
+@celery_app.task(name="soraq.cleanup")
 def cleanup() -> int:
     """Forget Idempotency-Keys past their 24 hours."""
     with session_scope() as session:
@@ -108,7 +109,7 @@ def cleanup() -> int:
     return int(removed or 0)
 
 
-@celery_app.task(name="soraq.expire_media", acks_late=True, ignore_result=True)
+@celery_app.task(name="soraq.expire_media")
 def expire_media_task() -> int:
     """Delete archived files past their retention, and downloads a killed worker left."""
     settings = get_settings()
@@ -118,13 +119,13 @@ def expire_media_task() -> int:
 
 
 # No time limits: every outbound call in a step has its own timeout.
-@celery_app.task(name="soraq.advance", acks_late=True, ignore_result=True)
+@celery_app.task(name="soraq.advance")
 def advance_job(job_id: str) -> None:
     with session_scope() as session:
         advance(session, job_id, upstream_clients(), get_settings())
 
 
-@celery_app.task(name="soraq.deliver", acks_late=True, ignore_result=True)
+@celery_app.task(name="soraq.deliver")
 def deliver_webhook(delivery_id: str, attempt: int) -> None:
     with session_scope() as session:
         webhooks.deliver(session, delivery_id, attempt, get_settings())

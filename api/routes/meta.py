@@ -15,12 +15,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from api.deps import SessionDep, SettingsDep
 from api.errors import Unauthorized, error_body
 from api.health import (
-    DatabaseCollector,
     check_account,
     check_broker,
     check_database,
     check_storage,
 )
+from api.metrics import DatabaseCollector
 from catalogue import get_catalogue
 from core.config import get_settings
 

@@ -77,12 +77,11 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def clients() -> Iterator[UpstreamClients]:
+def clients() -> UpstreamClients:
     upstreams = kie_upstreams(KIE, "k", timeout=2)
-    yield UpstreamClients(
+    return UpstreamClients(
         upstreams, ImgbbClient("https://imgbb.test", "i", timeout=2, expiration=60)
     )
-    next(iter(upstreams.values())).close()
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,84 @@
+"""Prometheus figures read from the database at scrape time: the rows are the truth, so every
+API process reports the same numbers and no restart resets them. (Counters kept inside
+processes live in core.metrics.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from sqlalchemy import Engine, func, select
+
+from models.admin_queries import oldest_due, queue_depth, storage_by_client
+from models.base import utcnow
+from models.db import get_engine
+from models.job import Job
+from models.scheduler import SchedulerState
+from models.webhook import WebhookDelivery
+
+
+class DatabaseCollector:
+    """Job and delivery figures read at scrape time: the rows are the truth, so every API
+    process reports the same numbers and no restart resets them."""
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self.engine or get_engine()
+        jobs = CounterMetricFamily(
+            "soraq_jobs",
+            "Jobs by current status and model (a job counts once, under the status it has now)",
+            labels=["status", "model"],
+        )
+        depth = GaugeMetricFamily("soraq_queue_depth", "Unfinished jobs by state", labels=["state"])
+        oldest = GaugeMetricFamily(
+            "soraq_oldest_due_check_seconds", "How overdue the most overdue job check is"
+        )
+        webhooks = GaugeMetricFamily(
+            "soraq_webhook_deliveries", "Webhook deliveries by state", labels=["state"]
+        )
+        storage = GaugeMetricFamily(
+            "soraq_storage_bytes",
+            "Bytes of archived result files held, by client",
+            labels=["client"],
+        )
+        credits = GaugeMetricFamily(
+            "soraq_kie_credits_remaining",
+            "The Kie account's balance in credits, as last read (absent until the first read)",
+        )
+        paused = GaugeMetricFamily(
+            "soraq_account_paused",
+            "1 while Kie refuses the account and admission is paused, by reason",
+            labels=["reason"],
+        )
+        with engine.connect() as connection:
+            rows: list[Any] = list(
+                connection.execute(
+                    select(Job.status, Job.model, func.count()).group_by(Job.status, Job.model)
+                )
+            )
+            for status, model, count in rows:
+                jobs.add_metric([status, model], count)
+            for state, count in connection.execute(queue_depth()):
+                depth.add_metric([state], count)
+            now = utcnow()
+            due = connection.execute(oldest_due(now)).scalar()
+            oldest.add_metric([], (now - due).total_seconds() if due else 0.0)
+            for state, count in connection.execute(
+                select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)
+            ):
+                webhooks.add_metric([state], count)
+            account = connection.execute(
+                select(SchedulerState.account_reason, SchedulerState.kie_credits).where(
+                    SchedulerState.name == "kie"
+                )
+            ).first()
+            reason = account.account_reason if account else None
+            paused.add_metric([reason or ""], 1.0 if reason else 0.0)
+            if account is not None and account.kie_credits is not None:
+                credits.add_metric([], float(account.kie_credits))
+            for client, total in connection.execute(storage_by_client()):
+                storage.add_metric([client], float(total or 0))
+        yield from (jobs, depth, oldest, webhooks, paused, storage, credits)
