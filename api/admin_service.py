@@ -10,9 +10,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import APIError, NotFound
+from api.cursors import decode_cursor, encode_cursor
+from api.errors import Conflict, NotFound, NotRetryable
 from api.nudge import Nudger
-from api.service import decode_cursor, encode_cursor, get_job
+from api.service import get_job
 from core.errors import InvalidRequest
 from models.admin_queries import (
     admin_jobs_page,
@@ -110,16 +111,12 @@ async def retry_job(session: AsyncSession, job_id: str, *, nudger: Nudger) -> Jo
     """A failed job gets a fresh attempt as a new Kie task; its history keeps the old one."""
     job = await get_job(session, job_id, None)
     if job.status != JobStatus.FAILED:
-        raise APIError(
-            f"only a failed job can be retried; this one is {job.status}",
-            code="not_retryable",
-            status_code=409,
-        )
+        raise NotRetryable(f"only a failed job can be retried; this one is {job.status}")
     reason = f"retried by an operator (was {job.error_code})"
     moved = await session.run_sync(retry, job_id, reason=reason)
     await session.commit()
     if not moved:
-        raise APIError("the job changed meanwhile; look again", code="conflict", status_code=409)
+        raise Conflict("the job changed meanwhile; look again")
     nudger.nudge()
     return await get_job(session, job_id, None)
 

@@ -76,6 +76,28 @@ class TooManyJobs(APIError):
     code = "too_many_active_jobs"
 
 
+class Conflict(APIError):
+    """The row kept changing under a request that acts on its state: look again."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class NotRetryable(APIError):
+    status_code = 409
+    code = "not_retryable"
+
+
+class IdempotencyKeyReused(APIError):
+    status_code = 422
+    code = "idempotency_key_reused"
+
+
+class CsrfFailed(APIError):
+    status_code = 403
+    code = "csrf_failed"
+
+
 class BudgetExceeded(APIError):
     """The job's estimate would take the client over its daily or monthly credit budget."""
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import admin_service, usage
 from api.charts import stacked_by_day
 from api.deps import NudgerDep, SessionDep, SettingsDep, admin_token_matches
-from api.errors import APIError
+from api.errors import CsrfFailed, Unauthorized
 from api.routes.jobs import JobId
 from api.schemas import AdminJobOut, DeliveryOut, EventOut
 from api.service import cancel_job
@@ -94,9 +94,9 @@ async def _account(session: AsyncSession) -> dict[str, Any]:
 async def _check_csrf(request: Request, session: AsyncSession, token: str) -> None:
     expected = request.session.get("csrf")
     if not await _logged_in(request, session):
-        raise APIError("log in first", code="unauthorized", status_code=401)
+        raise Unauthorized("log in first")
     if not expected or not secrets.compare_digest(expected, token):
-        raise APIError("the form is stale; reload the page", code="csrf_failed", status_code=403)
+        raise CsrfFailed("the form is stale; reload the page")
 
 
 def _local(value: str | None) -> datetime | None:

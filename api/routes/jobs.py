@@ -7,7 +7,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import service
+from api import service, validation
 from api.deps import CurrentClient, NudgerDep, SessionDep, SettingsDep
 from api.errors import UnsupportedMediaType
 from api.limits import MAX_BODY_BYTES
@@ -47,15 +47,15 @@ _IMAGE_PARTS = {"image": "first_frame", **{f"image_{role}": role for role in ROL
 
 async def _read_multipart(
     request: Request,
-) -> tuple[JobCreate, list[tuple[str, str, service.ImageBytes]]]:
+) -> tuple[JobCreate, list[tuple[str, str, validation.ImageBytes]]]:
     try:
         form = await request.form(
-            max_files=service.MAX_IMAGES, max_fields=50, max_part_size=MAX_BODY_BYTES
+            max_files=validation.MAX_IMAGES, max_fields=50, max_part_size=MAX_BODY_BYTES
         )
     except StarletteHTTPException as exc:  # a body that is not a multipart form at all
         raise InvalidRequest("body", f"not a valid multipart form: {exc.detail}") from None
     fields: dict[str, Any] = {}
-    uploads: list[tuple[str, str, service.ImageBytes]] = []
+    uploads: list[tuple[str, str, validation.ImageBytes]] = []
     for name, value in form.multi_items():
         if isinstance(value, UploadFile):
             role = _IMAGE_PARTS.get(name)
@@ -63,10 +63,10 @@ async def _read_multipart(
                 parts = ", ".join(_IMAGE_PARTS)
                 raise InvalidRequest(name, f"only these parts may be files: {parts}")
             data = await value.read(MAX_IMAGE_BYTES + 1)
-            uploads.append((role, name, service.check_image(data, name, None)))
+            uploads.append((role, name, validation.check_image(data, name, None)))
         elif name == "metadata":
             # The same limits as a JSON body's metadata; a deep nest is refused, not a 500.
-            if len(value) > service.MAX_METADATA_BYTES:
+            if len(value) > validation.MAX_METADATA_BYTES:
                 raise InvalidRequest("metadata", "must be at most 8192 bytes as JSON")
             try:
                 fields[name] = json.loads(value)
@@ -112,7 +112,7 @@ async def create_job(
 ) -> JobOut:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
-        uploads: list[tuple[str, str, service.ImageBytes]] = []
+        uploads: list[tuple[str, str, validation.ImageBytes]] = []
         payload = JobCreate.model_validate_json(await request.body())
     elif content_type == "multipart/form-data":
         payload, uploads = await _read_multipart(request)
