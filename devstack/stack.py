@@ -1,7 +1,9 @@
 """Run a whole soraq on this machine as child processes: the sandbox, the API, a worker for
 job steps and one for webhook deliveries.
 
-Used by the integration tests and the benchmarks; `soraq dev` is the interactive sibling.
+One implementation for everyone: the integration tests and the benchmarks use `local_stack`
+(children logging to files, fast clocks); `soraq dev` (what `make run` starts) is a thin
+interactive wrapper over the same pieces (`sandbox_env`, `LocalStack.start`, `supervise`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    """Until something listens on 127.0.0.1:`port` (RuntimeError after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+
+
+def sandbox_env(sandbox_url: str, api_url: str) -> dict[str, str]:
+    """What a soraq needs to run against the bundled sandbox instead of Kie and imgbb."""
+    return {
+        "KIE_BASE_URL": sandbox_url,
+        "IMGBB_BASE_URL": sandbox_url,
+        "KIE_API_KEY": SANDBOX_KIE_KEY,
+        "IMGBB_API_KEY": SANDBOX_IMGBB_KEY,
+        "PUBLIC_URL": api_url,
+        # The sandbox serves its result files from this machine: let the archive step fetch
+        # them (the SSRF guard refuses loopback otherwise).
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+    }
+
+
 def wait_http(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -48,17 +75,46 @@ class LocalStack:
     var_dir: Path
     processes: dict[str, subprocess.Popen[bytes]]
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.var_dir / "logs" / f"{name}.log").open("ab")
+    def start(self, name: str, *args: str, to_file: bool = True) -> subprocess.Popen[bytes]:
+        """`soraq <args>` as a child: its output in logs/<name>.log, or (to_file=False) on
+        this terminal."""
+        log = (self.var_dir / "logs" / f"{name}.log").open("ab") if to_file else None
         process = subprocess.Popen(
             [sys.executable, "-m", "soraq.cli", *args],
             env=self.env,
             stdout=log,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if to_file else None,
             start_new_session=True,  # its own group: a stop reaches the worker's children too
         )
         self.processes[name] = process
         return process
+
+    def start_soraq(self, api_port: int, host: str = "127.0.0.1", **kwargs: bool) -> None:
+        """The API, a worker for job steps and the sweep, and one for webhook deliveries (a
+        slow receiver never holds a thread a job needs); beat too on Redis."""
+        self.start("api", "api", "--host", host, "--port", str(api_port), **kwargs)
+        self.start("worker", "worker", "--queues", JOBS_QUEUE, **kwargs)
+        self.start("webhooks", "worker", "--queues", WEBHOOK_QUEUE, "--no-beat", **kwargs)
+        if self.env.get("CELERY_BROKER_URL", "").startswith("redis"):
+            self.start("beat", "beat", **kwargs)  # the embedded broker's worker runs beat itself
+
+    def supervise(self, stopping: list[bool]) -> int:
+        """Until `stopping[0]` is set (by a signal handler) or a child exits: then stop them
+        all. 0, or 1 when a child died first."""
+        code = 0
+        while not stopping[0]:
+            for name, child in self.processes.items():
+                if child.poll() is not None:
+                    print(f"soraq: {name} exited with {child.returncode}; stopping the others")
+                    stopping[0], code = True, 1
+                    break
+            time.sleep(0.2)
+        self.stop_all()
+        return code
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         process = self.processes.pop(name)
@@ -130,31 +186,22 @@ def local_stack(var_dir: Path, *, callbacks: bool = True, **overrides: str) -> I
         "VAR_DIR": str(var_dir),
         "DATABASE_URL": f"sqlite:///{var_dir / 'soraq.db'}",
         "CELERY_BROKER_URL": "",
-        "KIE_BASE_URL": sandbox_url,
-        "IMGBB_BASE_URL": sandbox_url,
-        "KIE_API_KEY": SANDBOX_KIE_KEY,
-        "IMGBB_API_KEY": SANDBOX_IMGBB_KEY,
-        "PUBLIC_URL": api_url if callbacks else "",
+        **sandbox_env(sandbox_url, api_url),
         "PROMETHEUS_MULTIPROC_DIR": str(var_dir / "metrics"),
-        # The sandbox hands out result files from this machine: let the archive step fetch them.
-        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
         **FAST,
         **overrides,
     }
+    if not callbacks:
+        env["PUBLIC_URL"] = ""
     stack = LocalStack(api_url, sandbox_url, env, var_dir, {})
     subprocess.run(
         [sys.executable, "-m", "soraq.cli", "migrate"], env=env, check=True, capture_output=True
     )
     try:
         stack.start("sandbox", "sandbox", "--port", str(sandbox_port))
-        stack.start("api", "api", "--port", str(api_port))
-        stack.start("worker", "worker", "--queues", JOBS_QUEUE)
-        stack.start("webhooks", "worker", "--queues", WEBHOOK_QUEUE, "--no-beat")
-        if env["CELERY_BROKER_URL"].startswith("redis"):
-            stack.start("beat", "beat")  # the embedded broker's worker runs beat itself
+        stack.start_soraq(api_port)
         wait_http(f"{sandbox_url}/healthz")
         wait_http(f"{api_url}/healthz")
         yield stack
     finally:
-        for name in list(stack.processes):
-            stack.stop(name)
+        stack.stop_all()

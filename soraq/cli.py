@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import signal
-import socket
-import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,13 +15,13 @@ from core.auth_events import announce
 from core.config import (
     JOBS_QUEUE,
     QUEUES,
-    SANDBOX_IMGBB_KEY,
-    SANDBOX_KIE_KEY,
     WEBHOOK_QUEUE,
+    Settings,
     get_settings,
 )
 from core.logs import setup_logging
 from core.metrics import prepare_multiprocess_dir
+from devstack.stack import LocalStack, sandbox_env, wait_http, wait_port
 from models.migrate import migrate
 
 log = logging.getLogger("soraq")
@@ -179,8 +177,10 @@ def run_worker(with_beat: bool | None = None, queues: str | None = None) -> None
     if beat:
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         args += ["--beat", "--schedule", str((settings.var_dir / "celerybeat-schedule").resolve())]
-    if settings.resolved_log_format == "json":
-        args.insert(0, "--quiet")  # no banner: every line on stderr is a JSON object
+    if settings.resolved_log_format == "json" or settings.log_level.lower() != "debug":
+        # No banner: every line on stderr is a JSON object in production, and in development
+        # `soraq dev` prints its own start-up block (LOG_LEVEL=debug shows the banner).
+        args.insert(0, "--quiet")
     celery_app.start(args)
 
 
@@ -206,84 +206,105 @@ def run_sandbox(host: str, port: int) -> None:
     uvicorn.run("sandbox.app:create_app", factory=True, host=host, port=port, log_level="warning")
 
 
-def _wait_for_port(port: int, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.1)
-    return False
+def dev_admin_token(settings: Settings) -> str | None:
+    """In development without ADMIN_TOKEN: one generated into var/admin-token (kept across
+    restarts) so the dashboard opens. Never in production."""
+    if settings.environment != "development" or settings.admin_token is not None:
+        return None
+    path = settings.var_dir / "admin-token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def dev(host: str, port: int, sandbox_port: int) -> int:
-    """Migrate, then run the sandbox (when no Kie key is set), the API and a worker together."""
+    """Migrate, then run the sandbox (when no Kie key is set), the API and the workers together
+    until Ctrl-C: a thin interactive wrapper over the local stack (devstack.stack)."""
     settings = get_settings()
+    quiet = settings.log_level.lower() != "debug"
+    if quiet:
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin lines
     migrate()
     prepare_multiprocess_dir(settings.var_dir / "metrics")  # before the children start
+    (settings.var_dir / "logs").mkdir(parents=True, exist_ok=True)
+    api_url = f"http://{host}:{port}"
     env = dict(os.environ)
-    children: list[subprocess.Popen[bytes]] = []
-    me = [sys.executable, "-m", "soraq.cli"]
+    stack = LocalStack(api_url, "", env, settings.var_dir, {})
+    sandbox_url = None
     if settings.kie_api_key is None:
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        env.update(
-            KIE_BASE_URL=sandbox_url,
-            IMGBB_BASE_URL=sandbox_url,
-            KIE_API_KEY=SANDBOX_KIE_KEY,
-            IMGBB_API_KEY=SANDBOX_IMGBB_KEY,
-        )
-        env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
-        # The sandbox serves its result files from this machine; the archive step may fetch
-        # them (the SSRF guard refuses loopback otherwise).
-        env.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+        stack.sandbox_url = sandbox_url
+        given_public_url = env.get("PUBLIC_URL")
+        env.update(sandbox_env(sandbox_url, api_url))
+        if given_public_url:
+            env["PUBLIC_URL"] = given_public_url  # e.g. a tunnel, for callbacks from afar
         log.warning(
             "KIE_API_KEY is not set: using the bundled sandbox at %s for Kie and imgbb "
             "(fake videos, no cost). Set KIE_API_KEY and IMGBB_API_KEY for real ones.",
             sandbox_url,
         )
-        children.append(subprocess.Popen([*me, "sandbox", "--port", str(sandbox_port)], env=env))
-        if not _wait_for_port(sandbox_port):
-            log.error("the sandbox did not start on port %d", sandbox_port)
+        stack.start("sandbox", "sandbox", "--port", str(sandbox_port), to_file=False)
+        wait_port(sandbox_port)
         demo_key = ensure_demo_client(settings.var_dir)
-        log.warning(
-            "demo client API key: %s  (also in %s/demo-api-key)", demo_key, settings.var_dir
-        )
     else:
         disable_demo_client()
-    children.append(subprocess.Popen([*me, "api", "--host", host, "--port", str(port)], env=env))
-    # Job steps and the sweep on one worker, webhook deliveries on another: a slow receiver
-    # never holds a thread that a job needs.
-    children.append(subprocess.Popen([*me, "worker", "--queues", JOBS_QUEUE], env=env))
-    children.append(
-        subprocess.Popen([*me, "worker", "--queues", WEBHOOK_QUEUE, "--no-beat"], env=env)
-    )
-    log.info("soraq is starting: API on http://%s:%d (Ctrl-C stops everything)", host, port)
-
-    stopping = False
+        demo_key = None
+    token = dev_admin_token(settings)
+    if token is not None:
+        env["ADMIN_TOKEN"] = token
+    stopping = [False]
 
     def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
+        stopping[0] = True
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    code = 0
-    while not stopping:
-        for child in children:
-            if child.poll() is not None:
-                log.error("%s exited with %s; stopping the others", child.args, child.returncode)
-                stopping, code = True, 1
-        time.sleep(0.2)
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    deadline = time.monotonic() + 15
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-    return code
+    stack.start_soraq(port, host=host, to_file=False)
+    try:
+        wait_http(f"{api_url}/healthz", timeout=60)
+    except RuntimeError:
+        stopping[0] = True
+    else:
+        print(_start_up_block(settings, api_url, token, demo_key, sandbox_url), flush=True)
+    return stack.supervise(stopping)
+
+
+def _start_up_block(
+    settings: Settings,
+    api_url: str,
+    token: str | None,
+    demo_key: str | None,
+    sandbox_url: str | None,
+) -> str:
+    var = settings.var_dir
+    if token is not None:
+        dashboard = f"{api_url}/admin   admin token: {token}  ({var}/admin-token)"
+    elif settings.admin_token is not None:
+        dashboard = f"{api_url}/admin   log in with ADMIN_TOKEN"
+    else:
+        dashboard = "closed (set ADMIN_TOKEN to open it)"
+    kie = (
+        f"the bundled sandbox at {sandbox_url} (fake videos, no cost)"
+        if sandbox_url
+        else f"real Kie at {settings.kie_base_url} (every job costs credits)"
+    )
+    lines = [
+        "",
+        "soraq is running — Ctrl-C stops everything",
+        f"  API        {api_url}   docs: {api_url}/docs",
+        f"  Dashboard  {dashboard}",
+    ]
+    if demo_key:
+        lines.append(f"  Demo key   {demo_key}  ({var}/demo-api-key)")
+        lines.append(
+            f"  Try        curl -H 'Authorization: Bearer {demo_key}' "
+            f"-d '{{\"prompt\": \"A cute cat\"}}' -H 'Content-Type: application/json' "
+            f"{api_url}/jobs"
+        )
+    lines += [f"  Kie        {kie}", ""]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,8 @@ def test_soraq_dev_runs_a_job_against_the_sandbox_and_stops_cleanly(tmp_path: Pa
             "PUBLIC_URL",
             "KIE_BASE_URL",
             "IMGBB_BASE_URL",
+            "ADMIN_TOKEN",  # a fresh machine has none: soraq dev makes a development one
+            "CELERY_BROKER_URL",
         )
     }
     log = (tmp_path / "dev.log").open("wb")
@@ -67,12 +69,32 @@ def test_soraq_dev_runs_a_job_against_the_sandbox_and_stops_cleanly(tmp_path: Pa
         [video] = job["result"]["videos"]
         assert video["source_url"].startswith(f"http://127.0.0.1:{sandbox_port}/v/")
         assert job["result"]["video_urls"] == [video["url"]]  # the archived copy
+        # The development admin token opens the admin side.
+        token = (tmp_path / "var" / "admin-token").read_text().strip()
+        stats = httpx.get(
+            f"http://127.0.0.1:{api_port}/admin/stats",
+            headers={"authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert stats.status_code == 200, stats.text
     finally:
         dev.send_signal(signal.SIGINT)
         code = dev.wait(timeout=30)
     output = (tmp_path / "dev.log").read_text()
     assert "KIE_API_KEY is not set: using the bundled sandbox" in output
-    assert f"demo client API key: {key}" in output
+    # The newcomer's first minute: one block with the URLs, the dashboard's development
+    # token, the demo key and which Kie is used; no Celery banner, no Alembic plugin lines.
+    assert "soraq is running" in output
+    assert (
+        f"API        http://127.0.0.1:{api_port}   docs: http://127.0.0.1:{api_port}/docs" in output
+    )
+    token = (tmp_path / "var" / "admin-token").read_text().strip()
+    assert f"/admin   admin token: {token}" in output
+    assert f"Demo key   {key}" in output
+    assert f"the bundled sandbox at http://127.0.0.1:{sandbox_port}" in output
+    assert "[config]" not in output  # Celery's banner
+    assert "[queues]" not in output
+    assert "Context impl" not in output
     assert code == 0
     assert (tmp_path / "var" / "soraq.db").exists()  # the default database, under ./var
     # Every child is gone: nothing listens on the ports any more.
