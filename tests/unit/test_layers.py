@@ -58,3 +58,23 @@ def test_every_package_says_what_it_holds() -> None:
             continue
         doc = ast.get_docstring(ast.parse(init.read_text()))
         assert doc, f"{package}/__init__.py has no docstring saying what it holds"
+
+
+def test_no_runtime_state_is_committed() -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        return  # not a clone (an sdist): nothing to check
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    state = [
+        path
+        for path in tracked
+        if path.startswith(("var/", "control/", ".venv/"))
+        or path.endswith((".db", ".pyc", "celerybeat-schedule", ".log"))
+        or "/__pycache__/" in path
+        or ".egg-info/" in path
+    ]
+    assert not state, f"runtime state is tracked: {state}"
