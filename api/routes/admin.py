@@ -7,7 +7,7 @@ from fastapi import APIRouter, Path, Query
 
 from api import admin_service
 from api.deps import AdminDep, NudgerDep, SessionDep
-from api.routes.jobs import ERRORS, JobId
+from api.params import ERRORS, JobId
 from api.schemas import AdminJobDetail, AdminJobOut, AdminJobPage, DeliveryOut, EventOut, Stats
 from api.service import cancel_job
 from models.job import JobStatus

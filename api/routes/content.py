@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from api import service
 from api.deps import SessionDep, SettingsDep, current_client
 from api.errors import APIError, NotFound
-from api.routes.jobs import ERRORS, JobId
+from api.params import ERRORS, JobId
 from core.config import Settings
 from media import links, store
 from models.job import JobStatus

@@ -22,7 +22,7 @@ from api import admin_service, usage
 from api.charts import stacked_by_day
 from api.deps import NudgerDep, SessionDep, SettingsDep, admin_token_matches
 from api.errors import CsrfFailed, Unauthorized
-from api.routes.jobs import JobId
+from api.params import JobId
 from api.schemas import AdminJobOut, DeliveryOut, EventOut
 from api.service import cancel_job
 from api.throttle import count_failure, refuse_if_throttled

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -11,7 +11,8 @@ from api import service, validation
 from api.deps import CurrentClient, NudgerDep, SessionDep, SettingsDep
 from api.errors import UnsupportedMediaType
 from api.limits import MAX_BODY_BYTES
-from api.schemas import ErrorBody, JobCreate, JobPage
+from api.params import ERRORS, JobId
+from api.schemas import JobCreate, JobPage
 from catalogue import ROLES, get_catalogue
 from core.errors import InvalidRequest
 from core.images import MAX_IMAGE_BYTES
@@ -22,11 +23,6 @@ from views.jobs import JobOut
 
 router = APIRouter(tags=["jobs"])
 
-JobId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^job_[0-9a-f]{24}$")]
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422, 429, 503)
-}
 _IMAGE_PART = {"type": "string", "format": "binary", "description": "jpeg/png/webp, ≤10 MB"}
 _MULTIPART_SCHEMA = {
     "type": "object",

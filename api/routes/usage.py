@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api import usage
 from api.deps import AdminDep, CurrentClient, SessionDep, SettingsDep
-from api.routes.jobs import ERRORS
+from api.params import ERRORS
 
 router = APIRouter(tags=["usage"], responses=ERRORS)
 

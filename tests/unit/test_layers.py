@@ -78,3 +78,14 @@ def test_no_runtime_state_is_committed() -> None:
         or ".egg-info/" in path
     ]
     assert not state, f"runtime state is tracked: {state}"
+
+
+def test_routes_do_not_import_each_other() -> None:
+    """What several routers share lives in api/params.py or a service, not in a router."""
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in sorted((ROOT / "api" / "routes").glob("*.py"))
+        for line, module in imports_of(path)
+        if module.startswith("api.routes")
+    ]
+    assert not wrong, "\n".join(wrong)
