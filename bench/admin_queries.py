@@ -29,7 +29,7 @@ SELECT 'cl_' || lpad(i::text, 16, '0'), 'client-' || i, md5(i::text) || md5(i::t
        'whsec_x', true, 100, now()
 FROM generate_series(1, 20) i;
 
-INSERT INTO jobs (id, client_id, status, model, input, kie_task_id, callback_token, attempts,
+INSERT INTO jobs (id, client_id, status, model, input, kie_task_id, callback_token, failures,
                   created_at, updated_at, next_check_at)
 SELECT 'job_' || lpad(to_hex(i), 24, '0'),
        'cl_' || lpad((1 + i % 20)::text, 16, '0'),

@@ -25,7 +25,7 @@ from models.migrate import migrate
 from worker.admission import admit
 
 FILL = """
-INSERT INTO jobs (id, status, model, input, callback_token, attempts, priority, created_at,
+INSERT INTO jobs (id, status, model, input, callback_token, failures, priority, created_at,
                   updated_at, next_check_at, kie_task_id, client_id)
 SELECT 'job_' || lpad(to_hex(i), 24, '0'), 'generating', 'veo3.1-fast/text-to-video',
        '{"prompt": "x"}', md5(i::text) || md5((i + 7)::text), 0, 1, now(), now(),
@@ -34,7 +34,7 @@ SELECT 'job_' || lpad(to_hex(i), 24, '0'), 'generating', 'veo3.1-fast/text-to-vi
 FROM generate_series(1, 100000) i
 """
 QUEUE = """
-INSERT INTO jobs (id, status, model, input, callback_token, attempts, priority, created_at,
+INSERT INTO jobs (id, status, model, input, callback_token, failures, priority, created_at,
                   updated_at, next_check_at, client_id)
 SELECT 'job_q' || lpad(to_hex(i), 23, '0'), 'queued', 'veo3.1-fast/text-to-video',
        '{"prompt": "x"}', md5((i + 999999)::text) || md5(i::text), 0, 1,
