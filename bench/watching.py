@@ -55,7 +55,9 @@ def run(callbacks: bool, jobs: int, duration: float, size: str = "") -> dict[str
             deadline = duration + 120
             started = time.monotonic()
             while sum(len(v) for v in receiver.received.values()) < jobs:
-                assert time.monotonic() - started < deadline, "webhooks did not all arrive"
+                if time.monotonic() - started > deadline:
+                    states = Counter(api.get(f"/jobs/{i}").json()["status"] for i in ids)
+                    raise AssertionError(f"webhooks did not all arrive; jobs: {dict(states)}")
                 time.sleep(0.5)
             done = [api.get(f"/jobs/{i}").json() for i in ids]
         calls = httpx.get(f"{stack.sandbox_url}/_sandbox/calls").json()["calls"]
