@@ -27,6 +27,12 @@ def _send_nudge() -> None:
     celery_app.send_task("soraq.dispatch", retry=False, expires=60)
 
 
+def _send_check(job_id: str) -> None:
+    from broker.app import celery_app
+
+    celery_app.send_task("soraq.check_now", (job_id,), retry=False, expires=60)
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     setup_logging(settings.log_level, settings.resolved_log_format)
@@ -35,7 +41,7 @@ def create_app() -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_async_engine(settings.resolved_database_url)
         app.state.sessionmaker = async_session_factory(engine)
-        app.state.nudger = Nudger(_send_nudge)
+        app.state.nudger = Nudger(_send_nudge, send_check=_send_check)
         app.state.keys = KeyCache(settings.auth_cache_seconds, file_epoch(settings))
         stop_listening = listen(settings, app.state.keys.clear)
         yield

@@ -17,8 +17,14 @@ log = logging.getLogger(__name__)
 
 
 class Nudger:
-    def __init__(self, send: Callable[[], object], min_interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        send: Callable[[], object],
+        min_interval: float = 0.25,
+        send_check: Callable[[str], object] | None = None,
+    ) -> None:
         self._send = send
+        self._send_check = send_check
         self._min_interval = min_interval
         self._again = False
         self._task: asyncio.Task[None] | None = None
@@ -46,6 +52,19 @@ class Nudger:
                 await asyncio.sleep(self._min_interval)
         finally:
             self._task = None
+
+    async def check_now(self, job_id: str) -> bool:
+        """Send one job's check straight to a worker (a callback's fast path, no sweep in
+        between). False when the broker did not take it: the caller falls back to a nudge."""
+        if self._send_check is None:
+            return False
+        send = self._send_check
+        try:
+            await anyio.to_thread.run_sync(lambda: send(job_id))
+        except Exception as exc:
+            log.warning("could not send job %s's check (%s); the sweep will", job_id, exc)
+            return False
+        return True
 
     async def drain(self) -> None:
         if self._task is not None:

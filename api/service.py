@@ -43,8 +43,9 @@ from models.job_queries import (
     job_by_id,
     jobs_ahead,
     jobs_page,
+    release_claim,
 )
-from models.lifecycle import NEW_DELIVERIES, TERMINAL, transition
+from models.lifecycle import AT_KIE, LEFT_KIE, NEW_DELIVERIES, TERMINAL, transition
 from models.scheduler import SchedulerState
 from models.spend import add_spend, day_of, sync_spend
 from models.webhook import WebhookDelivery
@@ -261,6 +262,7 @@ async def cancel_job(
         # The worker publishes new deliveries after its commits; here the nudge's sweep
         # claims the webhook (due now), so the list transition() kept is dropped.
         session.sync_session.info.pop(NEW_DELIVERIES, None)
+        session.sync_session.info.pop(LEFT_KIE, None)
         if moved:
             nudger.nudge()  # its completion webhook, if any, is due now
             return await get_job(session, job_id, client_id)
@@ -332,6 +334,7 @@ async def kie_callback(
     nudger: Nudger,
     charged: float | None = None,
     remaining: float | None = None,
+    lease: float = 60.0,
 ) -> bool:
     """Kie says a task finished: make the job due now (its worker re-reads the task), at most
     once per `debounce` seconds. A job with no task id of its own (its createTask answer was
@@ -343,7 +346,7 @@ async def kie_callback(
     now = utcnow()
     found = (
         await session.execute(
-            check_now_by_callback(job.id, task_id or None, now=now, debounce=debounce)
+            check_now_by_callback(job.id, task_id or None, now=now, debounce=debounce, lease=lease)
         )
     ).first()
     if task_id and charged is not None:
@@ -355,5 +358,11 @@ async def kie_callback(
     await session.commit()
     if found is None:
         return False
+    if found.status in AT_KIE and await nudger.check_now(job.id):
+        return True
+    if found.status in AT_KIE:
+        # The broker did not take the direct check: give the claim back to the sweep.
+        await session.execute(release_claim(job.id))
+        await session.commit()
     nudger.nudge()
     return True

@@ -12,6 +12,8 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
 
 import httpx
 
@@ -32,6 +34,7 @@ def run(callbacks: bool, jobs: int, duration: float, size: str = "") -> dict[str
         "CHECK_MAX_INTERVAL": "30",
         "CALLBACK_CHECK_INTERVAL": "60",
         "SWEEP_INTERVAL": str(Settings.model_fields["sweep_interval"].default),
+        "ADMIN_TOKEN": ADMIN,  # to read each job's history for the hop table
     }
     tag = uuid.uuid4().hex[:6]
     with (
@@ -60,6 +63,12 @@ def run(callbacks: bool, jobs: int, duration: float, size: str = "") -> dict[str
                     raise AssertionError(f"webhooks did not all arrive; jobs: {dict(states)}")
                 time.sleep(0.5)
             done = [api.get(f"/jobs/{i}").json() for i in ids]
+            histories = [
+                api.get(f"/admin/jobs/{i}", headers={"authorization": f"Bearer {ADMIN}"}).json()[
+                    "events"
+                ]
+                for i in ids
+            ]
         calls = httpx.get(f"{stack.sandbox_url}/_sandbox/calls").json()["calls"]
     created = {
         c["task_id"]: c["at"] for c in calls if c["endpoint"] == "createTask" and c["code"] == 200
@@ -67,9 +76,16 @@ def run(callbacks: bool, jobs: int, duration: float, size: str = "") -> dict[str
     checks = Counter(c["task_id"] for c in calls if c["endpoint"] == "recordInfo")
     per_job = [checks[job["kie_task_id"]] for job in done]
     latency = []
+    hop_times: dict[str, list[float]] = {name: [] for name in HOPS}
+    callbacks_sent = {c["task_id"]: c["at"] for c in calls if c["endpoint"] == "callback"}
     for i, job in enumerate(done):
         arrived = receiver.received[f"/{i}"][0].at
-        latency.append(arrived - (created[job["kie_task_id"]] + duration))
+        kie_done = created[job["kie_task_id"]] + duration
+        latency.append(arrived - kie_done)
+        for name, seconds in hops(
+            kie_done, callbacks_sent.get(job["kie_task_id"]), histories[i], arrived
+        ).items():
+            hop_times[name].append(seconds)
     return {
         "backend": label,
         "callbacks": callbacks,
@@ -80,7 +96,54 @@ def run(callbacks: bool, jobs: int, duration: float, size: str = "") -> dict[str
         "checks_max": max(per_job),
         "latency_p50": median(latency),
         "latency_p95": percentile(latency, 0.95),
+        "hops": {
+            name: (median(values), percentile(values, 0.95))
+            for name, values in hop_times.items()
+            if values
+        },
     }
+
+
+ADMIN = "bench-admin-token-0123456789abcdef0123"
+# The notification path, hop by hop, from each job's history (job_events) and the sandbox's
+# and the receiver's clocks (one machine, one clock).
+HOPS = (
+    "Kie done → callback sent",
+    "callback → recordInfo answered",
+    "recordInfo → archived, succeeded",
+    "succeeded → webhook received",
+)
+
+
+def hops(
+    kie_done: float, callback: float | None, events: list[dict[str, Any]], arrived: float
+) -> dict[str, float]:
+    def at(event: dict[str, Any]) -> float:
+        return datetime.fromisoformat(event["at"]).timestamp()
+
+    start = callback if callback is not None else kie_done
+    reads = [
+        at(e)
+        for e in events
+        if e["kind"] == "kie_call"
+        and (e["detail"] or {}).get("endpoint") == "recordInfo"
+        and at(e) >= start - 0.05
+    ]
+    succeeded = next((at(e) for e in events if e["to_status"] == "succeeded"), None)
+    if not reads or succeeded is None:
+        return {}
+    found: dict[str, float] = {}
+    if callback is not None:
+        found[HOPS[0]] = callback - kie_done
+        found[HOPS[1]] = reads[0] - callback
+    found[HOPS[2]] = succeeded - reads[0]
+    found[HOPS[3]] = arrived - succeeded
+    return found
+
+
+def print_hops(r: dict[str, Any]) -> None:
+    for name, (p50, p95) in r["hops"].items():
+        print(f"  hop {name:<36} p50 {p50:6.3f} s  p95 {p95:6.3f} s")
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -100,6 +163,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
             f"{args.size} results archived, callbacks on: webhook after Kie done p50 "
             f"{r['latency_p50']:.2f} s, p95 {r['latency_p95']:.2f} s; succeeded {r['succeeded']}"
         )
+        print_hops(r)
         return [
             Row(
                 "4c",
@@ -118,6 +182,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
             f"(max {r['checks_max']}); webhook after Kie done p50 {r['latency_p50']:.2f} s, "
             f"p95 {r['latency_p95']:.2f} s; succeeded {r['succeeded']}"
         )
+        print_hops(r)
     on, off = results
     jobs = f"{args.jobs} jobs of {args.duration:g} s"
     return [

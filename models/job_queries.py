@@ -252,12 +252,15 @@ def claim_due_deliveries(dialect: str, *, now: datetime, limit: int, lease: time
 
 
 def check_now_by_callback(
-    job_id: str, task_id: str | None, *, now: datetime, debounce: float
+    job_id: str, task_id: str | None, *, now: datetime, debounce: float, lease: float
 ) -> Update:
     """A Kie callback arrived: make the job due at once (the check itself re-reads the task),
-    unless another callback did within `debounce` seconds. A job that has no task id of its
-    own — still submitting, or failed as submit_unknown — keeps the named task as a candidate
-    for adoption (worker.adopt), and a failed one becomes due for that check."""
+    unless another callback did within `debounce` seconds. A job at Kie is claimed for
+    `lease` seconds by the callback itself, whose check the API sends straight to a worker
+    (the sweep would take a hop longer); a lost message is due again when the lease ends. A
+    job that has no task id of its own — still submitting, or failed as submit_unknown —
+    keeps the named task as a candidate for adoption (worker.adopt), and a failed one becomes
+    due for that check."""
     recent = now - timedelta(seconds=debounce)
     at_kie = Job.status.in_(list(AT_KIE))
     orphan = Job.kie_task_id.is_(None) & (
@@ -278,10 +281,20 @@ def check_now_by_callback(
                 (orphan & (Job.status == "failed") & literal(task_id is not None), now),
                 else_=Job.next_check_at,
             ),
-            claimed_until=case((at_kie, None), else_=Job.claimed_until),
+            claimed_until=case((at_kie, now + timedelta(seconds=lease)), else_=Job.claimed_until),
             adopt_task_id=case((orphan, literal(task_id)), else_=Job.adopt_task_id),
         )
         .returning(Job.id, Job.status)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release_claim(job_id: str) -> Update:
+    """Give a claimed job back to the sweep at once."""
+    return (
+        update(Job)
+        .where(Job.id == job_id)
+        .values(claimed_until=None)
         .execution_options(synchronize_session=False)
     )
 

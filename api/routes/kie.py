@@ -94,5 +94,6 @@ async def kie_callback(
         nudger=nudger,
         charged=charged,
         remaining=remaining,
+        lease=settings.claim_lease,
     )
     return {"received": True, "checked": acted}
