@@ -41,7 +41,6 @@ class Budget:
     checks: int
     state: SchedulerState
     read_balance: bool = False  # this dispatcher claimed the next balance read
-    wake_in: float | None = None  # run the dispatcher again in this many seconds
 
 
 def lock_state(session: Session, now: datetime) -> SchedulerState:
@@ -97,16 +96,13 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
     lease = timedelta(seconds=settings.claim_lease)
     if state.account_reason is not None:
         account.expire_waiting(session, state, now, settings)
-    window_bound = False
     if not paused:
         pending = _pending_admissions(session, now)
-        window_room = create_window(settings).room(state, now) - pending
         room = min(
-            window_room,
+            create_window(settings).room(state, now) - pending,
             settings.kie_max_in_flight - in_flight(session) - pending,
             settings.sweep_batch,
         )
-        window_bound = room == window_room
         low = state.account_reason == credits.LOW_CREDITS
         if state.account_reason is not None and not low:
             # The account is refused: one probe per interval, nothing else.
@@ -129,47 +125,7 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
                 .execution_options(synchronize_session=False)
             )
     read_balance = credits.claim_balance_read(state, now, settings)
-    wake_in = _wake_up(session, state, settings, now, paused, window_bound, len(admitted))
-    return Budget(admitted, check_window(settings).room(state, now), state, read_balance, wake_in)
-
-
-def _wake_up(
-    session: Session,
-    state: SchedulerState,
-    settings: Settings,
-    now: datetime,
-    paused: bool,
-    window_bound: bool,
-    admitted: int,
-) -> float | None:
-    """When queued work waits only for Kie's create window (or a 429 pause) to free, one timed
-    wake-up of the dispatcher at that instant, instead of waiting for the next sweep tick. At
-    most one is outstanding: a later round asks again only for an earlier instant."""
-    if state.account_reason is not None or not (paused or window_bound):
-        return None
-    waiting = session.scalar(
-        select(Job.id)
-        .where(
-            Job.status == JobStatus.QUEUED,
-            Job.next_check_at.is_not(None),
-            Job.next_check_at <= now,
-            Job.admitted_at.is_(None),
-        )
-        .limit(1)
-    )
-    if waiting is None and not admitted:
-        return None
-    if paused and state.paused_until is not None:
-        delay = (state.paused_until - now).total_seconds()
-    else:
-        delay = create_window(settings).next_free(state, now)
-    if delay <= 0 or delay > settings.create_rate.window + 1:
-        return None  # room now (the next round sees it) or far off (the sweep will do)
-    target = now + timedelta(seconds=delay)
-    if state.wake_at is not None and now < state.wake_at <= target:
-        return None  # an earlier (or the same) wake-up is already on its way
-    state.wake_at = target
-    return delay
+    return Budget(admitted, check_window(settings).room(state, now), state, read_balance)
 
 
 def acquire_create(session: Session, settings: Settings, job_id: str) -> float | None:

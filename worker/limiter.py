@@ -34,9 +34,6 @@ class Window(Protocol):
     def take(self, state: SchedulerState, now: datetime, amount: int = 1) -> float | None:
         """Take `amount` tokens: None, or the seconds until that many are free (none taken)."""
 
-    def next_free(self, state: SchedulerState, now: datetime) -> float:
-        """Seconds until one token is free (0 when one is free now); takes nothing."""
-
 
 class DatabaseWindow:
     """The window as a log of token times in the scheduler row (whose lock the caller holds)."""
@@ -56,13 +53,6 @@ class DatabaseWindow:
     def room(self, state: SchedulerState, now: datetime) -> int:
         return max(0, self.rate.count - len(self._recent(state, now)))
 
-    def next_free(self, state: SchedulerState, now: datetime) -> float:
-        recent = self._recent(state, now)
-        over = len(recent) + 1 - self.rate.count
-        if over <= 0:
-            return 0.0
-        return max(0.0, recent[over - 1] + self.window - now.timestamp())
-
     def take(self, state: SchedulerState, now: datetime, amount: int = 1) -> float | None:
         recent = self._recent(state, now)
         over = len(recent) + amount - self.rate.count
@@ -76,22 +66,13 @@ class DatabaseWindow:
 
 # A sorted set of token times (ms). Redis' own clock stamps the tokens, so workers on
 # machines whose clocks disagree still share one window. ARGV: count, window_ms, amount
-# (0 only asks: then wait_ms is the time until one token frees). Returns {granted, room,
-# wait_ms}.
+# (0 only asks). Returns {granted, room, wait_ms}.
 _WINDOW_SCRIPT = """
 local count, window, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local used = redis.call('ZCARD', KEYS[1])
-if amount == 0 then
-    local full = used + 1 - count
-    if full <= 0 then
-        return {1, count - used, 0}
-    end
-    local oldest = redis.call('ZRANGE', KEYS[1], full - 1, full - 1, 'WITHSCORES')
-    return {1, 0, math.max(0, tonumber(oldest[2]) + window - now)}
-end
 local over = used + amount - count
 if over <= 0 then
     for i = 1, amount do
@@ -129,9 +110,6 @@ class RedisWindow:
 
     def room(self, state: SchedulerState, now: datetime) -> int:
         return self._run(0)[1]
-
-    def next_free(self, state: SchedulerState, now: datetime) -> float:
-        return self._run(0)[2]
 
     def take(self, state: SchedulerState, now: datetime, amount: int = 1) -> float | None:
         granted, _, wait = self._run(amount)

@@ -8,9 +8,7 @@ Create Date: 2026-11-29 23:50:00
   step (a webhook delivery's `attempts` counts every attempt);
 - `jobs.stage_lease_until`: how long a worker holds a stage (uploading, submitting,
   archiving); `jobs.deadline_at` is only the job's timeout at Kie now (it was both);
-- `idempotency_keys.status_code` is gone: every stored key answered 202;
-- `scheduler_state.wake_at`: the dispatcher's one timed wake-up for when Kie's create window
-  next has room.
+- `idempotency_keys.status_code` is gone: every stored key answered 202.
 """
 
 from collections.abc import Sequence
@@ -42,15 +40,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
         batch_op.drop_column("status_code")
-    with op.batch_alter_table("scheduler_state", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("wake_at", models.base.UTCDateTime(timezone=True), nullable=True)
-        )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("scheduler_state", schema=None) as batch_op:
-        batch_op.drop_column("wake_at")
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("status_code", sa.Integer(), server_default="202", nullable=False)

@@ -70,20 +70,3 @@ def test_the_database_window_takes_several_at_once_or_none() -> None:
     assert window.take(row, now, 3) is None
     assert window.take(row, now + timedelta(seconds=1), 3) == pytest.approx(9)
     assert len(row.checks) == 3
-
-
-def test_both_windows_say_when_the_next_token_frees(redis_url: str) -> None:
-    """The dispatcher's one timed wake-up: asking takes nothing."""
-    now = utcnow()
-    row = state()
-    for window in (
-        RedisWindow(redis_url, Rate(2, 10), "test:next-free"),
-        DatabaseWindow(Rate(2, 10), "creates"),
-    ):
-        assert window.next_free(row, now) == 0
-        assert window.take(row, now, 2) is None
-        free_in = window.next_free(row, now)
-        assert 9.5 < free_in <= 10
-        assert window.room(row, now) == 0  # asking took no token
-    # (Redis stamps with its own clock; the row's window can be asked about a later moment.)
-    assert DatabaseWindow(Rate(2, 10), "creates").next_free(row, now + timedelta(seconds=11)) == 0
