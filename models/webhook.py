@@ -39,6 +39,9 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set while the delivery waits for one of its host's slots: the delivery that frees a
+    # slot hands it to the longest-waiting one at once (the sweep is the fallback).
+    waiting_host: Mapped[str | None] = mapped_column(String(255), default=None)
 
     __table_args__ = (
         Index(
@@ -48,6 +51,13 @@ class WebhookDelivery(Base):
             sqlite_where=text("next_attempt_at IS NOT NULL"),
         ),
         Index("ix_webhook_deliveries_job", "job_id", "created_at"),
+        Index(
+            "ix_webhook_deliveries_waiting",
+            "waiting_host",
+            "next_attempt_at",
+            postgresql_where=text("waiting_host IS NOT NULL"),
+            sqlite_where=text("waiting_host IS NOT NULL"),
+        ),
     )
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, Update, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from models.webhook import WebhookHostSlot
+from models.webhook import DeliveryState, WebhookDelivery, WebhookHostSlot
 
 _FREE = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -63,3 +63,31 @@ def release_host_slot(session: Session, host: str, slot: int, holder: str) -> No
         .values(holder=None, held_until=_FREE)
     )
     session.commit()
+
+
+def next_waiting(host: str) -> Select[str, int]:
+    """The delivery that has waited longest for one of `host`'s slots: (id, attempts)."""
+    return (
+        select(WebhookDelivery.id, WebhookDelivery.attempts)
+        .where(
+            WebhookDelivery.waiting_host == host,
+            WebhookDelivery.state == DeliveryState.PENDING,
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(1)
+    )
+
+
+def hand_over(delivery_id: str, attempts: int, host: str, until: datetime) -> Update:
+    """Claim a waiting delivery for an immediate attempt (compare-and-set on its attempt
+    count and its wait, so the sweep or a second hand-over cannot take it too)."""
+    return (
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.attempts == attempts,
+            WebhookDelivery.waiting_host == host,
+            WebhookDelivery.state == DeliveryState.PENDING,
+        )
+        .values(next_attempt_at=until, waiting_host=None)
+    )

@@ -138,4 +138,6 @@ def advance_job(job_id: str) -> None:
 @celery_app.task(name="soraq.deliver")
 def deliver_webhook(delivery_id: str, attempt: int) -> None:
     with session_scope() as session:
-        webhooks.deliver(session, delivery_id, attempt, get_settings())
+        handed = webhooks.deliver(session, delivery_id, attempt, get_settings())
+    if handed is not None:
+        deliver_webhook.apply_async(handed)  # the slot this delivery freed goes to the next

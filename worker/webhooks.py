@@ -26,7 +26,7 @@ from models.client import Client
 from models.job import Job
 from models.lifecycle import record_event
 from models.webhook import DeliveryState, WebhookDelivery
-from models.webhook_queries import release_host_slot, take_host_slot
+from models.webhook_queries import hand_over, next_waiting, release_host_slot, take_host_slot
 from upstreams.http import USER_AGENT
 from views.jobs import JobOut
 from worker.webhook_send import post_within
@@ -50,12 +50,13 @@ def deliver(
     attempt: int,
     settings: Settings,
     transport: httpx.AsyncBaseTransport | None = None,
-) -> None:
+) -> tuple[str, int] | None:
     """Make attempt number `attempt` of one delivery, if it is still due and a slot for its
-    host is free; a duplicate message finds the attempt count moved on and does nothing."""
+    host is free; a duplicate message finds the attempt count moved on and does nothing.
+    Returns the (delivery, attempt) its freed slot was handed to, for the caller to send."""
     delivery = session.get(WebhookDelivery, delivery_id, populate_existing=True)
     if delivery is None or delivery.state != DeliveryState.PENDING or delivery.attempts != attempt:
-        return  # already sent, or a stale duplicate of an earlier attempt's message
+        return None  # already sent, or a stale duplicate of an earlier attempt's message
     host = (urlsplit(delivery.url).hostname or "").lower()
     now = utcnow()
     # The slot is held past the deadline by a margin: a killed worker frees it by time alone.
@@ -68,17 +69,31 @@ def deliver(
         capacity=settings.webhook_max_in_flight_per_host,
     )
     if slot is None:
-        _wait_for_a_slot(session, delivery.id, attempt)
-        return
+        _wait_for_a_slot(session, delivery.id, attempt, host)
+        return None
     try:
         _attempt(session, delivery, attempt, settings, transport)
     finally:
         session.rollback()
         release_host_slot(session, host, slot, delivery.id)
+    return _hand_over_slot(session, host, settings)
 
 
-def _wait_for_a_slot(session: Session, delivery_id: str, attempt: int) -> None:
-    """Every slot for this host is taken: try again shortly, without spending an attempt."""
+def _hand_over_slot(session: Session, host: str, settings: Settings) -> tuple[str, int] | None:
+    """A slot just freed: the delivery that has waited longest for this host goes now, not
+    at its next look (SLOT_WAIT) and the sweep's tick after it."""
+    waiting = session.execute(next_waiting(host)).first()
+    if waiting is None:
+        return None
+    lease = utcnow() + timedelta(seconds=settings.claim_lease)
+    claimed = session.execute(hand_over(waiting.id, waiting.attempts, host, lease)).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return (waiting.id, waiting.attempts) if claimed else None
+
+
+def _wait_for_a_slot(session: Session, delivery_id: str, attempt: int, host: str) -> None:
+    """Every slot for this host is taken: wait for the next one to be handed over, or look
+    again shortly, without spending an attempt."""
     session.execute(
         update(WebhookDelivery)
         .where(
@@ -86,7 +101,7 @@ def _wait_for_a_slot(session: Session, delivery_id: str, attempt: int) -> None:
             WebhookDelivery.attempts == attempt,
             WebhookDelivery.state == DeliveryState.PENDING,
         )
-        .values(next_attempt_at=utcnow() + timedelta(seconds=SLOT_WAIT))
+        .values(next_attempt_at=utcnow() + timedelta(seconds=SLOT_WAIT), waiting_host=host)
     )
     session.commit()
 
@@ -110,7 +125,7 @@ def _attempt(
             WebhookDelivery.attempts == attempt,
             WebhookDelivery.state == DeliveryState.PENDING,
         )
-        .values(attempts=attempt + 1, body=body, next_attempt_at=lease)
+        .values(attempts=attempt + 1, body=body, next_attempt_at=lease, waiting_host=None)
     ).rowcount  # type: ignore[attr-defined]
     session.commit()
     if not claimed:

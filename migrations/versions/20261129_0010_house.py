@@ -8,7 +8,9 @@ Create Date: 2026-11-29 23:50:00
   step (a webhook delivery's `attempts` counts every attempt);
 - `jobs.stage_lease_until`: how long a worker holds a stage (uploading, submitting,
   archiving); `jobs.deadline_at` is only the job's timeout at Kie now (it was both);
-- `idempotency_keys.status_code` is gone: every stored key answered 202.
+- `idempotency_keys.status_code` is gone: every stored key answered 202;
+- `webhook_deliveries.waiting_host`: a delivery waiting for one of its host's slots, so that
+  the delivery freeing a slot hands it over at once.
 """
 
 from collections.abc import Sequence
@@ -40,9 +42,25 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
         batch_op.drop_column("status_code")
+    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("waiting_host", sa.String(length=255), nullable=True))
+        batch_op.create_index(
+            "ix_webhook_deliveries_waiting",
+            ["waiting_host", "next_attempt_at"],
+            unique=False,
+            postgresql_where=sa.text("waiting_host IS NOT NULL"),
+            sqlite_where=sa.text("waiting_host IS NOT NULL"),
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_webhook_deliveries_waiting",
+            postgresql_where=sa.text("waiting_host IS NOT NULL"),
+            sqlite_where=sa.text("waiting_host IS NOT NULL"),
+        )
+        batch_op.drop_column("waiting_host")
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("status_code", sa.Integer(), server_default="202", nullable=False)
