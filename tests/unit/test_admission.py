@@ -148,3 +148,45 @@ def test_checks_are_budgeted_by_the_check_rate(engine: Engine) -> None:
         assert admit(session, config, now + timedelta(seconds=1)).checks == 1
         session.commit()
         assert admit(session, config, now + timedelta(seconds=11)).checks == 3
+
+
+def test_the_balance_guard_admits_what_it_covers_and_pauses_below_the_minimum(
+    engine: Engine,
+) -> None:
+    """Each queued job costs 60 credits (its estimate); the balance as last read decides."""
+    with Session(engine) as session:
+        queue(session, {"a": 4})
+        session.execute(update(Job).values(credits_estimated=60.0, credits_reserved=60.0))
+        now = utcnow()
+        row = session.get(SchedulerState, "kie") or SchedulerState(name="kie")
+        row.creates, row.checks, row.paused_until, row.account_reason = [], [], None, None
+        row.kie_credits, row.kie_credits_at = 150.0, now
+        session.add(row)
+        session.commit()
+        # 150 covers two 60-credit jobs (a third would need 180).
+        budget = admit(session, settings(kie_min_credits=10), now)
+        session.commit()
+        assert len(budget.admitted) == 2
+        state = session.get(SchedulerState, "kie", populate_existing=True)
+        assert state is not None
+        assert state.account_reason is None
+        # The reading drops below KIE_MIN_CREDITS: admission pauses, nothing more goes.
+        session.execute(update(SchedulerState).values(kie_credits=5.0, kie_credits_at=utcnow()))
+        session.commit()
+        budget = admit(session, settings(kie_min_credits=10), utcnow())
+        session.commit()
+        assert budget.admitted == []
+        state = session.get(SchedulerState, "kie", populate_existing=True)
+        assert state is not None
+        assert state.account_reason == "kie_low_credits"
+        # A top-up read: admission resumes for the rest.
+        session.execute(
+            update(SchedulerState).values(kie_credits=10_000.0, kie_credits_at=utcnow())
+        )
+        session.commit()
+        budget = admit(session, settings(kie_min_credits=10), utcnow())
+        session.commit()
+        assert len(budget.admitted) == 2
+        state = session.get(SchedulerState, "kie", populate_existing=True)
+        assert state is not None
+        assert state.account_reason is None
