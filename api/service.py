@@ -352,7 +352,9 @@ async def kie_callback(
         await session.execute(record_charge(job.id, task_id, charged))
         for statement in sync_spend(session.get_bind().dialect.name, job.id):
             await session.execute(statement)
-    if task_id and remaining is not None:
+    if remaining is not None and task_id and task_id == job.kie_task_id:
+        # Only a callback about the job's own task speaks for the account's balance (which
+        # gates admission): a callback naming any other task changes nothing here.
         await session.execute(record_balance(remaining, now))
     await session.commit()
     if found is None:

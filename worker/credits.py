@@ -34,9 +34,8 @@ from models.job import Job, JobStatus
 from models.job_queries import admitted_not_submitted
 from models.scheduler import SchedulerState
 from upstreams.errors import ExternalError
-from upstreams.http import USER_AGENT
 from upstreams.kie_http import KieHTTP
-from worker.webhook_send import post_within
+from worker.webhook_send import post_event
 
 log = logging.getLogger(__name__)
 
@@ -237,20 +236,13 @@ def _send_alert(
         checked = None
     if checked is not None:
         stamp = utcnow()
-        headers = {
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-            "webhook-id": event_id,
-            "webhook-timestamp": str(int(stamp.timestamp())),
-            "webhook-signature": Webhook(operator_secret(settings)).sign(event_id, stamp, body),
-            "host": checked.host_header,
-        }
-        answer = post_within(
-            httpx.URL(checked.pinned_url),
-            body.encode(),
-            headers,
+        answer = post_event(
+            checked,
+            event_id,
+            int(stamp.timestamp()),
+            body,
+            Webhook(operator_secret(settings)).sign(event_id, stamp, body),
             deadline=settings.webhook_timeout,
-            sni_hostname=checked.host,
             transport=transport,
         )
         if answer.status is not None and 200 <= answer.status < 300:

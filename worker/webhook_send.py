@@ -16,7 +16,9 @@ from functools import cache
 
 import httpx
 
+from core.netguard import CheckedURL
 from upstreams.errors import parse_retry_after
+from upstreams.http import USER_AGENT
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,36 @@ class Answer:
 def _ssl_context() -> ssl.SSLContext:
     # Building a context loads the CA bundle (~10 ms): once per process, not per delivery.
     return httpx.create_ssl_context()
+
+
+def post_event(
+    checked: CheckedURL,
+    event_id: str,
+    stamp: int,
+    body: str,
+    signature: str,
+    *,
+    deadline: float,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Answer:
+    """POST one signed Standard Webhooks event to the vetted address (`stamp` and
+    `signature` are the ones the signature was made with)."""
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": event_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": signature,
+        "host": checked.host_header,
+    }
+    return post_within(
+        httpx.URL(checked.pinned_url),
+        body.encode(),
+        headers,
+        deadline=deadline,
+        sni_hostname=checked.host,
+        transport=transport,
+    )
 
 
 def post_within(

@@ -27,9 +27,8 @@ from models.job import Job
 from models.lifecycle import record_event
 from models.webhook import DeliveryState, WebhookDelivery
 from models.webhook_queries import hand_over, next_waiting, release_host_slot, take_host_slot
-from upstreams.http import USER_AGENT
 from views.jobs import JobOut
-from worker.webhook_send import post_within
+from worker.webhook_send import post_event
 
 log = logging.getLogger(__name__)
 
@@ -145,20 +144,13 @@ def _attempt(
         return
 
     timestamp = utcnow()
-    headers = {
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
-        "webhook-id": delivery.id,
-        "webhook-timestamp": str(int(timestamp.timestamp())),
-        "webhook-signature": _signatures(client, delivery.id, timestamp, body),
-        "host": checked.host_header,
-    }
-    answer = post_within(
-        httpx.URL(checked.pinned_url),
-        body.encode(),
-        headers,
+    answer = post_event(
+        checked,
+        delivery.id,
+        int(timestamp.timestamp()),
+        body,
+        _signatures(client, delivery.id, timestamp, body),
         deadline=settings.webhook_timeout,
-        sni_hostname=checked.host,
         transport=transport,
     )
     status, error, retry_after = answer.status, answer.error, answer.retry_after

@@ -138,3 +138,42 @@ def test_budget_periods_are_utc_calendar_days_and_months() -> None:
     assert day_start(now) == datetime(2026, 12, 31, tzinfo=UTC)
     assert month_start(now) == datetime(2026, 12, 1, tzinfo=UTC)
     assert next_month(month_start(now)) == datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def test_usage_reports_refuse_odd_periods_and_keep_formulas_out_of_csv() -> None:
+    from datetime import date
+
+    from api.usage import as_csv, period
+    from core.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match="after"):
+        period(date(2026, 11, 2), date(2026, 11, 1))
+    with pytest.raises(InvalidRequest, match="366"):
+        period(date(2024, 1, 1), date(2026, 1, 1))
+    start, end = period(None, None, datetime(2026, 11, 29, 12, tzinfo=UTC))
+    assert (start.date(), end.date()) == (date(2026, 10, 31), date(2026, 11, 30))
+    body = {
+        "group_by": "client",
+        "groups": [
+            {
+                "key": '=HYPERLINK("http://x")',
+                "jobs": 1,
+                "credits_estimated": 1.0,
+                "credits_charged": 1.0,
+                "credits_reserved": 0.0,
+                "usd": 0.01,
+            },
+            {
+                "key": "acme",
+                "jobs": 2,
+                "credits_estimated": 2.0,
+                "credits_charged": 2.0,
+                "credits_reserved": 0.0,
+                "usd": 0.02,
+            },
+        ],
+    }
+    lines = as_csv(body).splitlines()
+    assert lines[0] == "client,jobs,credits_estimated,credits_charged,credits_reserved,usd"
+    assert lines[1].startswith("\"'=HYPERLINK")  # quoted: a spreadsheet shows it as text
+    assert lines[2].startswith("acme,2,")

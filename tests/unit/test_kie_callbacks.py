@@ -113,3 +113,46 @@ def test_callback_tokens_never_reach_a_log_line() -> None:
     RedactTokens().filter(record)
     assert "SECRETTOKEN123" not in record.getMessage()
     assert "/kie/callback/[redacted]" in record.getMessage()
+
+
+def test_a_callbacks_credits_settle_the_job_and_the_balance_hostile_ones_do_not(
+    signed_app: TestClient,
+) -> None:
+    from sqlalchemy import select
+
+    from models.scheduler import SchedulerState
+
+    task = f"task-credits-{time.time_ns()}"
+    token = job_at_kie(task)
+    with session_scope() as session:
+        if session.get(SchedulerState, "kie") is None:
+            session.add(SchedulerState(name="kie", creates=[], checks=[]))
+            session.commit()
+
+    def post(data: dict[str, object]) -> None:
+        body = {"code": 200, "data": {"taskId": task, **data}}
+        response = signed_app.post(
+            f"/kie/callback/{token}", json=body, headers=signed(task, time.time())
+        )
+        assert response.status_code == 200
+
+    def stored() -> tuple[object, object, object]:
+        with session_scope() as session:
+            job = session.scalars(select(Job).where(Job.callback_token == token)).one()
+            state = session.get(SchedulerState, "kie")
+            assert state is not None
+            return job.credits_reported, job.credits_reserved, state.kie_credits
+
+    # Kie's figure is the job's charge and what holds against its budget; the balance follows.
+    post({"consumeCredits": 37, "remainedCredits": "900.5"})
+    assert stored() == (37.0, 37.0, 900.5)
+    # Figures no account could have are not believed: nothing changes.
+    for hostile in (
+        {"consumeCredits": -5},
+        {"consumeCredits": "NaN"},
+        {"remainedCredits": 1e30},
+        {"consumeCredits": True},
+        {"remainedCredits": "9" * 400},
+    ):
+        post(hostile)
+        assert stored() == (37.0, 37.0, 900.5), hostile
