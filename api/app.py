@@ -9,6 +9,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from api import errors
 from api.auth import KeyCache
+from api.events import EventHub
 from api.limits import BodySizeLimit
 from api.nudge import Nudger
 from api.routes import admin, content, dashboard, jobs, kie, meta, usage
@@ -41,6 +42,7 @@ def create_app() -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_async_engine(settings.resolved_database_url)
         app.state.sessionmaker = async_session_factory(engine)
+        app.state.events = EventHub(app.state.sessionmaker, settings.resolved_database_url)
         app.state.nudger = Nudger(_send_nudge, send_check=_send_check)
         app.state.keys = KeyCache(settings.auth_cache_seconds, file_epoch(settings))
         stop_listening = listen(settings, app.state.keys.clear)
@@ -48,6 +50,7 @@ def create_app() -> FastAPI:
         if stop_listening is not None:
             stop_listening.set()
         await app.state.nudger.drain()
+        await app.state.events.stop()
         await engine.dispose()
 
     app = FastAPI(

@@ -23,6 +23,7 @@ class ClientIdentity:
     create_rate: str | None = None  # None: CLIENT_CREATE_RATE
     daily_credits: int | None = None  # budgets in Kie credits; None: no cap
     monthly_credits: int | None = None
+    livemode: bool = True  # False: a test-mode key (its jobs go to the sandbox)
 
 
 class KeyCache:
@@ -59,6 +60,7 @@ class KeyCache:
             client.create_rate,
             client.daily_credits,
             client.monthly_credits,
+            client.livemode,
         )
         if self.ttl > 0:
             if len(self._known) > 10_000:  # bounded: a flood of keys cannot grow it forever

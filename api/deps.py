@@ -5,10 +5,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import ClientIdentity
 from api.errors import Unauthorized
+from api.events import EventHub
 from api.nudge import Nudger
 from core.config import Settings, get_settings
 
@@ -26,7 +27,20 @@ async def get_nudger(request: Request) -> Nudger:
     return nudger
 
 
+async def get_events(request: Request) -> EventHub:
+    hub: EventHub = request.app.state.events
+    return hub
+
+
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    """For requests that outlive one transaction (waits, streams): a session per read."""
+    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return maker
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+EventsDep = Annotated[EventHub, Depends(get_events)]
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 NudgerDep = Annotated[Nudger, Depends(get_nudger)]
 
 

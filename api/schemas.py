@@ -66,6 +66,14 @@ class JobCreate(BaseModel):
     webhook_url: str | None = Field(
         None, description="Where to POST the signed completion event (Standard Webhooks)."
     )
+    webhook_events: list[Literal["started", "progress", "completed"]] | None = Field(
+        None,
+        min_length=1,
+        max_length=3,
+        description="Which events to POST to webhook_url: `started` (Kie accepted the task), "
+        "`progress` (at most once per 10 %), `completed` (the job ended). Default: "
+        '["completed"].',
+    )
     priority: Literal["high", "normal", "low"] = Field(
         "normal", description="Order among this client's own queued jobs."
     )

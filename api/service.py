@@ -112,7 +112,12 @@ def _build(
         image_url=first_url,
         images=images or None,
         webhook_url=valid.webhook_url,
+        webhook_events=sorted(set(valid.request.webhook_events))
+        if valid.request.webhook_events
+        else None,
         priority=PRIORITIES[valid.request.priority],
+        livemode=client.livemode,
+        batch_id=None,
         credits_estimated=valid.estimate,
         credits_reserved=valid.estimate,  # counts against the client's budgets until it settles
         credits_counted=valid.estimate,  # and is in its spend counter (models.spend)
@@ -237,7 +242,7 @@ async def _idempotent_replay(
     record = await session.get(IdempotencyKey, (client_id, key), populate_existing=True)
     if record is None or record.expires_at <= now:
         return None
-    if record.request_hash != fingerprint:
+    if record.request_hash != fingerprint or record.job_id is None:
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
     return await get_job(session, record.job_id, client_id)
 

@@ -3,6 +3,7 @@ models, the spend counters and migrations' runner. May import catalogue/ and cor
 
 from models.admin import AdminAuthFailures, AdminSession
 from models.base import Base
+from models.batch import Batch
 from models.client import Client
 from models.event import JobEvent
 from models.idempotency import IdempotencyKey
@@ -15,6 +16,7 @@ __all__ = [
     "AdminAuthFailures",
     "AdminSession",
     "Base",
+    "Batch",
     "Client",
     "ClientSpend",
     "DeliveryState",

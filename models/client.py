@@ -5,7 +5,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, Integer, String, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -51,4 +51,6 @@ class Client(Base):
     # Budgets in Kie credits per UTC calendar day and month; None: no cap.
     daily_credits: Mapped[int | None] = mapped_column(Integer, default=None)
     monthly_credits: Mapped[int | None] = mapped_column(Integer, default=None)
+    # A test-mode key (`soraq clients create --test`): its jobs go to the sandbox.
+    livemode: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

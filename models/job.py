@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -82,6 +84,16 @@ class Job(Base):
     # How much of `credits_reserved` its client's spend counter holds (models.spend).
     credits_counted: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     progress: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The last tenth of progress announced (event, webhook): each is announced once.
+    progress_announced: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Which webhook events the client asked for (started, progress, completed); None is
+    # ["completed"], the only event before clients could choose.
+    webhook_events: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    batch_id: Mapped[str | None] = mapped_column(
+        String(40), ForeignKey("batches.id", ondelete="SET NULL"), default=None
+    )
+    # False for a test-mode key's jobs: they go to the sandbox and cost no credits.
+    livemode: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
@@ -136,6 +148,7 @@ class Job(Base):
             postgresql_where=text("media_expires_at IS NOT NULL"),
             sqlite_where=text("media_expires_at IS NOT NULL"),
         ),
+        Index("ix_jobs_batch", "batch_id", "id"),
         Index(
             "ix_jobs_client_active",
             "client_id",

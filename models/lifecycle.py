@@ -15,10 +15,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.batch import Batch, close_one_job
 from models.event import JobEvent
 from models.job import Job, JobStatus, new_callback_token
 from models.spend import sync_spend
@@ -110,30 +111,80 @@ def cas_update(job_id: str, expected: JobStatus, values: dict[str, Any]) -> Any:
     )
 
 
-def queue_completion_webhook(job_id: str, status: JobStatus, now: datetime) -> tuple[str, Any]:
-    """An INSERT … SELECT that queues the job's webhook event, if the job has a webhook URL."""
+WEBHOOK_EVENTS = ("started", "progress", "completed")
+DEFAULT_WEBHOOK_EVENTS = ["completed"]
+
+
+def queue_delivery(
+    session: Session,
+    job_id: str,
+    event_type: str,
+    url: str,
+    now: datetime,
+    progress: int | None = None,
+) -> None:
+    """Queue one webhook event; the worker sends it after the commit (the sweep is the
+    backstop)."""
     event_id = new_event_id()
-    source = select(
-        literal(event_id),
-        Job.id,
-        literal(f"job.{status.value}"),
-        Job.webhook_url,
-        literal(now, WebhookDelivery.next_attempt_at.type),
-        literal(now, WebhookDelivery.created_at.type),
-        literal("pending"),
-        literal(0),
-    ).where(Job.id == job_id, Job.webhook_url.is_not(None))
-    columns = [
-        "id",
-        "job_id",
-        "event_type",
-        "url",
-        "next_attempt_at",
-        "created_at",
-        "state",
-        "attempts",
-    ]
-    return event_id, insert(WebhookDelivery).from_select(columns, source)
+    session.execute(
+        insert(WebhookDelivery).values(
+            id=event_id,
+            job_id=job_id,
+            event_type=event_type,
+            url=url,
+            next_attempt_at=now,
+            created_at=now,
+            state="pending",
+            attempts=0,
+            progress=progress,
+        )
+    )
+    session.info.setdefault(NEW_DELIVERIES, []).append(event_id)
+
+
+def _wants(webhook_events: list[str] | None, event: str) -> bool:
+    return event in (webhook_events or DEFAULT_WEBHOOK_EVENTS)
+
+
+def _queue_webhooks(
+    session: Session, job_id: str, expected: JobStatus, new: JobStatus, row: Any, now: datetime
+) -> None:
+    """The events this move raises: the job's own (as its client chose) and its batch's end."""
+    if row.webhook_url:
+        if new in TERMINAL and _wants(row.webhook_events, "completed"):
+            queue_delivery(session, job_id, f"job.{new.value}", row.webhook_url, now)
+        started = expected == JobStatus.SUBMITTING and new in AT_KIE
+        if started and _wants(row.webhook_events, "started"):
+            queue_delivery(session, job_id, "job.started", row.webhook_url, now)
+    if new in TERMINAL and row.batch_id is not None:
+        batch_id = close_one_job(session, job_id, now)
+        if batch_id is not None:
+            url = session.scalar(select(Batch.webhook_url).where(Batch.id == batch_id))
+            if url:
+                queue_delivery(session, job_id, "batch.completed", url, now)
+
+
+def record_progress(session: Session, job: Job, progress: int | None, now: datetime) -> None:
+    """The progress the job's client sees is `progress`: an event each time it reaches a new
+    tenth (a compare-and-set on the last one announced, so a duplicate check adds nothing),
+    and a `job.progress` webhook then if its client asked for them."""
+    if progress is None or not 10 <= progress < 100:
+        return
+    tenth = progress // 10 * 10
+    announced = session.execute(
+        update(Job)
+        .where(
+            Job.id == job.id,
+            or_(Job.progress_announced.is_(None), Job.progress_announced < tenth),
+        )
+        .values(progress_announced=tenth)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not announced:
+        return
+    record_event(session, job.id, "progress", now=now, detail={"progress": progress})
+    if job.webhook_url and _wants(job.webhook_events, "progress"):
+        queue_delivery(session, job.id, "job.progress", job.webhook_url, now, progress)
 
 
 def record_event(
@@ -178,8 +229,11 @@ def transition(
     """
     now = now or utcnow()
     changes = transition_values(expected, new, now, values)
-    statement = cas_update(job_id, expected, changes)
-    moved = bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    statement = cas_update(job_id, expected, changes).returning(
+        Job.webhook_url, Job.webhook_events, Job.batch_id
+    )
+    row = session.execute(statement).first()
+    moved = row is not None
     if moved and "credits_reserved" in changes:
         _sync_spend(session, job_id)
     if moved and new != expected:
@@ -194,10 +248,8 @@ def transition(
             reason=reason or values.get("error_message"),
             detail=shown or None,
         )
-    if moved and new in TERMINAL and new != expected:
-        event_id, webhook = queue_completion_webhook(job_id, new, now)
-        if session.execute(webhook).rowcount:  # type: ignore[attr-defined]
-            session.info.setdefault(NEW_DELIVERIES, []).append(event_id)
+    if moved and new != expected:
+        _queue_webhooks(session, job_id, expected, new, row, now)
     return moved
 
 

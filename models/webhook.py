@@ -32,6 +32,7 @@ class WebhookDelivery(Base):
     event_type: Mapped[str] = mapped_column(String(32))
     url: Mapped[str] = mapped_column(Text)
     body: Mapped[str | None] = mapped_column(Text, default=None)
+    progress: Mapped[int | None] = mapped_column(Integer, default=None)  # what job.progress says
     state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)

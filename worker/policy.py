@@ -14,16 +14,21 @@ CALLBACK_FOLLOW_UPS = (1.0, 3.0, 7.0, 15.0)
 
 
 def check_interval(
-    settings: Settings, elapsed: float, since_callback: float | None = None
+    settings: Settings,
+    elapsed: float,
+    since_callback: float | None = None,
+    *,
+    progress_wanted: bool = False,
 ) -> float:
     """When to look at the upstream next, `elapsed` seconds after submission. With callbacks
     on, polling is only a safety net — except right after a callback whose result the record
-    does not show yet: then a few quick follow-ups, not the safety net's minute."""
+    does not show yet: then a few quick follow-ups, not the safety net's minute — and for a
+    job whose client asked for progress webhooks (only a read shows progress)."""
     if since_callback is not None and since_callback >= 0:
         follow_up = next((at for at in CALLBACK_FOLLOW_UPS if at > since_callback + 0.05), None)
         if follow_up is not None:
             return follow_up - since_callback
-    if settings.callbacks_enabled:
+    if settings.callbacks_enabled and not progress_wanted:
         return settings.callback_check_interval
     # Geometric growth without a counter: the next check comes `backoff` times later.
     grown = elapsed * (settings.check_backoff - 1)

@@ -98,7 +98,10 @@ def submit(session: Session, job: Job, outbound: UpstreamClients, settings: Sett
         retry_or_fail(session, job, JobStatus.SUBMITTING, exc, settings)
         return
     now = utcnow()
-    first_check = now + timedelta(seconds=policy.check_interval(settings, elapsed=0.0))
+    wanted = "progress" in (job.webhook_events or ())
+    first_check = now + timedelta(
+        seconds=policy.check_interval(settings, elapsed=0.0, progress_wanted=wanted)
+    )
     recorded = transition(
         session,
         job.id,

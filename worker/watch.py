@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from catalogue import get_catalogue
 from core.config import Settings
 from models.job import Job, JobStatus
-from models.lifecycle import fail, transition
+from models.lifecycle import fail, record_progress, transition
 from upstreams import TaskInfo
 from upstreams.errors import ExternalError
+from views import estimates
 from worker import policy
 from worker.archive import archive
 from worker.archive import lease as archive_lease
@@ -133,7 +134,7 @@ def apply(
             )
     else:
         new = JobStatus(info.state)
-        reschedule(
+        moved = reschedule(
             session,
             job,
             status,
@@ -143,6 +144,9 @@ def apply(
             reason=f"Kie: {info.upstream_state or new.value}",
             progress=info.progress if info.progress is not None else job.progress,
         )
+        if moved:
+            estimates.refresh_sync(session, job.model)
+            record_progress(session, job, estimates.shown_progress(job, info.progress, now), now)
 
 
 def reschedule(
@@ -155,15 +159,18 @@ def reschedule(
     new: JobStatus | None = None,
     retry: ExternalError | None = None,
     **values: Any,
-) -> None:
+) -> bool:
     elapsed = (now - (job.submitted_at or now)).total_seconds()
     since_callback = (now - job.callback_at).total_seconds() if job.callback_at else None
-    delay = policy.check_interval(settings, elapsed, since_callback)
+    progress_wanted = "progress" in (job.webhook_events or ())
+    delay = policy.check_interval(
+        settings, elapsed, since_callback, progress_wanted=progress_wanted
+    )
     failures = 0
     if retry is not None:
         failures = job.failures + 1
         delay = max(delay, policy.backoff(settings, failures, retry.retry_after))
-    transition(
+    return transition(
         session,
         job.id,
         status,

@@ -37,6 +37,8 @@ SLOT_WAIT = 1.0  # seconds before a delivery that found its host's slots full lo
 
 def event_body(delivery: WebhookDelivery, job: Job, now: datetime) -> str:
     data = JobOut.of(job).model_dump(mode="json", exclude={"webhook"})
+    if delivery.progress is not None:  # a job.progress event: the figure it announces
+        data["progress"] = delivery.progress
     return json.dumps(
         {"type": delivery.event_type, "timestamp": now.isoformat(), "data": data},
         separators=(",", ":"),

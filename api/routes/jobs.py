@@ -4,24 +4,44 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sse_starlette import EventSourceResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import service, validation
-from api.deps import CurrentClient, NudgerDep, SessionDep, SettingsDep
+from api import service, streams, validation
+from api.deps import (
+    CurrentClient,
+    EventsDep,
+    NudgerDep,
+    SessionDep,
+    SessionmakerDep,
+    SettingsDep,
+)
 from api.errors import UnsupportedMediaType
+from api.events import EventHub
 from api.limits import MAX_BODY_BYTES
 from api.params import ERRORS, JobId
 from api.schemas import JobCreate, JobPage
 from catalogue import ROLES, get_catalogue
 from core.errors import InvalidRequest
 from core.images import MAX_IMAGE_BYTES
-from models.job import JobStatus
-from models.lifecycle import AT_KIE
+from models.job import Job, JobStatus
+from models.lifecycle import AT_KIE, TERMINAL
 from views import estimates
 from views.jobs import JobOut
 
 router = APIRouter(tags=["jobs"])
+
+_PREFER = (
+    "`wait=N` (RFC 7240, N ≤ 60, `wait` alone is 60): hold the answer up to N seconds; a job "
+    "that ends in time comes back finished with 200, else 202 as without it."
+)
+_STREAM = (
+    "Server-sent events: `status` (a status change), `progress` (each 10 %), `completed` (the "
+    "job ended; `data.job` is the finished job). Each has an `id:`; reconnect with "
+    "`Last-Event-ID` to resume. A comment line every 15 s keeps idle connections open."
+)
 
 _IMAGE_PART = {"type": "string", "format": "binary", "description": "jpeg/png/webp, ≤10 MB"}
 _MULTIPART_SCHEMA = {
@@ -104,7 +124,10 @@ async def create_job(
     session: SessionDep,
     nudger: NudgerDep,
     settings: SettingsDep,
+    hub: EventsDep,
+    sessionmaker: SessionmakerDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    prefer: Annotated[str | None, Header(max_length=200, description=_PREFER)] = None,
 ) -> JobOut:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
@@ -126,12 +149,107 @@ async def create_job(
     response.headers["Location"] = f"/jobs/{job.id}"
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    else:
+        hub.publish(job.id, client.id)  # this process's event streams see the new job at once
+    wait = streams.parse_prefer_wait(prefer)
+    if wait is not None:
+        return await _after_waiting(session, sessionmaker, hub, response, job.id, client.id, wait)
     return JobOut.of(job)  # queue_position: GET /jobs/{id} (one query less per submission)
 
 
+async def _after_waiting(
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    hub: EventHub,
+    response: Response,
+    job_id: str,
+    client_id: str,
+    seconds: int,
+) -> JobOut:
+    """`Prefer: wait`: hold the answer until the job ends or `seconds` pass, with no
+    connection held meanwhile; 200 if it ended, else 202 (the job goes on either way)."""
+    await session.close()
+    await streams.wait_for_end(hub, sessionmaker, job_id, seconds)
+    job = await service.get_job(session, job_id, client_id)
+    response.headers["Preference-Applied"] = f"wait={seconds}"
+    if JobStatus(job.status) in TERMINAL:
+        response.status_code = 200
+        deliveries = await service.latest_deliveries(session, [job])
+        return JobOut.of(job, deliveries.get(job.id))
+    response.status_code = 202
+    return await _job_view(session, job)
+
+
+@router.get(
+    "/jobs/events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": _STREAM}, **ERRORS},
+    summary="Stream every event of your jobs",
+)
+async def client_events(
+    client: CurrentClient,
+    session: SessionDep,
+    hub: EventsDep,
+    sessionmaker: SessionmakerDep,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> EventSourceResponse:
+    await session.close()
+    after = _event_id(last_event_id)
+    return EventSourceResponse(
+        streams.client_stream(hub, sessionmaker, client.id, after),
+        ping=streams.HEARTBEAT,
+        send_timeout=30,
+    )
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": _STREAM}, **ERRORS},
+    summary="Stream a job's events",
+)
+async def job_events(
+    job_id: JobId,
+    client: CurrentClient,
+    session: SessionDep,
+    hub: EventsDep,
+    sessionmaker: SessionmakerDep,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> EventSourceResponse:
+    await service.get_job(session, job_id, client.id)  # 404 unless it is the client's own
+    await session.close()
+    return EventSourceResponse(
+        streams.job_stream(hub, sessionmaker, job_id, _event_id(last_event_id) or 0),
+        ping=streams.HEARTBEAT,
+        send_timeout=30,
+    )
+
+
+def _event_id(header: str | None) -> int | None:
+    """Last-Event-ID as the browser sends it back; anything else starts from the beginning."""
+    if header is None or not header.strip().isdigit():
+        return None
+    return int(header.strip())
+
+
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="Get a job")
-async def get_job(job_id: JobId, client: CurrentClient, session: SessionDep) -> JobOut:
+async def get_job(
+    job_id: JobId,
+    response: Response,
+    client: CurrentClient,
+    session: SessionDep,
+    hub: EventsDep,
+    sessionmaker: SessionmakerDep,
+    prefer: Annotated[str | None, Header(max_length=200, description=_PREFER)] = None,
+) -> JobOut:
     job = await service.get_job(session, job_id, client.id)
+    wait = streams.parse_prefer_wait(prefer)
+    if wait is not None and JobStatus(job.status) not in TERMINAL:
+        return await _after_waiting(session, sessionmaker, hub, response, job.id, client.id, wait)
+    return await _job_view(session, job)
+
+
+async def _job_view(session: AsyncSession, job: Job) -> JobOut:
     deliveries = await service.latest_deliveries(session, [job])
     position = await service.queue_position(session, job)
     reason = await service.account_waiting_reason(session, job)

@@ -247,3 +247,37 @@ def test_cancel_sends_a_job_canceled_event(stack: Stack, receiver: Receiver) -> 
     body = json.loads(deliveries(receiver, path)[0].body)
     assert body["type"] == "job.canceled"
     assert body["data"]["status"] == "canceled"
+
+
+def test_a_job_can_ask_for_started_and_progress_events(stack: Stack, receiver: Receiver) -> None:
+    # No live model reports progress: soraq estimates it from the model's recent runs, which
+    # five quick ones make about a second here.
+    model = "wan/2-6-text-to-video"
+    for warm_up in [stack.create(prompt=unique("Warm up"), model=model) for _ in range(5)]:
+        stack.wait(warm_up["id"])
+    path = f"/all-{uuid.uuid4().hex[:6]}"
+    job = stack.create(
+        prompt=unique("Tell me everything [kie:slow=5]"),
+        model=model,
+        webhook_url=receiver.script(path),
+        webhook_events=["started", "progress", "completed"],
+    )
+    stack.wait(job["id"])
+    wait_for(lambda: any(b.body.find(b'"job.succeeded"') > 0 for b in deliveries(receiver, path)))
+    time.sleep(1.0)  # a progress event sent last (deliveries run side by side) is counted too
+    payloads = [
+        Webhook(stack.webhook_secret).verify(r.body, r.headers) for r in deliveries(receiver, path)
+    ]
+    types = [p["type"] for p in payloads]
+    assert types.count("job.started") == 1
+    assert types.count("job.succeeded") == 1
+    tenths = [p["data"]["progress"] // 10 for p in payloads if p["type"] == "job.progress"]
+    assert tenths, types  # a 5 s generation read every second or so reports progress
+    assert len(set(tenths)) == len(tenths)
+    assert {p["data"]["id"] for p in payloads} == {job["id"]}
+
+
+def test_unknown_webhook_events_are_refused_by_name(stack: Stack) -> None:
+    response = stack.api.post("/jobs", json={"prompt": "x", "webhook_events": ["finished"]})
+    assert response.status_code == 422
+    assert "webhook_events" in response.text

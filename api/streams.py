@@ -1,0 +1,163 @@
+"""Jobs as they happen: `Prefer: wait` and the server-sent event streams.
+
+Both read `job_events` (the history the state machine writes in the same transaction as each
+change) and sleep on the process's `EventHub` between reads, holding no database connection
+while they wait: a waiting request costs an idle socket and a coroutine.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.events import EventHub
+from models.event import JobEvent
+from models.event_queries import public_events
+from models.job import Job, JobStatus
+from models.lifecycle import TERMINAL
+from views.jobs import JobOut
+
+MAX_WAIT = 60  # seconds a `Prefer: wait` may hold a request (RFC 7240's wait, capped)
+HEARTBEAT = 15  # seconds between comment lines on an idle stream
+RECHECK = 30.0  # seconds a waiter sleeps without news before it reads anyway
+
+
+def parse_prefer_wait(header: str | None) -> int | None:
+    """The seconds asked for by `Prefer: wait[=N]` (RFC 7240), capped at MAX_WAIT; None when
+    the header does not ask to wait. A preference the server cannot read is ignored, as the
+    RFC says, never an error."""
+    if not header:
+        return None
+    for preference in header.split(","):
+        token = preference.split(";", 1)[0].strip()
+        name, _, value = token.partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        value = value.strip().strip('"')
+        if not value:
+            return MAX_WAIT
+        if value.isdigit() and len(value) <= 6:
+            return min(int(value), MAX_WAIT)
+        return None
+    return None
+
+
+async def wait_for_end(
+    hub: EventHub,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    job_id: str,
+    seconds: float,
+) -> None:
+    """Return when the job has ended or after `seconds`, whichever comes first."""
+    deadline = time.monotonic() + seconds
+    with hub.subscribe(job_id=job_id) as waiter:
+        while True:
+            if await _has_ended(sessionmaker, job_id):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await waiter.wait(min(left, RECHECK))
+
+
+def _sse(event: JobEvent, job: Job | None) -> dict[str, Any]:
+    """One history row as an SSE event: `status`, `progress`, or `completed` carrying the
+    finished job."""
+    at = event.at.isoformat()
+    if event.kind == "progress":
+        name = "progress"
+        data: dict[str, Any] = {
+            "job_id": event.job_id,
+            "progress": (event.detail or {}).get("progress"),
+            "at": at,
+        }
+    else:
+        status = JobStatus(event.to_status or JobStatus.QUEUED)
+        name = "completed" if status in TERMINAL else "status"
+        data = {
+            "job_id": event.job_id,
+            "status": status.value,
+            "previous_status": event.from_status,
+            "reason": event.reason,
+            "at": at,
+        }
+        if status in TERMINAL and job is not None:
+            data["job"] = JobOut.of(job).model_dump(mode="json")
+    return {"id": str(event.id), "event": name, "data": json.dumps(data, separators=(",", ":"))}
+
+
+async def _read(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    after: int,
+    *,
+    job_id: str | None = None,
+    client_id: str | None = None,
+) -> list[dict[str, Any]]:
+    async with sessionmaker() as session:
+        rows = (
+            await session.execute(public_events(after=after, job_id=job_id, client_id=client_id))
+        ).all()
+        out = []
+        for event, _client in rows:
+            ended = event.kind == "transition" and event.to_status in TERMINAL
+            job = await session.get(Job, event.job_id) if ended else None
+            out.append(_sse(event, job))
+        return out
+
+
+async def job_stream(
+    hub: EventHub,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    job_id: str,
+    last_event_id: int,
+) -> AsyncIterator[dict[str, Any]]:
+    """The job's history after `last_event_id`, then each new event; ends after the
+    terminal one."""
+    with hub.subscribe(job_id=job_id) as waiter:
+        after = last_event_id
+        while True:
+            # Ended before the read: the read then has the terminal event if it is still due.
+            ended = await _has_ended(sessionmaker, job_id)
+            for event in await _read(sessionmaker, after, job_id=job_id):
+                after = int(event["id"])
+                yield event
+                if event["event"] == "completed":
+                    return
+            if ended:
+                return  # resumed after the terminal event: nothing more will come
+            await waiter.wait(RECHECK)
+
+
+async def _has_ended(sessionmaker: async_sessionmaker[AsyncSession], job_id: str) -> bool:
+    async with sessionmaker() as session:
+        job = await session.get(Job, job_id, populate_existing=True)
+        return job is None or JobStatus(job.status) in TERMINAL
+
+
+async def client_stream(
+    hub: EventHub,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client_id: str,
+    last_event_id: int | None,
+) -> AsyncIterator[dict[str, Any]]:
+    """Every event of the client's jobs from now on (or after `last_event_id`); never ends
+    by itself."""
+    with hub.subscribe(client_id=client_id) as waiter:
+        if last_event_id is None:
+            async with sessionmaker() as session:
+                last_event_id = await _newest_event_id(session)
+        after = last_event_id
+        while True:
+            for event in await _read(sessionmaker, after, client_id=client_id):
+                after = int(event["id"])
+                yield event
+            await waiter.wait(RECHECK)
+
+
+async def _newest_event_id(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.max(JobEvent.id))) or 0)

@@ -1,0 +1,141 @@
+"""Clients that wait and watch: `Prefer: wait` answers a fast job finished in one request, and
+the event streams deliver a job's history in order, resumable without gaps or repeats."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.integration.conftest import Stack
+
+
+def _other_client(stack: Stack) -> httpx.Client:
+    key, _ = stack.local.create_client(f"other-{uuid.uuid4().hex[:6]}")
+    return httpx.Client(
+        base_url=str(stack.api.base_url), headers={"authorization": f"Bearer {key}"}, timeout=10
+    )
+
+
+def unique(prompt: str) -> str:
+    return f"{prompt} {uuid.uuid4().hex[:8]}"
+
+
+def read_events(
+    api: httpx.Client,
+    path: str,
+    *,
+    last_event_id: str | None = None,
+    stop_after: int = 10_000,
+    until: Callable[[dict[str, Any]], bool] = lambda event: False,
+) -> list[dict[str, Any]]:
+    """The stream's events as dicts (id, event, data), until it closes, `stop_after` events or
+    one that matches `until`."""
+    headers = {"last-event-id": last_event_id} if last_event_id else {}
+    events: list[dict[str, Any]] = []
+    with api.stream("GET", path, headers=headers, timeout=60) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        current: dict[str, Any] = {}
+        for line in response.iter_lines():
+            if not line:
+                if "data" in current:
+                    events.append({**current, "data": json.loads(current["data"])})
+                    if len(events) >= stop_after or until(events[-1]):
+                        break
+                current = {}
+            elif not line.startswith(":"):
+                field, _, value = line.partition(":")
+                current[field] = value.removeprefix(" ")
+    return events
+
+
+def test_a_fast_job_comes_back_finished_in_one_request(stack: Stack) -> None:
+    started = time.monotonic()
+    response = stack.api.post(
+        "/jobs", json={"prompt": unique("Quick")}, headers={"prefer": "wait=10"}, timeout=20
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["preference-applied"] == "wait=10"
+    job = response.json()
+    assert job["status"] == "succeeded"
+    assert job["result"]["video_urls"]
+    assert time.monotonic() - started < 10
+
+
+def test_a_slow_job_answers_202_when_the_wait_runs_out(stack: Stack) -> None:
+    started = time.monotonic()
+    response = stack.api.post(
+        "/jobs", json={"prompt": unique("Slow [kie:slow=6]")}, headers={"prefer": "wait=1"}
+    )
+    assert response.status_code == 202, response.text
+    assert 1 <= time.monotonic() - started < 4
+    assert response.json()["status"] not in {"succeeded", "failed", "canceled"}
+    # GET takes the same preference, and an unreadable one is ignored, not an error.
+    waited = stack.api.get(
+        response.headers["location"], headers={"prefer": "wait=30"}, timeout=40
+    ).json()
+    assert waited["status"] == "succeeded"
+    ignored = stack.api.get(response.headers["location"], headers={"prefer": "wait=soon"})
+    assert ignored.status_code == 200
+    assert "preference-applied" not in ignored.headers
+
+
+def test_a_stream_delivers_every_event_in_order_and_resumes_without_gaps(stack: Stack) -> None:
+    job = stack.create(prompt=unique("Watched [kie:slow=4]"))
+    events = read_events(stack.api, f"/jobs/{job['id']}/events")
+    ids = [int(e["id"]) for e in events]
+    assert ids == sorted(set(ids))
+    statuses = [e["data"]["status"] for e in events if e["event"] in ("status", "completed")]
+    assert statuses[0] == "queued"
+    assert statuses[-1] == "succeeded"
+    assert "submitting" in statuses
+    assert events[-1]["event"] == "completed"
+    assert events[-1]["data"]["job"]["result"]["video_urls"]
+    progress = [e["data"]["progress"] for e in events if e["event"] == "progress"]
+    assert progress == sorted(progress)
+    assert len({p // 10 for p in progress}) == len(progress)
+    # A reconnect after any event gets exactly the rest.
+    for cut in range(len(events)):
+        rest = read_events(stack.api, f"/jobs/{job['id']}/events", last_event_id=events[cut]["id"])
+        assert [e["id"] for e in rest] == [e["id"] for e in events[cut + 1 :]]
+
+
+def test_a_stream_opened_mid_job_then_cut_and_resumed_misses_nothing(stack: Stack) -> None:
+    job = stack.create(prompt=unique("Cut [kie:slow=4]"))
+    first = read_events(stack.api, f"/jobs/{job['id']}/events", stop_after=2)
+    rest = read_events(stack.api, f"/jobs/{job['id']}/events", last_event_id=first[-1]["id"])
+    whole = read_events(stack.api, f"/jobs/{job['id']}/events")
+    assert [e["id"] for e in first + rest] == [e["id"] for e in whole]
+    assert rest[-1]["event"] == "completed"
+
+
+def test_the_client_stream_sees_its_own_jobs_and_no_one_elses(stack: Stack) -> None:
+    seen: list[dict[str, Any]] = []
+    mine: dict[str, str] = {}
+
+    def listen() -> None:
+        ended = lambda e: e["event"] == "completed" and e["data"]["job_id"] == mine.get("id")  # noqa: E731
+        try:
+            seen.extend(read_events(stack.api, "/jobs/events", stop_after=200, until=ended))
+        except httpx.HTTPError:
+            pass
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(1.0)
+    other = _other_client(stack)
+    theirs = other.post("/jobs", json={"prompt": unique("Someone else's")}).json()
+    job = stack.create(prompt=unique("Broadcast"))
+    mine["id"] = job["id"]
+    listener.join(timeout=30)
+    statuses = [e["data"]["status"] for e in seen if e["data"]["job_id"] == job["id"]]
+    assert statuses[0] == "queued", statuses
+    assert statuses[-1] == "succeeded", statuses
+    assert theirs["id"] not in {e["data"]["job_id"] for e in seen}
+    assert stack.api.get("/jobs/job_000000000000000000000000/events").status_code == 404
