@@ -12,7 +12,7 @@ from api.auth import KeyCache
 from api.events import EventHub
 from api.limits import BodySizeLimit
 from api.nudge import Nudger
-from api.routes import admin, content, dashboard, jobs, kie, meta, usage
+from api.routes import admin, batches, content, dashboard, jobs, kie, meta, usage
 from api.security_headers import DashboardHeaders
 from api.sessions import session_signing_key
 from core.auth_events import file_epoch, listen
@@ -73,6 +73,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(meta.router)
     app.include_router(jobs.router)
+    app.include_router(batches.router)
     app.include_router(content.router)
     app.include_router(kie.router)
     app.include_router(admin.router)

@@ -118,9 +118,17 @@ def validation_error(
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
-    # ("body", "prompt") -> "prompt"; ("query", "limit") -> "limit"
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts)
+    # ("body", "prompt") -> "prompt"; ("query", "limit") -> "limit";
+    # ("body", "jobs", 4, "prompt") -> "jobs[4].prompt"
+    name = ""
+    for part in loc:
+        if part in ("body", "query", "path", "header"):
+            continue
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name
 
 
 def pydantic_fields(errors: list[Any]) -> list[dict[str, str]]:

@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy import func, select
@@ -28,6 +29,7 @@ from models.event import JobEvent
 from models.job import Job
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHANNEL = "soraq_job_events"
 POLL_INTERVAL = 0.2  # seconds, embedded only
@@ -66,6 +68,10 @@ class EventHub:
         self._waiters: dict[str, set[Waiter]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self._poll_from: int | None = None
+        # Per key: bumped by each notification. Waiters of one key share one read per
+        # generation: 500 requests waiting on one job cost one query per event, not 500.
+        self._generation: dict[str, int] = defaultdict(int)
+        self._reads: dict[str, tuple[int, asyncio.Task[Any]]] = {}
 
     @property
     def waiting(self) -> int:
@@ -88,15 +94,31 @@ class EventHub:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[key]
+                    self._generation.pop(key, None)
+                    self._reads.pop(key, None)
+
+    async def read_shared(self, key: str, read: Callable[[], Awaitable[T]]) -> T:
+        """`read()`, or the result of the one another waiter of `key` started since the last
+        notification for it."""
+        generation = self._generation[key]
+        shared = self._reads.get(key)
+        if shared is None or shared[0] != generation:
+            shared = (generation, asyncio.ensure_future(read()))
+            self._reads[key] = shared
+        result: T = await asyncio.shield(shared[1])
+        return result
 
     def publish(self, job_id: str, client_id: str | None) -> None:
         """Something new for this job (from this process, or a notification)."""
         for key in (f"j:{job_id}", f"c:{client_id}" if client_id else None):
-            for waiter in list(self._waiters.get(key or "", ())):
-                waiter.wake()
+            if key is not None and key in self._waiters:
+                self._generation[key] += 1
+                for waiter in list(self._waiters[key]):
+                    waiter.wake()
 
     def _wake_all(self) -> None:
-        for waiters in list(self._waiters.values()):
+        for key, waiters in list(self._waiters.items()):
+            self._generation[key] += 1
             for waiter in list(waiters):
                 waiter.wake()
 

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.job import Job
+from views.batches import BatchOut
 from views.jobs import JobOut
 
 
@@ -160,3 +161,26 @@ class Stats(BaseModel):
         default_factory=dict,
         description="The Kie account's balance: remaining, read_at, low_since, paused",
     )
+
+
+MAX_BATCH = 1000
+
+
+class BatchCreate(BaseModel):
+    """Many jobs at once, checked as a whole: one bad item refuses the batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobCreate] = Field(min_length=1, max_length=MAX_BATCH)
+    webhook_url: str | None = Field(
+        None, description="Where to POST the one signed `batch.completed` event."
+    )
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description="Small free JSON object, echoed back; also each job's unless it has its own.",
+    )
+
+
+class BatchWithJobs(BatchOut):
+    jobs: list[JobOut] = Field(description="A page of its jobs, newest first.")
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")

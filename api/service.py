@@ -6,16 +6,16 @@ import math
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, delete, func, insert, select, text
+from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api import idempotency
 from api.auth import ClientIdentity
 from api.budgets import budget_check, refuse_if_over_budget
 from api.cursors import decode_cursor, encode_cursor
 from api.errors import (
     Conflict,
-    IdempotencyKeyReused,
     JobFinished,
     NotFound,
     RateLimited,
@@ -34,7 +34,6 @@ from core.config import Rate, Settings, parse_rate
 from models.account_queries import record_balance, record_charge
 from models.base import utcnow
 from models.event import JobEvent
-from models.idempotency import IdempotencyKey
 from models.job import Job, JobImage, JobStatus, new_callback_token, new_job_id
 from models.job_queries import (
     active_job_count,
@@ -53,7 +52,7 @@ from views.jobs import PRIORITIES
 
 # Built once: on the API's hottest path, building a statement costs more than running it.
 _NEW_EVENT = insert(cast(Table, JobEvent.__table__))
-_CLIENT_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:client_id, 0))")
+CLIENT_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:client_id, 0))")
 
 
 async def create_job(
@@ -74,11 +73,13 @@ async def create_job(
         if replay is not None:
             return replay, True
     valid = await validate_request(request, uploads, settings)
-    job, to_upload = _build(valid, client, now)
+    job, to_upload = build_job(valid, client, now)
     await _insert_within_limits(session, client, job, settings, now)
-    _keep_uploads(session, job, to_upload)
+    keep_uploads(session, job, to_upload)
     if idempotency_key is not None:
-        await _remember_key(session, client, idempotency_key, fingerprint, job, settings, now)
+        await idempotency.remember(
+            session, client.id, idempotency_key, fingerprint, settings, now, job_id=job.id
+        )
     # Commit before anything is enqueued: the row is what a lost message is recovered from.
     try:
         await session.commit()
@@ -95,7 +96,7 @@ async def create_job(
     return job, False
 
 
-def _build(
+def build_job(
     valid: ValidRequest, client: ClientIdentity, now: datetime
 ) -> tuple[Job, list[tuple[int, ImageSource]]]:
     """The new job's row (not yet added), and the uploaded images to keep beside it."""
@@ -140,7 +141,7 @@ async def _insert_within_limits(
     if session.get_bind().dialect.name == "postgresql":
         # Count and insert one request at a time per client: under READ COMMITTED two
         # concurrent inserts would each count without the other and both pass the limit.
-        await session.execute(_CLIENT_LOCK, {"client_id": client.id})
+        await session.execute(CLIENT_LOCK, {"client_id": client.id})
     # Core statements, not the ORM's unit of work: this is the hottest path in the API.
     inserted = await session.scalar(
         *insert_job_within_limit(
@@ -165,9 +166,7 @@ async def _insert_within_limits(
     )
 
 
-def _keep_uploads(
-    session: AsyncSession, job: Job, to_upload: list[tuple[int, ImageSource]]
-) -> None:
+def keep_uploads(session: AsyncSession, job: Job, to_upload: list[tuple[int, ImageSource]]) -> None:
     for position, source in to_upload:
         assert source.upload is not None
         session.add(
@@ -179,35 +178,6 @@ def _keep_uploads(
                 data=source.upload.data,
             )
         )
-
-
-async def _remember_key(
-    session: AsyncSession,
-    client: ClientIdentity,
-    key: str,
-    fingerprint: str,
-    job: Job,
-    settings: Settings,
-    now: datetime,
-) -> None:
-    # An expired key may still hold the row: it no longer counts, so it makes way.
-    await session.execute(
-        delete(IdempotencyKey).where(
-            IdempotencyKey.client_id == client.id,
-            IdempotencyKey.key == key,
-            IdempotencyKey.expires_at <= now,
-        )
-    )
-    session.add(
-        IdempotencyKey(
-            client_id=client.id,
-            key=key,
-            request_hash=fingerprint,
-            job_id=job.id,
-            created_at=now,
-            expires_at=now + timedelta(seconds=settings.idempotency_ttl),
-        )
-    )
 
 
 async def _refuse_over_limit(
@@ -239,11 +209,11 @@ async def _refuse_over_limit(
 async def _idempotent_replay(
     session: AsyncSession, client_id: str, key: str, fingerprint: str, now: datetime
 ) -> Job | None:
-    record = await session.get(IdempotencyKey, (client_id, key), populate_existing=True)
-    if record is None or record.expires_at <= now:
+    record = await idempotency.remembered(session, client_id, key, fingerprint, now)
+    if record is None:
         return None
-    if record.request_hash != fingerprint or record.job_id is None:
-        raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
+    if record.job_id is None:  # the key made a batch
+        raise idempotency.reused_for_another_kind()
     return await get_job(session, record.job_id, client_id)
 
 
@@ -302,7 +272,10 @@ async def latest_deliveries(session: AsyncSession, jobs: list[Job]) -> dict[str,
         return {}
     rows = await session.scalars(
         select(WebhookDelivery)
-        .where(WebhookDelivery.job_id.in_(with_webhook))
+        .where(
+            WebhookDelivery.job_id.in_(with_webhook),
+            WebhookDelivery.event_type.like("job.%"),  # not a batch's event
+        )
         .order_by(WebhookDelivery.created_at)
     )
     return {delivery.job_id: delivery for delivery in rows}  # the newest one wins
@@ -315,9 +288,12 @@ async def list_jobs(
     status: str | None,
     limit: int,
     cursor: str | None,
+    batch_id: str | None = None,
 ) -> tuple[list[Job], str | None]:
     after = decode_cursor(cursor) if cursor else None
-    page = jobs_page(client_id=client_id, status=status, limit=limit + 1, after=after)
+    page = jobs_page(
+        client_id=client_id, status=status, limit=limit + 1, after=after, batch_id=batch_id
+    )
     rows = list((await session.scalars(page)).all())
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor

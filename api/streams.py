@@ -20,6 +20,7 @@ from models.event import JobEvent
 from models.event_queries import public_events
 from models.job import Job, JobStatus
 from models.lifecycle import TERMINAL
+from models.webhook_queries import latest_delivery
 from views.jobs import JobOut
 
 MAX_WAIT = 60  # seconds a `Prefer: wait` may hold a request (RFC 7240's wait, capped)
@@ -52,17 +53,28 @@ async def wait_for_end(
     sessionmaker: async_sessionmaker[AsyncSession],
     job_id: str,
     seconds: float,
-) -> None:
-    """Return when the job has ended or after `seconds`, whichever comes first."""
+) -> JobOut | None:
+    """The finished job's view as soon as it has ended, or None after `seconds`. Waiters of
+    one job share each read (EventHub.read_shared)."""
     deadline = time.monotonic() + seconds
     with hub.subscribe(job_id=job_id) as waiter:
         while True:
-            if await _has_ended(sessionmaker, job_id):
-                return
+            ended = await hub.read_shared(waiter.keys[0], lambda: _ended_view(sessionmaker, job_id))
+            if ended is not None:
+                return ended
             left = deadline - time.monotonic()
             if left <= 0:
-                return
+                return None
             await waiter.wait(min(left, RECHECK))
+
+
+async def _ended_view(sessionmaker: async_sessionmaker[AsyncSession], job_id: str) -> JobOut | None:
+    async with sessionmaker() as session:
+        job = await session.get(Job, job_id, populate_existing=True)
+        if job is None or JobStatus(job.status) not in TERMINAL:
+            return None
+        delivery = await session.scalar(latest_delivery(job.id))
+        return JobOut.of(job, delivery)
 
 
 def _sse(event: JobEvent, job: Job | None) -> dict[str, Any]:

@@ -15,7 +15,16 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from bench import archive, e2e_embedded, ingest, kie_capacity, sweep_scale, watching, worker_memory
+from bench import (
+    archive,
+    clients,
+    e2e_embedded,
+    ingest,
+    kie_capacity,
+    sweep_scale,
+    watching,
+    worker_memory,
+)
 from bench.common import Row, print_table
 
 
@@ -43,6 +52,7 @@ def main() -> None:
                 ["--size", "20MB", "--duration", "10", "--jobs", "10" if quick else "20"]
             ),
         ),
+        ("batches and waiting clients", lambda: clients.main(["--batches", "2"] if quick else [])),
     ]
     rows: list[Row] = []
     started = time.monotonic()

@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, select, update
+from sqlalchemy import JSON, ForeignKey, Index, Integer, Select, String, Text, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -56,3 +56,23 @@ def close_one_job(session: Session, job_id: str, now: datetime) -> str | None:
         .execution_options(synchronize_session=False)
     )
     return str(row.id)
+
+
+def batch_counts(batch_id: str) -> Select[str, int]:
+    """(status, how many) of the batch's jobs."""
+    return select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status)
+
+
+def batch_by_id(batch_id: str, client_id: str | None) -> Select[Any]:
+    query = select(Batch).where(Batch.id == batch_id)
+    if client_id is not None:
+        query = query.where(Batch.client_id == client_id)
+    return query
+
+
+def cancelable_jobs(batch_id: str) -> Select[str, str]:
+    """The batch's jobs Kie has not been asked about yet (a createTask in flight may have
+    made a task: those finish as they would)."""
+    return select(Job.id, Job.status).where(
+        Job.batch_id == batch_id, Job.status.in_(("queued", "uploading"))
+    )

@@ -48,9 +48,12 @@ def jobs_page(
     status: str | None,
     limit: int,
     after: tuple[datetime, str] | None,
+    batch_id: str | None = None,
 ) -> Select[Job]:
     """Newest first; `after` is the (created_at, id) of the last row of the previous page."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    if batch_id is not None:
+        query = query.where(Job.batch_id == batch_id)
     if client_id is not None:
         query = query.where(Job.client_id == client_id)
     if status is not None:
@@ -129,7 +132,7 @@ def insert_job_within_limit(
     the new job's id; no row: over a limit. (RETURNING, not rowcount: the async psycopg
     adapter reports -1.) Returns the statement (built once per budget shape: building SQL
     costs more than running it here) and its parameters."""
-    params = {f"new_{column.key}": getattr(job, key) for column, key in _job_columns()}
+    params = {f"new_{column.key}": getattr(job, key) for column, key in job_columns()}
     params.update(
         limit_client_id=job.client_id,
         limit_up_to=up_to,
@@ -147,7 +150,8 @@ _JOBS = cast(Table, Job.__table__)
 
 
 @lru_cache(maxsize=1)
-def _job_columns() -> list[tuple[Column[Any], str]]:
+def job_columns() -> list[tuple[Column[Any], str]]:
+    """(column, the Job attribute that holds it): `metadata` is held by `meta`."""
     mapper = inspect(Job)
     return [(column, mapper.get_property_by_column(column).key) for column in _JOBS.columns]
 
@@ -157,7 +161,7 @@ def _insert_within_limit(daily: bool, monthly: bool) -> Insert:
     limit = bindparam("limit_up_to", type_=Integer)
     count = active_job_count(bindparam("limit_client_id", type_=String), limit).scalar_subquery()
     # Every column is given: column defaults do not apply to INSERT … SELECT.
-    columns = [column for column, _ in _job_columns()]
+    columns = [column for column, _ in job_columns()]
     row = select(*(bindparam(f"new_{c.key}", type_=c.type) for c in columns))
     # The table, not the entity: an ORM-enabled INSERT … SELECT would go through bulk insert.
     rate_count = bindparam("rate_count", type_=Integer)

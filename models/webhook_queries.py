@@ -91,3 +91,13 @@ def hand_over(delivery_id: str, attempts: int, host: str, until: datetime) -> Up
         )
         .values(next_attempt_at=until, waiting_host=None)
     )
+
+
+def latest_delivery(job_id: str) -> Select[WebhookDelivery]:
+    """The job's newest own event (not a batch's), as `GET /jobs/{id}` shows it."""
+    return (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.job_id == job_id, WebhookDelivery.event_type.like("job.%"))
+        .order_by(WebhookDelivery.created_at.desc())
+        .limit(1)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import secrets
@@ -337,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--image", help="an image file, or an https URL")
     submit.add_argument("--model")
     submit.add_argument("--wait", action="store_true", help="follow the job; print its video URL")
+    verbs.add_parser(
+        "openapi", help="print the API's OpenAPI document (clients/typescript generates from it)"
+    )
     jobs_parser = verbs.add_parser("jobs", help="list your recent jobs on a running soraq")
     jobs_parser.add_argument("--status")
     jobs_parser.add_argument("--limit", type=int, default=20)
@@ -418,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
         from soraq import remote
 
         return remote.submit(args.prompt, args.image, args.model, args.wait)
+    elif args.verb == "openapi":
+        from api.app import create_app
+
+        print(json.dumps(create_app().openapi(), indent=2, ensure_ascii=False))
     elif args.verb == "jobs":
         from soraq import remote
 

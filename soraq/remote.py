@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from soraq_client import Job, Soraq, SoraqError
 
 TERMINAL = ("succeeded", "failed", "canceled")
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)  # pipes get whole lines
 
 
-def _client() -> httpx.Client:
+def _target() -> tuple[str, str]:
     url = os.environ.get("SORAQ_URL", "http://127.0.0.1:8000")
     key = os.environ.get("SORAQ_API_KEY")
     if not key and Path("var/demo-api-key").exists():  # `soraq dev` in this folder
@@ -26,56 +25,41 @@ def _client() -> httpx.Client:
     if not key:
         console.print("[red]Set SORAQ_API_KEY[/red] (and SORAQ_URL if soraq is not on :8000).")
         raise SystemExit(2)
-    return httpx.Client(base_url=url, headers={"authorization": f"Bearer {key}"}, timeout=60)
+    return url, key
 
 
-def _fail_on_error(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if response.is_error:
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        console.print(
-            f"[red]{response.status_code} {error.get('code', 'error')}:[/red] "
-            f"{error.get('message', response.text[:300])}"
-        )
-        raise SystemExit(1)
-    return dict(body)
+def _sdk() -> Soraq:
+    url, key = _target()
+    return Soraq(url, key, timeout=60)
 
 
 def submit(prompt: str, image: str | None, model: str | None, wait: bool) -> int:
-    fields: dict[str, Any] = {"prompt": prompt}
-    if model:
-        fields["model"] = model
-    with _client() as api:
-        if image and image.startswith(("https://", "http://")):
-            response = api.post("/jobs", json={**fields, "image_url": image})
-        elif image:
-            path = Path(image)
-            if not path.is_file():
-                console.print(f"[red]no such file:[/red] {image}")
-                return 2
-            with path.open("rb") as f:
-                response = api.post("/jobs", data=fields, files={"image": (path.name, f)})
-        else:
-            response = api.post("/jobs", json=fields)
-        job = _fail_on_error(response)
-        out.print(job["id"])
-        if not wait:
-            return 0
-        job = _follow(api, job)
-    console.print(_usage_line(job))
-    if job["status"] == "succeeded":
-        for url in job["result"]["video_urls"]:
+    if image and not image.startswith(("https://", "http://")) and not Path(image).is_file():
+        console.print(f"[red]no such file:[/red] {image}")
+        return 2
+    with _sdk() as client:
+        try:
+            job = client.jobs.create(prompt, model=model, images=[image] if image else None)
+            out.print(job.id)
+            if not wait:
+                return 0
+            job = _follow(client, job)
+        except SoraqError as exc:
+            console.print(f"[red]{exc.status} {exc.code}:[/red] {exc.message}")
+            return 1
+    shown = job.model_dump(mode="json")
+    console.print(_usage_line(shown))
+    if job.status == "succeeded" and job.result is not None:
+        for url in job.result.video_urls:
             out.print(url)
         return 0
-    error = job.get("error") or {"code": job["status"], "message": ""}
-    console.print(f"[red]{job['status']}: {error['code']}[/red] {error['message']}")
+    error = shown.get("error") or {"code": job.status, "message": ""}
+    console.print(f"[red]{job.status}: {error['code']}[/red] {error['message']}")
     return 1
 
 
-def _follow(api: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
+def _follow(client: Soraq, job: Job) -> Job:
+    """The job's event stream drives a progress bar until the job ends."""
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -83,24 +67,24 @@ def _follow(api: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=True) as progress:
-        bar = progress.add_task(job["status"], total=100)
-        while job["status"] not in TERMINAL:
-            time.sleep(1)
-            job = _fail_on_error(api.get(f"/jobs/{job['id']}"))
-            progress.update(
-                bar,
-                description=f"{job['id']} · {job['status']}",
-                completed=job.get("progress") or 0,
-            )
-    return job
+        bar = progress.add_task(job.status, total=100)
+        for event in client.jobs.stream(job.id):
+            if event.job is not None:
+                return event.job
+            if event.type == "status":
+                progress.update(bar, description=f"{job.id} · {event.data['status']}")
+            elif event.type == "progress":
+                progress.update(bar, completed=event.data.get("progress") or 0)
+    return client.jobs.wait(job.id)
 
 
 def jobs(status: str | None, limit: int) -> int:
-    params: dict[str, Any] = {"limit": limit}
-    if status:
-        params["status"] = status
-    with _client() as api:
-        page = _fail_on_error(api.get("/jobs", params=params))
+    with _sdk() as client:
+        try:
+            page = client.jobs.list(status=status, limit=limit).model_dump(mode="json")
+        except SoraqError as exc:
+            console.print(f"[red]{exc.status} {exc.code}:[/red] {exc.message}")
+            return 1
     table = Table()
     for name in ("id", "status", "model", "created"):
         table.add_column(name, no_wrap=True)

@@ -22,11 +22,13 @@ from core.config import Settings
 from core.metrics import WEBHOOK_ATTEMPTS
 from core.netguard import UnsafeURL, resolve
 from models.base import utcnow
+from models.batch import Batch, batch_counts
 from models.client import Client
 from models.job import Job
 from models.lifecycle import record_event
 from models.webhook import DeliveryState, WebhookDelivery
 from models.webhook_queries import hand_over, next_waiting, release_host_slot, take_host_slot
+from views.batches import BatchOut
 from views.jobs import JobOut
 from worker.webhook_send import post_event
 
@@ -35,8 +37,15 @@ log = logging.getLogger(__name__)
 SLOT_WAIT = 1.0  # seconds before a delivery that found its host's slots full looks again
 
 
-def event_body(delivery: WebhookDelivery, job: Job, now: datetime) -> str:
-    data = JobOut.of(job).model_dump(mode="json", exclude={"webhook"})
+def event_body(session: Session, delivery: WebhookDelivery, job: Job, now: datetime) -> str:
+    data: dict[str, Any]
+    if delivery.event_type == "batch.completed" and job.batch_id is not None:
+        batch = session.get(Batch, job.batch_id)
+        assert batch is not None
+        counts = {str(s): int(n) for s, n in session.execute(batch_counts(batch.id)).all()}
+        data = BatchOut.of(batch, counts).model_dump(mode="json")
+    else:
+        data = JobOut.of(job).model_dump(mode="json", exclude={"webhook"})
     if delivery.progress is not None:  # a job.progress event: the figure it announces
         data["progress"] = delivery.progress
     return json.dumps(
@@ -117,7 +126,7 @@ def _attempt(
     job = session.get(Job, delivery.job_id)
     client = session.get(Client, job.client_id) if job and job.client_id else None
     now = utcnow()
-    body = delivery.body or (event_body(delivery, job, now) if job else None)
+    body = delivery.body or (event_body(session, delivery, job, now) if job else None)
     lease = now + timedelta(seconds=settings.webhook_timeout + 30)
     claimed = session.execute(
         update(WebhookDelivery)

@@ -87,3 +87,16 @@ def test_dockerfile_is_slim_non_root_and_without_dev_dependencies() -> None:
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
     assert "pip install ." in dockerfile
     assert "[dev]" not in dockerfile
+
+
+def test_the_image_has_every_package_the_distribution_installs() -> None:
+    # A package left out of the COPY lines would make `pip install .` build an image that
+    # fails on its first import.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\S+) ", dockerfile, re.MULTILINE))
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    include = re.search(r"include = \[(.*?)\]", pyproject, re.DOTALL)
+    assert include is not None
+    for package in re.findall(r'"(\w+)\*"', include.group(1)):
+        assert package in copied, f"the Dockerfile does not copy {package}/"
+    assert "clients/python" in copied  # the CLI's `soraq submit` uses the Python client
