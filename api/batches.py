@@ -18,7 +18,7 @@ from api.budgets import refuse_if_over_budget
 from api.errors import NotFound, RateLimited, TooManyJobs
 from api.nudge import Nudger
 from api.schemas import BatchCreate
-from api.service import CLIENT_LOCK, build_job, keep_uploads
+from api.service import CLIENT_LOCK, build_job, keep_uploads, refuse_test_mode_if_unavailable
 from api.validation import check_webhook_url, validate_request
 from core.config import Settings, parse_rate
 from core.errors import InvalidRequest
@@ -61,6 +61,7 @@ async def create_batch(
         jobs_open=len(request.jobs),
         created_at=now,
     )
+    refuse_test_mode_if_unavailable(client, settings)
     jobs, uploads = [], []
     for index, item in enumerate(request.jobs):
         if item.metadata is None:

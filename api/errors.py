@@ -105,6 +105,13 @@ class BudgetExceeded(APIError):
     code = "budget_exceeded"
 
 
+class TestModeUnavailable(APIError):
+    """A test-mode key on a server with no sandbox to send its jobs to (TEST_MODE_KIE_URL)."""
+
+    status_code = 503
+    code = "test_mode_unavailable"
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 

@@ -19,6 +19,7 @@ from api.errors import (
     JobFinished,
     NotFound,
     RateLimited,
+    TestModeUnavailable,
     TooManyJobs,
 )
 from api.nudge import Nudger
@@ -73,6 +74,7 @@ async def create_job(
         if replay is not None:
             return replay, True
     valid = await validate_request(request, uploads, settings)
+    refuse_test_mode_if_unavailable(client, settings)
     job, to_upload = build_job(valid, client, now)
     await _insert_within_limits(session, client, job, settings, now)
     keep_uploads(session, job, to_upload)
@@ -96,11 +98,20 @@ async def create_job(
     return job, False
 
 
+def refuse_test_mode_if_unavailable(client: ClientIdentity, settings: Settings) -> None:
+    if not client.livemode and not settings.test_mode_kie_url:
+        raise TestModeUnavailable(
+            "this is a test-mode key and this server has no sandbox for test jobs; "
+            "use a live key, or ask the operator to set TEST_MODE_KIE_URL"
+        )
+
+
 def build_job(
     valid: ValidRequest, client: ClientIdentity, now: datetime
 ) -> tuple[Job, list[tuple[int, ImageSource]]]:
     """The new job's row (not yet added), and the uploaded images to keep beside it."""
     images, shown_input, to_upload = valid.stored_images()
+    estimate = valid.estimate if client.livemode else 0.0
     first_url = next((i["url"] for i in images if i["role"] == "first_frame" and "url" in i), None)
     job = Job(
         id=new_job_id(),
@@ -119,9 +130,10 @@ def build_job(
         priority=PRIORITIES[valid.request.priority],
         livemode=client.livemode,
         batch_id=None,
-        credits_estimated=valid.estimate,
-        credits_reserved=valid.estimate,  # counts against the client's budgets until it settles
-        credits_counted=valid.estimate,  # and is in its spend counter (models.spend)
+        # A test-mode job goes to the sandbox: it costs nothing and counts against no budget.
+        credits_estimated=estimate,
+        credits_reserved=estimate,  # counts against the client's budgets until it settles
+        credits_counted=estimate,  # and is in its spend counter (models.spend)
         failures=0,
         created_at=now,
         updated_at=now,
@@ -329,6 +341,8 @@ async def kie_callback(
             check_now_by_callback(job.id, task_id or None, now=now, debounce=debounce, lease=lease)
         )
     ).first()
+    if not job.livemode:
+        charged = remaining = None  # the sandbox's figures: nothing was spent at Kie
     if task_id and charged is not None:
         await session.execute(record_charge(job.id, task_id, charged))
         for statement in sync_spend(session.get_bind().dialect.name, job.id):

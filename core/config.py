@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     kie_base_url: str = "https://api.kie.ai"
     imgbb_api_key: SecretStr | None = None
     imgbb_base_url: str = "https://api.imgbb.com"
+    # Where test-mode keys' jobs go (`soraq clients create --test`): a soraq sandbox standing
+    # in for Kie and imgbb, whatever KIE_BASE_URL says. Empty: test-mode keys are refused.
+    test_mode_kie_url: str = ""
     public_url: str | None = None  # how Kie reaches /kie/callback; unset: no callbacks
     kie_webhook_hmac_key: SecretStr | None = None  # set when the Kie account signs callbacks
     # Callbacks for one job closer together than this cause one upstream read, not many.

@@ -46,6 +46,7 @@ def sandbox_env(sandbox_url: str, api_url: str) -> dict[str, str]:
     return {
         "KIE_BASE_URL": sandbox_url,
         "IMGBB_BASE_URL": sandbox_url,
+        "TEST_MODE_KIE_URL": sandbox_url,
         "KIE_API_KEY": SANDBOX_KIE_KEY,
         "IMGBB_API_KEY": SANDBOX_IMGBB_KEY,
         "PUBLIC_URL": api_url,
@@ -147,9 +148,13 @@ class LocalStack:
             text=True,
         ).stdout
 
-    def create_client(self, name: str, max_active_jobs: int = 10_000) -> tuple[str, str]:
+    def create_client(
+        self, name: str, max_active_jobs: int = 10_000, *options: str
+    ) -> tuple[str, str]:
         """A client through the real CLI; returns its API key and webhook secret."""
-        out = self.cli("clients", "create", name, "--max-active-jobs", str(max_active_jobs))
+        out = self.cli(
+            "clients", "create", name, "--max-active-jobs", str(max_active_jobs), *options
+        )
         shown = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
         return shown["API key"].strip(), shown["webhook secret"].strip()
 

@@ -17,8 +17,11 @@ def new_client_id() -> str:
     return "cl_" + secrets.token_hex(8)
 
 
-def new_api_key() -> str:
-    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+TEST_KEY_PREFIX = "sk_test_"  # a test-mode key says so, as Stripe's do
+
+
+def new_api_key(livemode: bool = True) -> str:
+    return (API_KEY_PREFIX if livemode else TEST_KEY_PREFIX) + secrets.token_urlsafe(32)
 
 
 def hash_api_key(key: str) -> str:

@@ -44,8 +44,11 @@ def clients_command(args: argparse.Namespace) -> int:
                     retention_days=args.retention_days,
                     daily_credits=clients.parse_budget("--daily-credits", args.daily_credits),
                     monthly_credits=clients.parse_budget("--monthly-credits", args.monthly_credits),
+                    test=args.test,
                 )
                 print(f"client:          {created.client.name} ({created.client.id})")
+                if args.test:
+                    print("mode:            test (jobs go to the sandbox; no credits are spent)")
                 print(f"API key:         {created.api_key}")
                 print(f"webhook secret:  {created.client.webhook_secret}")
                 print("Store both now: the API key is not shown again.")
@@ -364,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
         help="new jobs allowed per window, e.g. 600/1m (default CLIENT_CREATE_RATE)",
     )
     budget_help = "credits per UTC calendar %s (a whole number; none: no cap)"
+    create.add_argument(
+        "--test",
+        action="store_true",
+        help="a test-mode key: its jobs run on the sandbox (TEST_MODE_KIE_URL), fault keywords "
+        "included, and cost nothing; they show livemode: false",
+    )
     create.add_argument("--daily-credits", help=budget_help % "day")
     create.add_argument("--monthly-credits", help=budget_help % "month")
     set_budget = client_actions.add_parser(

@@ -29,7 +29,7 @@ class Credentials:
 
 
 def _with_new_key(client: Client) -> str:
-    key = new_api_key()
+    key = new_api_key(client.livemode is not False)
     client.key_hash = hash_api_key(key)
     client.key_prefix = key[:10]
     return key
@@ -65,7 +65,9 @@ def create(
     retention_days: int | None = None,
     daily_credits: int | None = None,
     monthly_credits: int | None = None,
+    test: bool = False,
 ) -> Credentials:
+    """A new client and its key; `test`: a test-mode key, whose jobs go to the sandbox."""
     if session.scalar(client_by_name(name)) is not None:
         raise ClientError(f"a client named {name!r} exists already")
     _check_budgets(daily_credits, monthly_credits)
@@ -83,6 +85,7 @@ def create(
         retention_days=retention_days,
         daily_credits=daily_credits,
         monthly_credits=monthly_credits,
+        livemode=not test,
     )
     key = _with_new_key(client)
     session.add(client)

@@ -156,6 +156,9 @@ class JobOut(BaseModel):
         None, description="While generating: when the video is expected, from recent runs."
     )
     usage: JobUsage = Field(default_factory=JobUsage)
+    livemode: bool = Field(
+        True, description="False for a test-mode key's job: it ran on the sandbox, free."
+    )
 
     @classmethod
     def of(
@@ -210,4 +213,5 @@ class JobOut(BaseModel):
             if job.status == JobStatus.QUEUED
             else None,
             usage=JobUsage.of(job),
+            livemode=job.livemode,
         ).model_copy(update=estimate(job))

@@ -37,6 +37,19 @@ def advance(session: Session, job_id: str, outbound: UpstreamClients, settings: 
     if job is None:
         return
     now = utcnow()
+    if not job.livemode:  # a test-mode job: the sandbox stands in for Kie and imgbb
+        if outbound.test_mode is None:
+            if job.status not in TERMINAL:
+                fail(
+                    session,
+                    job.id,
+                    JobStatus(job.status),
+                    "test_mode_unavailable",
+                    "This server has no sandbox for test-mode keys (TEST_MODE_KIE_URL).",
+                )
+                session.commit()
+            return
+        outbound = outbound.test_mode
     if is_orphan_with_candidate(job):
         adopt(session, job, outbound, settings, now)
         return

@@ -34,6 +34,8 @@ class UpstreamClients:
     upstreams: dict[str, Upstream]
     imgbb: ImgbbClient
     kie_files: KieHTTP | None = None  # Kie's file endpoints (a fresh link for an old result)
+    # The sandbox that test-mode jobs use instead (TEST_MODE_KIE_URL); None: not set up.
+    test_mode: UpstreamClients | None = None
 
 
 def context(job: Job, **more: object) -> dict[str, object]:
@@ -122,7 +124,7 @@ def retry_or_fail(
 ) -> None:
     """A step before the upstream accepted the task failed; it certainly holds no task."""
     now = utcnow()
-    if account.is_account_fact(exc):
+    if account.is_account_fact(exc) and job.livemode:
         # Bad key, no credits, sub-key limit: facts about the account, not this job. Every
         # admission pauses; this job waits in the queue and costs no attempt.
         account.pause_for(session, exc, now, settings)
@@ -137,7 +139,8 @@ def retry_or_fail(
         return
     # Kie's rate limit is also about the account: it never fails a job and costs no attempt,
     # and it holds back every admission (worker.admission) meanwhile.
-    rate_limited = exc.code == "kie_rate_limited"
+    # (A test-mode job's answers come from the sandbox: they say nothing about the account.)
+    rate_limited = exc.code == "kie_rate_limited" and job.livemode
     failures = job.failures if rate_limited else job.failures + 1
     if policy.gives_up(settings, retryable=exc.retryable, failures=failures):
         fail(session, job.id, stage, exc.code, exc.message, failures=failures)

@@ -10,7 +10,7 @@ from sqlalchemy import delete, event
 from sqlalchemy.orm import Session
 
 from broker.app import celery_app
-from core.config import get_settings
+from core.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, Settings, get_settings
 from core.metrics import SWEEP_SECONDS
 from core.once import per_process
 from models.base import utcnow
@@ -30,20 +30,37 @@ log = logging.getLogger(__name__)
 
 @per_process
 def upstream_clients() -> UpstreamClients:
-    """One pair of HTTP clients (connection pools) per worker process."""
+    """One set of HTTP clients (connection pools) per worker process, with the sandbox's for
+    test-mode jobs when TEST_MODE_KIE_URL is set."""
     settings = get_settings()
     kie_key = settings.kie_api_key.get_secret_value() if settings.kie_api_key else ""
     imgbb_key = settings.imgbb_api_key.get_secret_value() if settings.imgbb_api_key else ""
-    kie = KieHTTP(settings.kie_base_url, kie_key, timeout=settings.kie_timeout)
+    url = settings.test_mode_kie_url
+    test_mode = _clients(settings, url, SANDBOX_KIE_KEY, url, SANDBOX_IMGBB_KEY) if url else None
+    return _clients(
+        settings, settings.kie_base_url, kie_key, settings.imgbb_base_url, imgbb_key, test_mode
+    )
+
+
+def _clients(
+    settings: Settings,
+    kie_url: str,
+    kie_key: str,
+    imgbb_url: str,
+    imgbb_key: str,
+    test_mode: UpstreamClients | None = None,
+) -> UpstreamClients:
+    kie = KieHTTP(kie_url, kie_key, timeout=settings.kie_timeout)
     return UpstreamClients(
-        upstreams=kie_upstreams(settings.kie_base_url, kie_key, timeout=0, http=kie),
+        upstreams=kie_upstreams(kie_url, kie_key, timeout=0, http=kie),
         kie_files=kie,
         imgbb=ImgbbClient(
-            settings.imgbb_base_url,
+            imgbb_url,
             imgbb_key,
             timeout=settings.imgbb_timeout,
             expiration=settings.imgbb_expiration,
         ),
+        test_mode=test_mode,
     )
 
 

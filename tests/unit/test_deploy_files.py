@@ -21,7 +21,8 @@ def compose() -> dict[str, Any]:
 
 def test_compose_has_the_production_services(compose: dict[str, Any]) -> None:
     assert {"postgres", "redis", "migrate", "api", "worker", "beat"} <= set(compose["services"])
-    assert compose["services"]["sandbox"]["profiles"] == ["dev"]
+    # The sandbox runs only when asked for: development, or test-mode keys in production.
+    assert compose["services"]["sandbox"]["profiles"] == ["dev", "test-mode"]
     assert "pgdata" in compose["volumes"]
     assert any("pgdata:" in v for v in compose["services"]["postgres"]["volumes"])
 

@@ -460,6 +460,12 @@ export interface components {
              */
             eta?: string | null;
             usage?: components["schemas"]["JobUsage"];
+            /**
+             * Livemode
+             * @description False for a test-mode key's job: it ran on the sandbox, free.
+             * @default true
+             */
+            livemode?: boolean;
             /** Client Id */
             client_id: string | null;
             /** Client */
@@ -788,6 +794,12 @@ export interface components {
              */
             eta?: string | null;
             usage?: components["schemas"]["JobUsage"];
+            /**
+             * Livemode
+             * @description False for a test-mode key's job: it ran on the sandbox, free.
+             * @default true
+             */
+            livemode?: boolean;
         };
         /** JobPage */
         JobPage: {
