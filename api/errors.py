@@ -105,6 +105,11 @@ class BudgetExceeded(APIError):
     code = "budget_exceeded"
 
 
+class TooManyWaiters(APIError):
+    status_code = 429
+    code = "too_many_waiting_requests"
+
+
 class TestModeUnavailable(APIError):
     """A test-mode key on a server with no sandbox to send its jobs to (TEST_MODE_KIE_URL)."""
 

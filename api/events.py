@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.errors import TooManyWaiters
 from models.event import JobEvent
 from models.job import Job
 
@@ -34,6 +35,7 @@ T = TypeVar("T")
 CHANNEL = "soraq_job_events"
 POLL_INTERVAL = 0.2  # seconds, embedded only
 RECONNECT_DELAY = 1.0
+MAX_HELD_PER_CLIENT = 1000  # waiting requests and open streams, per client, per API process
 
 
 class Waiter:
@@ -61,6 +63,24 @@ class Waiter:
         self.close()
 
 
+class Hold:
+    """A client's place for one waiting request or stream; `release` (or `with`) frees it."""
+
+    def __init__(self, hub: EventHub, client_id: str) -> None:
+        self._hub, self._client_id, self._held = hub, client_id, True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._hub._release(self._client_id)
+
+    def __enter__(self) -> Hold:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class EventHub:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], database_url: str) -> None:
         self._sessionmaker = sessionmaker
@@ -72,6 +92,23 @@ class EventHub:
         # generation: 500 requests waiting on one job cost one query per event, not 500.
         self._generation: dict[str, int] = defaultdict(int)
         self._reads: dict[str, tuple[int, asyncio.Task[Any]]] = {}
+        self._held: dict[str, int] = defaultdict(int)
+
+    def hold(self, client_id: str) -> Hold:
+        """One of the client's places for a held request or an open stream in this process,
+        or TooManyWaiters: a client cannot pin the server with thousands of them."""
+        if self._held[client_id] >= MAX_HELD_PER_CLIENT:
+            raise TooManyWaiters(
+                f"{MAX_HELD_PER_CLIENT} of your requests are already waiting or streaming here; "
+                "close some, or poll GET /jobs/{id}"
+            )
+        self._held[client_id] += 1
+        return Hold(self, client_id)
+
+    def _release(self, client_id: str) -> None:
+        self._held[client_id] -= 1
+        if self._held[client_id] <= 0:
+            del self._held[client_id]
 
     @property
     def waiting(self) -> int:

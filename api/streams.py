@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.events import EventHub
+from api.events import EventHub, Hold
 from models.event import JobEvent
 from models.event_queries import public_events
 from models.job import Job, JobStatus
@@ -26,6 +26,7 @@ from views.jobs import JobOut
 MAX_WAIT = 60  # seconds a `Prefer: wait` may hold a request (RFC 7240's wait, capped)
 HEARTBEAT = 15  # seconds between comment lines on an idle stream
 RECHECK = 30.0  # seconds a waiter sleeps without news before it reads anyway
+T = TypeVar("T")
 
 
 def parse_prefer_wait(header: str | None) -> int | None:
@@ -120,6 +121,15 @@ async def _read(
             job = await session.get(Job, event.job_id) if ended else None
             out.append(_sse(event, job))
         return out
+
+
+async def released(hold: Hold, stream: AsyncIterator[T]) -> AsyncIterator[T]:
+    """The stream's events; its client's place (EventHub.hold) is freed when it ends."""
+    try:
+        async for event in stream:
+            yield event
+    finally:
+        hold.release()
 
 
 async def job_stream(

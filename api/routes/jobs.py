@@ -176,7 +176,8 @@ async def _after_waiting(
     """`Prefer: wait`: hold the answer until the job ends or `seconds` pass, with no
     connection held meanwhile; 200 if it ended, else 202 (the job goes on either way)."""
     await session.close()
-    ended = await streams.wait_for_end(hub, sessionmaker, job_id, seconds)
+    with hub.hold(client_id):
+        ended = await streams.wait_for_end(hub, sessionmaker, job_id, seconds)
     response.headers["Preference-Applied"] = f"wait={seconds}"
     if ended is not None:
         response.status_code = 200
@@ -200,8 +201,9 @@ async def client_events(
 ) -> EventSourceResponse:
     await session.close()
     after = _event_id(last_event_id)
+    hold = hub.hold(client.id)
     return EventSourceResponse(
-        streams.client_stream(hub, sessionmaker, client.id, after),
+        streams.released(hold, streams.client_stream(hub, sessionmaker, client.id, after)),
         ping=streams.HEARTBEAT,
         send_timeout=30,
     )
@@ -223,8 +225,10 @@ async def job_events(
 ) -> EventSourceResponse:
     await service.get_job(session, job_id, client.id)  # 404 unless it is the client's own
     await session.close()
+    hold = hub.hold(client.id)
+    stream = streams.job_stream(hub, sessionmaker, job_id, _event_id(last_event_id) or 0)
     return EventSourceResponse(
-        streams.job_stream(hub, sessionmaker, job_id, _event_id(last_event_id) or 0),
+        streams.released(hold, stream),
         ping=streams.HEARTBEAT,
         send_timeout=30,
     )

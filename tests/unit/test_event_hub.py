@@ -1,0 +1,93 @@
+"""The API's event hub in process: a notification wakes exactly the waiters of its job and
+client, waiters share one read per notification, and a client's held places are bounded."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from api import events
+from api.errors import TooManyWaiters
+from api.events import EventHub
+from api.streams import parse_prefer_wait
+
+
+def hub() -> EventHub:
+    return EventHub(None, "sqlite:///unused.db")  # type: ignore[arg-type]
+
+
+def test_a_notification_wakes_its_job_and_client_waiters_only() -> None:
+    async def run() -> tuple[bool, bool, bool]:
+        h = hub()
+        h._ensure_running = lambda: None  # type: ignore[method-assign]
+        mine, client, other = (
+            h.subscribe(job_id="job_a"),
+            h.subscribe(client_id="c1"),
+            h.subscribe(job_id="job_b"),
+        )
+        h.publish("job_a", "c1")
+        woken = []
+        for waiter in (mine, client, other):
+            task = asyncio.ensure_future(waiter.wait(0.05))
+            started = asyncio.get_running_loop().time()
+            await task
+            woken.append(asyncio.get_running_loop().time() - started < 0.04)
+        return woken[0], woken[1], woken[2]
+
+    assert asyncio.run(run()) == (True, True, False)
+
+
+def test_waiters_of_one_job_share_one_read_per_notification() -> None:
+    reads = 0
+
+    async def read() -> int:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.01)
+        return reads
+
+    async def run() -> list[int]:
+        h = hub()
+        h._ensure_running = lambda: None  # type: ignore[method-assign]
+        waiters = [h.subscribe(job_id="job_a") for _ in range(500)]
+        first = await asyncio.gather(*(h.read_shared("j:job_a", read) for _ in waiters))
+        h.publish("job_a", None)
+        second = await asyncio.gather(*(h.read_shared("j:job_a", read) for _ in waiters))
+        return sorted(set(first + second))
+
+    assert asyncio.run(run()) == [1, 2]
+    assert reads == 2
+
+
+def test_a_client_has_a_bounded_number_of_held_places(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events, "MAX_HELD_PER_CLIENT", 3)
+    h = hub()
+    holds = [h.hold("c1") for _ in range(3)]
+    with pytest.raises(TooManyWaiters):
+        h.hold("c1")
+    h.hold("c2").release()  # another client is not affected
+    holds[0].release()
+    holds[0].release()  # releasing twice frees one place, once
+    h.hold("c1")
+    with pytest.raises(TooManyWaiters):
+        h.hold("c1")
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        (None, None),
+        ("wait=10", 10),
+        ("wait", 60),
+        ("respond-async, wait=5", 5),
+        ('wait="7"', 7),
+        ("wait=600", 60),
+        ("wait=soon", None),
+        ("wait=-1", None),
+        ("return=minimal", None),
+        ("wait=99999999999", None),
+    ],
+)
+def test_prefer_wait_is_read_as_rfc_7240_says(header: str | None, seconds: int | None) -> None:
+    assert parse_prefer_wait(header) == seconds
