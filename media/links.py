@@ -37,4 +37,6 @@ def signed_path(job_id: str, kind: str, index: int, settings: Settings | None = 
 def valid(job_id: str, kind: str, index: int, expires: int, signature: str) -> bool:
     if expires < time.time():
         return False
-    return hmac.compare_digest(_signature(job_id, kind, index, expires), signature)
+    # Bytes, not str: compare_digest raises on a str with non-ASCII characters (a 500).
+    expected = _signature(job_id, kind, index, expires).encode()
+    return hmac.compare_digest(expected, signature.encode("utf-8", "surrogateescape"))

@@ -95,7 +95,7 @@ async def _check_csrf(request: Request, session: AsyncSession, token: str) -> No
     expected = request.session.get("csrf")
     if not await _logged_in(request, session):
         raise Unauthorized("log in first")
-    if not expected or not secrets.compare_digest(expected, token):
+    if not expected or not secrets.compare_digest(expected.encode(), token.encode()):
         raise CsrfFailed("the form is stale; reload the page")
 
 

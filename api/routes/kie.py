@@ -59,7 +59,7 @@ def _signature_ok(key: str, request: Request, task_id: str) -> bool:
     expected = base64.b64encode(
         hmac.new(key.encode(), f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()
     ).decode()
-    return hmac.compare_digest(expected, signature)
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogateescape"))
 
 
 @router.post("/kie/callback/{token}")
