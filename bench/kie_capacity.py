@@ -103,6 +103,15 @@ def run(
     if span:
         ok = [c for c in ok if c["at"] - first <= span]
     seconds = ok[-1]["at"] - first
+    if rate:
+        # How long past the window each token waited before its next use: the time soraq
+        # leaves on the table per token (the margin, the wake-up, the hop to a worker).
+        late = sorted(ok[i + rate]["at"] - ok[i]["at"] - window for i in range(len(ok) - rate))
+        if late:
+            print(
+                f"  token reuse beyond the {window:g} s window: p50 {late[len(late) // 2]:.3f} s, "
+                f"p90 {late[int(len(late) * 0.9)]:.3f} s, min {late[0]:.3f} s"
+            )
     # Of the limit: N creates from the first to the last could have been this many.
     allowed = rate * (seconds / window + 1) if rate else None
     # Fair share while all three had work: the creates up to the small client's last one.

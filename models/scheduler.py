@@ -31,6 +31,9 @@ class SchedulerState(Base):
     account_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     account_probe_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     account_probe_job: Mapped[str | None] = mapped_column(String(40), default=None)
+    # The one timed wake-up the dispatcher has asked for (when the create window next has
+    # room): a later admission round does not ask for another before it.
+    wake_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # The account's balance in Kie credits, as last read (GET /api/v1/chat/credit, or a
     # callback's remainedCredits), and when the next read is due (claimed by one dispatcher).
     kie_credits: Mapped[float | None] = mapped_column(Float, default=None)

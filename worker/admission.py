@@ -29,7 +29,7 @@ from models.job_queries import admitted_not_submitted
 from models.lifecycle import AT_KIE
 from models.scheduler import SchedulerState
 from worker import account, credits
-from worker.limiter import check_window, create_window
+from worker.limiter import Token, check_window, create_window
 
 STATE = "kie"
 _IN_FLIGHT = sorted({JobStatus.UPLOADING, JobStatus.SUBMITTING} | AT_KIE)
@@ -41,6 +41,7 @@ class Budget:
     checks: int
     state: SchedulerState
     read_balance: bool = False  # this dispatcher claimed the next balance read
+    wake_in: float | None = None  # run the dispatcher again in this many seconds
 
 
 def lock_state(session: Session, now: datetime) -> SchedulerState:
@@ -96,13 +97,16 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
     lease = timedelta(seconds=settings.claim_lease)
     if state.account_reason is not None:
         account.expire_waiting(session, state, now, settings)
+    window_bound = False
     if not paused:
         pending = _pending_admissions(session, now)
+        window_room = create_window(settings).room(state, now) - pending
         room = min(
-            create_window(settings).room(state, now) - pending,
+            window_room,
             settings.kie_max_in_flight - in_flight(session) - pending,
             settings.sweep_batch,
         )
+        window_bound = room == window_room
         low = state.account_reason == credits.LOW_CREDITS
         if state.account_reason is not None and not low:
             # The account is refused: one probe per interval, nothing else.
@@ -125,12 +129,52 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
                 .execution_options(synchronize_session=False)
             )
     read_balance = credits.claim_balance_read(state, now, settings)
-    return Budget(admitted, check_window(settings).room(state, now), state, read_balance)
+    wake_in = _wake_up(session, state, settings, now, paused, window_bound, len(admitted))
+    return Budget(admitted, check_window(settings).room(state, now), state, read_balance, wake_in)
 
 
-def acquire_create(session: Session, settings: Settings, job_id: str) -> float | None:
-    """Take one createTask token, right before the call. None: granted. A number: no token
-    now; the seconds until one frees. The caller commits at once (the database window holds
+def _wake_up(
+    session: Session,
+    state: SchedulerState,
+    settings: Settings,
+    now: datetime,
+    paused: bool,
+    window_bound: bool,
+    admitted: int,
+) -> float | None:
+    """When queued work waits only for Kie's create window (or a 429 pause) to free, one timed
+    wake-up of the dispatcher at that instant, instead of waiting for the next sweep tick. At
+    most one is outstanding: a later round asks again only for an earlier instant."""
+    if state.account_reason is not None or not (paused or window_bound):
+        return None
+    waiting = session.scalar(
+        select(Job.id)
+        .where(
+            Job.status == JobStatus.QUEUED,
+            Job.next_check_at.is_not(None),
+            Job.next_check_at <= now,
+            Job.admitted_at.is_(None),
+        )
+        .limit(1)
+    )
+    if waiting is None and not admitted:
+        return None
+    if paused and state.paused_until is not None:
+        delay = (state.paused_until - now).total_seconds()
+    else:
+        delay = create_window(settings).next_free(state, now)
+    if delay <= 0 or delay > settings.create_rate.window + 1:
+        return None  # room now (the next round sees it) or far off (the sweep will do)
+    target = now + timedelta(seconds=delay)
+    if state.wake_at is not None and now < state.wake_at <= target:
+        return None  # an earlier (or the same) wake-up is already on its way
+    state.wake_at = target
+    return delay
+
+
+def acquire_create(session: Session, settings: Settings, job_id: str) -> tuple[float | None, Token]:
+    """Take one createTask token, right before the call: (None, the token) when granted, else
+    (the seconds until one frees, None). The caller commits at once (the database window holds
     the scheduler row's lock until then).
 
     The token's time is read *after* the lock is held: a token stamped before a wait for the
@@ -142,11 +186,27 @@ def acquire_create(session: Session, settings: Settings, job_id: str) -> float |
         state = session.get(SchedulerState, STATE, populate_existing=True) or SchedulerState()
     now = utcnow()
     if state.paused_until is not None and state.paused_until > now:
-        return (state.paused_until - now).total_seconds()
+        return (state.paused_until - now).total_seconds(), None
     probe = account.probe_wait(state, job_id, now)
     if probe is not None:
-        return probe  # the account is refused and this job is not the probe
-    return window.take(state, now)
+        return probe, None  # the account is refused and this job is not the probe
+    return window.take_one(state, now)
+
+
+def restamp_create(session: Session, settings: Settings, token: Token) -> None:
+    """The createTask this token was taken for has been answered (or has failed): Kie counted
+    it at some moment before now, so the token is held from now. Our window then never frees
+    a token before Kie's does, and the dispatcher can admit at the very instant it frees.
+    Commits (the database window locks the scheduler row)."""
+    if token is None:
+        return
+    window = create_window(settings)
+    if window.needs_lock:
+        state = lock_state(session, utcnow())
+        window.restamp(state, token, utcnow())
+        session.commit()
+    else:
+        window.restamp(SchedulerState(), token, utcnow())
 
 
 def acquire_check(session: Session, settings: Settings, job_id: str) -> bool:

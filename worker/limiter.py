@@ -3,10 +3,12 @@
 are global: every worker and dispatcher on every machine sees the same windows, and taking
 tokens is atomic (one Lua script in Redis; the scheduler row's lock in the database).
 
-Kie counts a createTask when it arrives; we count it when the token is taken, a moment earlier
-(the worker takes it right before the request). The create window is therefore held a little
-longer than Kie's, by an absolute margin — the jitter is a few milliseconds whatever the
-window — so that no spread between the two clocks can fit one call too many into Kie's window.
+Kie counts a createTask when it arrives, some moment between our token and Kie's answer. So a
+create token is taken right before the call and *restamped* when the answer (or the failure)
+comes back: from then on it is held from a time no earlier than Kie's count, and our window
+never frees a token before Kie's does — which lets the dispatcher admit at the very instant a
+token frees (worker.admission's timed wake-up). A small absolute margin on top covers a call
+still in flight when its token is the oldest (a createTask that takes most of the window).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from core.config import Rate, Settings
 from core.once import per_process
 from models.scheduler import SchedulerState
 
-MARGIN_SECONDS = 0.1
+MARGIN_SECONDS = 0.05
 Log = Literal["creates", "checks"]
+Token = str | float | None  # a Redis member, or a token time in the scheduler row
 
 
 class Window(Protocol):
@@ -33,6 +36,16 @@ class Window(Protocol):
 
     def take(self, state: SchedulerState, now: datetime, amount: int = 1) -> float | None:
         """Take `amount` tokens: None, or the seconds until that many are free (none taken)."""
+
+    def next_free(self, state: SchedulerState, now: datetime) -> float:
+        """Seconds until one token is free (0 when one is free now); takes nothing."""
+
+    def take_one(self, state: SchedulerState, now: datetime) -> tuple[float | None, Token]:
+        """Take one token: (None, the token) or (seconds until one frees, None)."""
+
+    def restamp(self, state: SchedulerState, token: Token, now: datetime) -> None:
+        """The call this token was for has been answered: hold the token from now, an upper
+        bound of when the upstream counted the call."""
 
 
 class DatabaseWindow:
@@ -53,6 +66,23 @@ class DatabaseWindow:
     def room(self, state: SchedulerState, now: datetime) -> int:
         return max(0, self.rate.count - len(self._recent(state, now)))
 
+    def next_free(self, state: SchedulerState, now: datetime) -> float:
+        recent = self._recent(state, now)
+        over = len(recent) + 1 - self.rate.count
+        if over <= 0:
+            return 0.0
+        return max(0.0, recent[over - 1] + self.window - now.timestamp())
+
+    def take_one(self, state: SchedulerState, now: datetime) -> tuple[float | None, Token]:
+        wait = self.take(state, now)
+        return (wait, None) if wait is not None else (None, now.timestamp())
+
+    def restamp(self, state: SchedulerState, token: Token, now: datetime) -> None:
+        recent = list(getattr(state, self.log))
+        if isinstance(token, float) and token in recent:
+            recent[recent.index(token)] = max(token, now.timestamp())
+            setattr(state, self.log, sorted(recent))
+
     def take(self, state: SchedulerState, now: datetime, amount: int = 1) -> float | None:
         recent = self._recent(state, now)
         over = len(recent) + amount - self.rate.count
@@ -64,25 +94,48 @@ class DatabaseWindow:
         return None
 
 
+# A token moved to Redis' time now, if it is still in the window. ARGV: member, window_ms.
+_RESTAMP_SCRIPT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local stamp = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if stamp and tonumber(stamp) < now then
+    redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+    redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return 0
+"""
+
 # A sorted set of token times (ms). Redis' own clock stamps the tokens, so workers on
 # machines whose clocks disagree still share one window. ARGV: count, window_ms, amount
-# (0 only asks). Returns {granted, room, wait_ms}.
+# (0 only asks: then wait_ms is the time until one token frees). Returns {granted, room,
+# wait_ms}.
 _WINDOW_SCRIPT = """
 local count, window, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local used = redis.call('ZCARD', KEYS[1])
+if amount == 0 then
+    local full = used + 1 - count
+    if full <= 0 then
+        return {1, count - used, 0}
+    end
+    local oldest = redis.call('ZRANGE', KEYS[1], full - 1, full - 1, 'WITHSCORES')
+    return {1, 0, math.max(0, tonumber(oldest[2]) + window - now)}
+end
 local over = used + amount - count
 if over <= 0 then
+    local member = ''
     for i = 1, amount do
         -- (time, count) is unique: two tokens in one millisecond see different counts.
-        redis.call('ZADD', KEYS[1], now, now .. ':' .. (used + i))
+        member = now .. ':' .. (used + i)
+        redis.call('ZADD', KEYS[1], now, member)
     end
     if amount > 0 then
         redis.call('PEXPIRE', KEYS[1], window)
     end
-    return {1, count - used - amount, 0}
+    return {1, count - used - amount, 0, member}
 end
 if over > used then
     return {0, math.max(0, count - used), window}
@@ -100,16 +153,33 @@ class RedisWindow:
     def __init__(self, broker_url: str, rate: Rate, key: str, margin: float = 0.0) -> None:
         self.rate, self.key = rate, key
         self.window_ms = round((rate.window + margin) * 1000)
-        self.script = redis.Redis.from_url(broker_url).register_script(_WINDOW_SCRIPT)
+        client = redis.Redis.from_url(broker_url)
+        self.script = client.register_script(_WINDOW_SCRIPT)
+        self.restamp_script = client.register_script(_RESTAMP_SCRIPT)
+
+    def _call(self, amount: int) -> list[object]:
+        return list(self.script(keys=[self.key], args=[self.rate.count, self.window_ms, amount]))
 
     def _run(self, amount: int) -> tuple[bool, int, float]:
-        granted, room, wait_ms = self.script(
-            keys=[self.key], args=[self.rate.count, self.window_ms, amount]
-        )
-        return bool(granted), int(room), int(wait_ms) / 1000
+        granted, room, wait_ms = self._call(amount)[:3]
+        return bool(granted), int(str(room)), int(str(wait_ms)) / 1000
+
+    def take_one(self, state: SchedulerState, now: datetime) -> tuple[float | None, Token]:
+        answer = self._call(1)
+        if not answer[0]:
+            return max(0.01, int(str(answer[2])) / 1000), None
+        member = answer[3]
+        return None, member.decode() if isinstance(member, bytes) else str(member)
+
+    def restamp(self, state: SchedulerState, token: Token, now: datetime) -> None:
+        if isinstance(token, str):
+            self.restamp_script(keys=[self.key], args=[token, self.window_ms])
 
     def room(self, state: SchedulerState, now: datetime) -> int:
         return self._run(0)[1]
+
+    def next_free(self, state: SchedulerState, now: datetime) -> float:
+        return self._run(0)[2]
 
     def take(self, state: SchedulerState, now: datetime, amount: int = 1) -> float | None:
         granted, _, wait = self._run(amount)

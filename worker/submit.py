@@ -17,7 +17,8 @@ from models.job import Job, JobStatus
 from models.lifecycle import fail, transition
 from upstreams.errors import ExternalError
 from worker import account, policy
-from worker.admission import acquire_create
+from worker.admission import acquire_create, restamp_create
+from worker.limiter import Token
 from worker.stage import (
     UpstreamClients,
     claim_stage,
@@ -40,7 +41,7 @@ def to_submitting(
     if not claim_stage(session, job, expected, JobStatus.SUBMITTING, lease, now):
         return
     try:
-        wait = acquire_create(session, settings, job.id)
+        wait, token = acquire_create(session, settings, job.id)
     except Exception:
         session.rollback()
         requeue(session, job, JobStatus.SUBMITTING, 1.0, "the create limit could not be read")
@@ -53,10 +54,16 @@ def to_submitting(
             session, job, JobStatus.SUBMITTING, wait, f"waiting {wait:.2f} s for Kie's capacity"
         )
         return
-    submit(session, job, outbound, settings)
+    submit(session, job, outbound, settings, token)
 
 
-def submit(session: Session, job: Job, outbound: UpstreamClients, settings: Settings) -> None:
+def submit(
+    session: Session,
+    job: Job,
+    outbound: UpstreamClients,
+    settings: Settings,
+    token: Token = None,
+) -> None:
     spec = get_catalogue().spec(job.model)
     upstream = outbound.upstreams[spec.upstream]
     params = {name: value for name, value in job.input.items() if name in spec.params}
@@ -78,6 +85,7 @@ def submit(session: Session, job: Job, outbound: UpstreamClients, settings: Sett
             lambda: upstream.create(spec.upstream_model, body, callback),
         )
     except ExternalError as exc:
+        restamp_create(session, settings, token)
         if exc.maybe_sent:
             fail(
                 session,
@@ -97,6 +105,7 @@ def submit(session: Session, job: Job, outbound: UpstreamClients, settings: Sett
             return
         retry_or_fail(session, job, JobStatus.SUBMITTING, exc, settings)
         return
+    restamp_create(session, settings, token)
     now = utcnow()
     wanted = "progress" in (job.webhook_events or ())
     first_check = now + timedelta(

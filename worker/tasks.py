@@ -17,7 +17,7 @@ from models.base import utcnow
 from models.db import get_engine, get_session_factory, session_scope
 from models.idempotency import IdempotencyKey
 from models.job_queries import claim_due, claim_due_deliveries
-from models.lifecycle import NEW_DELIVERIES
+from models.lifecycle import LEFT_KIE, NEW_DELIVERIES
 from upstreams import KieHTTP, kie_upstreams
 from upstreams.imgbb import ImgbbClient
 from worker import credits, webhooks
@@ -66,12 +66,18 @@ def _clients(
 
 @event.listens_for(get_session_factory(), "after_commit")
 def _publish_new_deliveries(session: Session) -> None:
-    """The fast path for webhooks: send a new event at once. The sweep is the backstop."""
+    """The fast path for webhooks: send a new event at once. The sweep is the backstop. And a
+    job that left Kie frees a place in its in-flight cap: run the dispatcher now."""
     for event_id in session.info.pop(NEW_DELIVERIES, []):
         try:
             deliver_webhook.apply_async((event_id, 0))
         except Exception as exc:  # the broker is down: the sweep finds the row
             log.warning("could not enqueue webhook %s: %s", event_id, exc)
+    if session.info.pop(LEFT_KIE, False):
+        try:
+            dispatch.apply_async(expires=30)
+        except Exception as exc:  # the beat's next tick does the same
+            log.warning("could not wake the dispatcher: %s", exc)
 
 
 @celery_app.task(name="soraq.dispatch")
@@ -97,6 +103,9 @@ def dispatch() -> int:
         session.commit()
     if budget.read_balance:
         read_kie_balance.apply_async()
+    if budget.wake_in is not None:
+        # The create window frees a token then: admit at that instant, not at the next tick.
+        dispatch.apply_async(countdown=budget.wake_in, expires=budget.wake_in + 30)
     jobs = [*budget.admitted, *checks]
     if jobs or deliveries:
         with celery_app.producer_or_acquire() as producer:

@@ -15,6 +15,7 @@ from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
 from worker.account import pause_rate_limited as pause
 from worker.admission import acquire_create, admit, record_checks
+from worker.limiter import MARGIN_SECONDS
 
 
 def settings(**values: object) -> Settings:
@@ -84,7 +85,7 @@ def _submit_all(session: Session, ids: list[str]) -> int:
     """What workers do with admitted jobs: take a createTask token each, then submit."""
     granted = 0
     for job_id in ids:
-        if acquire_create(session, settings(), "job_x") is None:
+        if acquire_create(session, settings(), "job_x")[0] is None:
             granted += 1
             session.execute(update(Job).where(Job.id == job_id).values(status="submitting"))
     session.commit()
@@ -107,11 +108,11 @@ def test_the_create_rate_holds_across_sweeps(engine: Engine) -> None:
 
 def test_a_worker_finds_no_token_when_the_window_is_full(engine: Engine) -> None:
     with Session(engine) as session:
-        grants = [acquire_create(session, settings(), "job_x") for _ in range(7)]
+        grants = [acquire_create(session, settings(), "job_x")[0] for _ in range(7)]
         session.commit()
     assert grants[:6] == [None] * 6
     assert grants[6] is not None
-    assert 10 <= grants[6] <= 10.6  # when the oldest token leaves the window
+    assert 9.5 <= grants[6] <= 10 + MARGIN_SECONDS  # when the oldest token leaves the window
 
 
 def test_in_flight_jobs_cap_admission(engine: Engine) -> None:
@@ -190,3 +191,24 @@ def test_the_balance_guard_admits_what_it_covers_and_pauses_below_the_minimum(
         state = session.get(SchedulerState, "kie", populate_existing=True)
         assert state is not None
         assert state.account_reason is None
+
+
+def test_a_full_window_asks_for_one_wake_up_at_the_instant_a_token_frees(engine: Engine) -> None:
+    with Session(engine) as session:
+        queue(session, {"burst": 30})
+        now = utcnow()
+        first = admit(session, settings(), now)
+        session.commit()
+        assert _submit_all(session, first.admitted) == 6
+        # The admitted jobs are submitted; the window is full until their tokens free.
+        session.execute(update(Job).where(Job.id.in_(first.admitted)).values(status="waiting"))
+        session.commit()
+        later = now + timedelta(seconds=4)
+        full = admit(session, settings(), later)
+        session.commit()
+        assert full.admitted == []
+        assert full.wake_in is not None
+        assert 5.9 <= full.wake_in <= 6.2  # the oldest token's time + 10 s (+ the margin)
+        again = admit(session, settings(), later + timedelta(seconds=1))
+        session.commit()
+        assert again.wake_in is None  # one wake-up outstanding: no second one

@@ -70,3 +70,46 @@ def test_the_database_window_takes_several_at_once_or_none() -> None:
     assert window.take(row, now, 3) is None
     assert window.take(row, now + timedelta(seconds=1), 3) == pytest.approx(9)
     assert len(row.checks) == 3
+
+
+def test_both_windows_say_when_the_next_token_frees(redis_url: str) -> None:
+    """The dispatcher's one timed wake-up: asking takes nothing."""
+    now = utcnow()
+    row = state()
+    for window in (
+        RedisWindow(redis_url, Rate(2, 10), "test:next-free"),
+        DatabaseWindow(Rate(2, 10), "creates"),
+    ):
+        assert window.next_free(row, now) == 0
+        assert window.take(row, now, 2) is None
+        free_in = window.next_free(row, now)
+        assert 9.5 < free_in <= 10
+        assert window.room(row, now) == 0  # asking took no token
+    # (Redis stamps with its own clock; the row's window can be asked about a later moment.)
+    assert DatabaseWindow(Rate(2, 10), "creates").next_free(row, now + timedelta(seconds=11)) == 0
+
+
+def test_a_token_restamped_when_its_call_is_answered_frees_that_much_later(
+    redis_url: str,
+) -> None:
+    """Kie counts a createTask when it arrives, somewhere between our token and its answer:
+    holding the token from the answer on, our window never frees before Kie's."""
+    now = utcnow()
+    row = state()
+    for window in (
+        RedisWindow(redis_url, Rate(1, 10), "test:restamp"),
+        DatabaseWindow(Rate(1, 10), "creates"),
+    ):
+        wait, token = window.take_one(row, now)
+        assert wait is None
+        assert token is not None
+        time.sleep(0.3)  # the call's round trip
+        answered = utcnow()
+        window.restamp(row, token, answered)
+        free_in = window.next_free(row, answered)
+        assert 9.8 < free_in <= 10.0, free_in  # from the answer, not from the token
+        refused, none = window.take_one(row, answered)
+        assert refused is not None
+        assert none is None
+        window.restamp(row, "not-a-token", utcnow())  # an unknown token changes nothing
+        assert window.room(row, answered) == 0
