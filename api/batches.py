@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import idempotency
@@ -106,15 +105,12 @@ async def create_batch(
         await idempotency.remember(
             session, client.id, idempotency_key, fingerprint, settings, now, batch_id=batch.id
         )
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        if idempotency_key is None:
-            raise
-        replay = await _replay(session, client.id, idempotency_key, fingerprint, now)
-        if replay is None:
-            raise
+    replay = await idempotency.commit_or_replay(
+        session,
+        idempotency_key,
+        lambda: _replay(session, client.id, idempotency_key or "", fingerprint, now),
+    )
+    if replay is not None:
         return replay, True
     nudger.nudge()
     return batch, False

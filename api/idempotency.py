@@ -4,14 +4,19 @@ body is refused."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import IdempotencyKeyReused
 from core.config import Settings
 from models.idempotency import IdempotencyKey
+
+T = TypeVar("T")
 
 
 async def remembered(
@@ -58,6 +63,24 @@ async def remember(
             expires_at=now + timedelta(seconds=settings.idempotency_ttl),
         )
     )
+
+
+async def commit_or_replay(
+    session: AsyncSession, key: str | None, replay: Callable[[], Awaitable[T | None]]
+) -> T | None:
+    """Commit the new request's rows. None: committed. If a concurrent request with the same
+    key won the insert (the primary key decides), its result instead, from `replay`."""
+    try:
+        await session.commit()
+        return None
+    except IntegrityError as exc:
+        await session.rollback()
+        if key is None:
+            raise
+        found = await replay()
+        if found is None:
+            raise exc from None
+        return found
 
 
 def reused_for_another_kind() -> IdempotencyKeyReused:

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import Table, func, insert, select, text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import idempotency
@@ -83,16 +82,13 @@ async def create_job(
             session, client.id, idempotency_key, fingerprint, settings, now, job_id=job.id
         )
     # Commit before anything is enqueued: the row is what a lost message is recovered from.
-    try:
-        await session.commit()
-    except IntegrityError:
-        # A concurrent request with the same key won the insert: answer with its job.
-        await session.rollback()
-        if idempotency_key is None:
-            raise
-        replay = await _idempotent_replay(session, client.id, idempotency_key, fingerprint, now)
-        if replay is None:
-            raise
+    # (A concurrent request with the same key that won the insert: answer with its job.)
+    replay = await idempotency.commit_or_replay(
+        session,
+        idempotency_key,
+        lambda: _idempotent_replay(session, client.id, idempotency_key or "", fingerprint, now),
+    )
+    if replay is not None:
         return replay, True
     nudger.nudge()
     return job, False

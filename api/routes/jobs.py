@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -19,7 +20,7 @@ from api.deps import (
     SettingsDep,
 )
 from api.errors import UnsupportedMediaType
-from api.events import EventHub
+from api.events import EventHub, Hold
 from api.limits import MAX_BODY_BYTES
 from api.params import ERRORS, JobId
 from api.schemas import JobCreate, JobPage
@@ -200,13 +201,9 @@ async def client_events(
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> EventSourceResponse:
     await session.close()
-    after = _event_id(last_event_id)
     hold = hub.hold(client.id)
-    return EventSourceResponse(
-        streams.released(hold, streams.client_stream(hub, sessionmaker, client.id, after)),
-        ping=streams.HEARTBEAT,
-        send_timeout=30,
-    )
+    after = _event_id(last_event_id)
+    return _sse(hold, streams.client_stream(hub, sessionmaker, client.id, after))
 
 
 @router.get(
@@ -226,11 +223,14 @@ async def job_events(
     await service.get_job(session, job_id, client.id)  # 404 unless it is the client's own
     await session.close()
     hold = hub.hold(client.id)
-    stream = streams.job_stream(hub, sessionmaker, job_id, _event_id(last_event_id) or 0)
+    return _sse(hold, streams.job_stream(hub, sessionmaker, job_id, _event_id(last_event_id) or 0))
+
+
+def _sse(hold: Hold, stream: AsyncIterator[dict[str, Any]]) -> EventSourceResponse:
+    """The stream as server-sent events with heartbeats; the client's place is freed when it
+    ends (or the client goes away)."""
     return EventSourceResponse(
-        streams.released(hold, stream),
-        ping=streams.HEARTBEAT,
-        send_timeout=30,
+        streams.released(hold, stream), ping=streams.HEARTBEAT, send_timeout=30
     )
 
 
