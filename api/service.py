@@ -44,7 +44,7 @@ from models.job_queries import (
     jobs_page,
     release_claim,
 )
-from models.lifecycle import AT_KIE, LEFT_KIE, NEW_DELIVERIES, TERMINAL, transition
+from models.lifecycle import AT_KIE, NEW_DELIVERIES, TERMINAL, transition
 from models.scheduler import SchedulerState
 from models.spend import add_spend, day_of, sync_spend
 from models.webhook import WebhookDelivery
@@ -245,7 +245,6 @@ async def cancel_job(
         # The worker publishes new deliveries after its commits; here the nudge's sweep
         # claims the webhook (due now), so the list transition() kept is dropped.
         session.sync_session.info.pop(NEW_DELIVERIES, None)
-        session.sync_session.info.pop(LEFT_KIE, None)
         if moved:
             nudger.nudge()  # its completion webhook, if any, is due now
             return await get_job(session, job_id, client_id)

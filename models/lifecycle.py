@@ -50,9 +50,6 @@ _SHOWN = ("kie_task_id", "error_code", "kie_fail_code", "failures", "image_url")
 
 # Event ids queued in a session, for whoever publishes them after the commit.
 NEW_DELIVERIES = "soraq.new_deliveries"
-# Set in a session when a job left Kie: its place in Kie's in-flight cap is free after the
-# commit, and the dispatcher can admit the next job then rather than at its next tick.
-LEFT_KIE = "soraq.left_kie"
 
 
 class IllegalTransition(ValueError):
@@ -251,8 +248,6 @@ def transition(
             reason=reason or values.get("error_message"),
             detail=shown or None,
         )
-    if moved and expected in AT_KIE and new not in AT_KIE:
-        session.info[LEFT_KIE] = True
     if moved and new != expected:
         _queue_webhooks(session, job_id, expected, new, row, now)
     return moved

@@ -17,7 +17,7 @@ from models.base import utcnow
 from models.db import get_engine, get_session_factory, session_scope
 from models.idempotency import IdempotencyKey
 from models.job_queries import claim_due, claim_due_deliveries
-from models.lifecycle import LEFT_KIE, NEW_DELIVERIES
+from models.lifecycle import NEW_DELIVERIES
 from upstreams import KieHTTP, kie_upstreams
 from upstreams.imgbb import ImgbbClient
 from worker import credits, webhooks
@@ -66,18 +66,12 @@ def _clients(
 
 @event.listens_for(get_session_factory(), "after_commit")
 def _publish_new_deliveries(session: Session) -> None:
-    """The fast path for webhooks: send a new event at once. The sweep is the backstop. And a
-    job that left Kie frees a place in its in-flight cap: run the dispatcher now."""
+    """The fast path for webhooks: send a new event at once. The sweep is the backstop."""
     for event_id in session.info.pop(NEW_DELIVERIES, []):
         try:
             deliver_webhook.apply_async((event_id, 0))
         except Exception as exc:  # the broker is down: the sweep finds the row
             log.warning("could not enqueue webhook %s: %s", event_id, exc)
-    if session.info.pop(LEFT_KIE, False):
-        try:
-            dispatch.apply_async(expires=30)
-        except Exception as exc:  # the beat's next tick does the same
-            log.warning("could not wake the dispatcher: %s", exc)
 
 
 @celery_app.task(name="soraq.dispatch")
