@@ -84,6 +84,10 @@ def test_log_in_filter_failed_open_retry(stack: Stack, browser: object, tmp_path
     shot = tmp_path / "dashboard-job.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshots: {tmp_path / 'dashboard-jobs.png'} {shot}")
+    # A test-mode key's job says so on its page.
+    test_job = stack.insert_job(livemode=False, input={"prompt": "Tried in test mode"})
+    page.goto(f"{stack.local.api_url}/admin/view/{test_job}")
+    expect(page.locator("h1")).to_contain_text("test")
     page.close()
 
 
