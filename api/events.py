@@ -110,10 +110,6 @@ class EventHub:
         if self._held[client_id] <= 0:
             del self._held[client_id]
 
-    @property
-    def waiting(self) -> int:
-        return len({w for ws in self._waiters.values() for w in ws})
-
     def subscribe(self, *, job_id: str | None = None, client_id: str | None = None) -> Waiter:
         """Subscribe before reading what is already there: whatever commits after the read
         then wakes the waiter."""

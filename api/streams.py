@@ -43,10 +43,22 @@ def parse_prefer_wait(header: str | None) -> int | None:
         value = value.strip().strip('"')
         if not value:
             return MAX_WAIT
-        if value.isdigit() and len(value) <= 6:
+        if _ascii_digits(value, 6):
             return min(int(value), MAX_WAIT)
         return None
     return None
+
+
+def _ascii_digits(text: str, most: int) -> bool:
+    # str.isdigit() is true of "²", which int() refuses: headers arrive as latin-1 text.
+    return 0 < len(text) <= most and text.isascii() and text.isdigit()
+
+
+def parse_last_event_id(header: str | None) -> int | None:
+    """Last-Event-ID as a browser sends it back: an event id (at most 18 digits, within a
+    64-bit integer); anything else starts from the beginning."""
+    value = (header or "").strip()
+    return int(value) if _ascii_digits(value, 18) else None
 
 
 async def wait_for_end(

@@ -171,6 +171,8 @@ def record_progress(session: Session, job: Job, progress: int | None, now: datet
     if progress is None or not 10 <= progress < 100:
         return
     tenth = progress // 10 * 10
+    if job.progress_announced is not None and job.progress_announced >= tenth:
+        return  # the common case on every check: no statement at all
     announced = session.execute(
         update(Job)
         .where(

@@ -39,9 +39,8 @@ SLOT_WAIT = 1.0  # seconds before a delivery that found its host's slots full lo
 
 def event_body(session: Session, delivery: WebhookDelivery, job: Job, now: datetime) -> str:
     data: dict[str, Any]
-    if delivery.event_type == "batch.completed" and job.batch_id is not None:
-        batch = session.get(Batch, job.batch_id)
-        assert batch is not None
+    batch = session.get(Batch, job.batch_id) if job.batch_id is not None else None
+    if delivery.event_type == "batch.completed" and batch is not None:
         counts = {str(s): int(n) for s, n in session.execute(batch_counts(batch.id)).all()}
         data = BatchOut.of(batch, counts).model_dump(mode="json")
     else:

@@ -202,7 +202,7 @@ async def client_events(
 ) -> EventSourceResponse:
     await session.close()
     hold = hub.hold(client.id)
-    after = _event_id(last_event_id)
+    after = streams.parse_last_event_id(last_event_id)
     return _sse(hold, streams.client_stream(hub, sessionmaker, client.id, after))
 
 
@@ -223,7 +223,12 @@ async def job_events(
     await service.get_job(session, job_id, client.id)  # 404 unless it is the client's own
     await session.close()
     hold = hub.hold(client.id)
-    return _sse(hold, streams.job_stream(hub, sessionmaker, job_id, _event_id(last_event_id) or 0))
+    return _sse(
+        hold,
+        streams.job_stream(
+            hub, sessionmaker, job_id, streams.parse_last_event_id(last_event_id) or 0
+        ),
+    )
 
 
 def _sse(hold: Hold, stream: AsyncIterator[dict[str, Any]]) -> EventSourceResponse:
@@ -232,13 +237,6 @@ def _sse(hold: Hold, stream: AsyncIterator[dict[str, Any]]) -> EventSourceRespon
     return EventSourceResponse(
         streams.released(hold, stream), ping=streams.HEARTBEAT, send_timeout=30
     )
-
-
-def _event_id(header: str | None) -> int | None:
-    """Last-Event-ID as the browser sends it back; anything else starts from the beginning."""
-    if header is None or not header.strip().isdigit():
-        return None
-    return int(header.strip())
 
 
 @router.get(

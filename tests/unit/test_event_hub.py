@@ -10,7 +10,7 @@ import pytest
 from api import events
 from api.errors import TooManyWaiters
 from api.events import EventHub
-from api.streams import parse_prefer_wait
+from api.streams import parse_last_event_id, parse_prefer_wait
 
 
 def hub() -> EventHub:
@@ -87,7 +87,24 @@ def test_a_client_has_a_bounded_number_of_held_places(monkeypatch: pytest.Monkey
         ("wait=-1", None),
         ("return=minimal", None),
         ("wait=99999999999", None),
+        ("wait=\u00b2", None),  # "²".isdigit() is true, int("²") raises: it was a 500
     ],
 )
 def test_prefer_wait_is_read_as_rfc_7240_says(header: str | None, seconds: int | None) -> None:
     assert parse_prefer_wait(header) == seconds
+
+
+@pytest.mark.parametrize(
+    ("header", "after"),
+    [
+        (None, None),
+        ("42", 42),
+        (" 7 ", 7),
+        ("\u00b2", None),  # a latin-1 digit int() refuses: it was a 500
+        ("9" * 19, None),  # past a 64-bit id: SQLite refused it mid-stream
+        ("-1", None),
+        ("abc", None),
+    ],
+)
+def test_last_event_id_is_an_id_or_nothing(header: str | None, after: int | None) -> None:
+    assert parse_last_event_id(header) == after
