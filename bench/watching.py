@@ -60,6 +60,12 @@ def run(callbacks: bool, jobs: int, duration: float, size: str = "") -> dict[str
             while sum(len(v) for v in receiver.received.values()) < jobs:
                 if time.monotonic() - started > deadline:
                     states = Counter(api.get(f"/jobs/{i}").json()["status"] for i in ids)
+                    late = [i for i in ids if api.get(f"/jobs/{i}").json()["status"] != "succeeded"]
+                    for event in api.get(
+                        f"/admin/jobs/{late[0]}", headers={"authorization": f"Bearer {ADMIN}"}
+                    ).json()["events"]:
+                        print("  stuck job:", event)  # what the history says, for the record
+                    print(stack.log_tail(60))
                     raise AssertionError(f"webhooks did not all arrive; jobs: {dict(states)}")
                 time.sleep(0.5)
             done = [api.get(f"/jobs/{i}").json() for i in ids]

@@ -147,7 +147,9 @@ class JobOut(BaseModel):
     waiting_reason: str | None = Field(
         None,
         description="While queued: why admission holds it back, e.g. kie_insufficient_credits "
-        "(a fact about the account: every job waits, none fails for it before its timeout).",
+        "(a fact about the account: every job waits, none fails for it before its timeout). "
+        "While archiving: why the copy is being retried, e.g. storage_unavailable (soraq's "
+        "own storage is down; the video is kept at Kie and archived when it is back).",
     )
     progress_source: Literal["reported", "estimated"] | None = Field(
         None, description="Whether `progress` comes from the upstream or from recent runs."
@@ -210,7 +212,7 @@ class JobOut(BaseModel):
             priority=PRIORITY_NAMES.get(job.priority, "normal"),
             queue_position=queue_position,
             waiting_reason=(job.waiting_reason or waiting_reason)
-            if job.status == JobStatus.QUEUED
+            if job.status in (JobStatus.QUEUED, JobStatus.ARCHIVING)
             else None,
             usage=JobUsage.of(job),
             livemode=job.livemode,

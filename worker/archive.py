@@ -23,7 +23,7 @@ from media.probe import NotAVideo, poster, probe
 from models.base import utcnow
 from models.client import Client
 from models.job import Job, JobStatus
-from models.lifecycle import fail, transition
+from models.lifecycle import fail, record_event, transition
 from upstreams.errors import ExternalError
 from worker import policy
 from worker.fetch import FetchError, fetch
@@ -113,6 +113,7 @@ def archive(
         reason=f"archived {len(videos)} file(s)",
         result={**result, "videos": videos},
         failures=0,
+        waiting_reason=None,
         stage_lease_until=None,
         media_expires_at=expires if stored else None,
         media_bytes=stored,
@@ -193,15 +194,35 @@ def _retry_or_fail(
         return
     delay = policy.backoff(settings, min(failures, 10), None)
     now = utcnow()
-    transition(
+    waited = transition(
         session,
         job.id,
         JobStatus.ARCHIVING,
         JobStatus.ARCHIVING,
         now=now,
-        reason=f"{code}: {message} — retrying in {delay:.1f} s",
         failures=failures,
+        waiting_reason=code[:64],  # GET /jobs/{id} says why the video is not there yet
         stage_lease_until=None,
         next_check_at=now + timedelta(seconds=delay),
     )
+    if waited and failures & (failures - 1) == 0:
+        # The 1st, 2nd, 4th, 8th … retry in the history: an outage of hours stays visible
+        # without a row per attempt.
+        record_event(
+            session,
+            job.id,
+            "retry",
+            now=now,
+            reason=f"{code}: {message} — retrying in {delay:.1f} s",
+            detail={"code": code, "failures": failures},
+        )
     session.commit()
+    log.warning(
+        "job %s: archiving failed (%s: %s); retrying in %.1f s (failure %d)",
+        job.id,
+        code,
+        message,
+        delay,
+        failures,
+        extra=context(job),
+    )

@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import ADMIN_TOKEN, Stack
 
 
 def unique(prompt: str) -> str:
@@ -159,10 +159,17 @@ def test_storage_down_holds_jobs_in_archiving_until_it_returns(stack: Stack) -> 
         job = created
         while time.monotonic() < deadline:
             job = stack.api.get(f"/jobs/{created['id']}").json()
-            if job["status"] == "archiving":
+            if job["status"] == "archiving" and job["waiting_reason"]:
                 break
             time.sleep(0.2)
         assert job["status"] == "archiving", job  # waiting, not failed
+        assert job["waiting_reason"] == "storage_unavailable", job  # and saying why
+        history = stack.api.get(
+            f"/admin/jobs/{created['id']}", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+        ).json()["events"]
+        retries = [e for e in history if e["kind"] == "retry"]
+        assert retries, history
+        assert retries[0]["reason"].startswith("storage_unavailable: "), history
         ready = stack.api.get("/readyz")
         assert ready.status_code == 503
         assert "storage unreachable" in ready.json()["error"]["message"]
@@ -171,6 +178,7 @@ def test_storage_down_holds_jobs_in_archiving_until_it_returns(stack: Stack) -> 
         s3.create_bucket(bucket)
     done = stack.wait(created["id"], timeout=60)
     assert done["status"] == "succeeded", done
+    assert done["waiting_reason"] is None
     assert fetch(stack, done["result"]["videos"][0]["url"]).status_code == 200
 
 
