@@ -446,7 +446,7 @@ export interface components {
             queue_position?: number | null;
             /**
              * Waiting Reason
-             * @description While queued: why admission holds it back, e.g. kie_insufficient_credits (a fact about the account: every job waits, none fails for it before its timeout).
+             * @description While queued: why admission holds it back, e.g. kie_insufficient_credits (a fact about the account: every job waits, none fails for it before its timeout). While archiving: why the copy is being retried, e.g. storage_unavailable (soraq's own storage is down; the video is kept at Kie and archived when it is back).
              */
             waiting_reason?: string | null;
             /**
@@ -780,7 +780,7 @@ export interface components {
             queue_position?: number | null;
             /**
              * Waiting Reason
-             * @description While queued: why admission holds it back, e.g. kie_insufficient_credits (a fact about the account: every job waits, none fails for it before its timeout).
+             * @description While queued: why admission holds it back, e.g. kie_insufficient_credits (a fact about the account: every job waits, none fails for it before its timeout). While archiving: why the copy is being retried, e.g. storage_unavailable (soraq's own storage is down; the video is kept at Kie and archived when it is back).
              */
             waiting_reason?: string | null;
             /**
