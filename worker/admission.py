@@ -15,7 +15,7 @@ messages, not as ETA tasks — and the dispatcher admits them as capacity frees:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Float, Select, cast, func, select, update
@@ -32,6 +32,14 @@ from worker import account, credits
 from worker.limiter import Token, check_window, create_window
 
 STATE = "kie"
+# The dispatcher's timed wake-up comes this long before the token it is for frees, and admits
+# every token freeing within COALESCE_SECONDS after that one: each admitted job's message
+# carries a countdown to its own token's instant. The round's own work and the hop to a worker
+# happen before the token frees, not after, and tokens that free milliseconds apart go in one
+# round instead of one wake-up each.
+LEAD_SECONDS = 0.1
+COALESCE_SECONDS = 0.15
+HORIZON_SECONDS = LEAD_SECONDS + COALESCE_SECONDS
 _IN_FLIGHT = sorted({JobStatus.UPLOADING, JobStatus.SUBMITTING} | AT_KIE)
 
 
@@ -42,6 +50,8 @@ class Budget:
     state: SchedulerState
     read_balance: bool = False  # this dispatcher claimed the next balance read
     wake_in: float | None = None  # run the dispatcher again in this many seconds
+    # Seconds until each admitted job's createTask token frees (0: free now), in order.
+    starts_in: list[float] = field(default_factory=list)
 
 
 def lock_state(session: Session, now: datetime) -> SchedulerState:
@@ -98,9 +108,13 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
     if state.account_reason is not None:
         account.expire_waiting(session, state, now, settings)
     window_bound = False
+    frees: list[float] = []  # seconds until each create token not yet spoken for frees
     if not paused:
         pending = _pending_admissions(session, now)
-        window_room = create_window(settings).room(state, now) - pending
+        # Admitted jobs not yet at their call have the soonest tokens; the rest are ours.
+        frees = create_window(settings).upcoming(state, now, pending + settings.sweep_batch)
+        frees = frees[pending:]
+        window_room = sum(1 for wait in frees if wait <= HORIZON_SECONDS)
         room = min(
             window_room,
             settings.kie_max_in_flight - in_flight(session) - pending,
@@ -129,8 +143,16 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
                 .execution_options(synchronize_session=False)
             )
     read_balance = credits.claim_balance_read(state, now, settings)
-    wake_in = _wake_up(session, state, settings, now, paused, window_bound, len(admitted))
-    return Budget(admitted, check_window(settings).room(state, now), state, read_balance, wake_in)
+    following = frees[len(admitted)] if len(frees) > len(admitted) else None
+    wake_in = _wake_up(session, state, settings, now, paused, window_bound, admitted, following)
+    return Budget(
+        admitted,
+        check_window(settings).room(state, now),
+        state,
+        read_balance,
+        wake_in,
+        starts_in=frees[: len(admitted)],
+    )
 
 
 def _wake_up(
@@ -140,11 +162,14 @@ def _wake_up(
     now: datetime,
     paused: bool,
     window_bound: bool,
-    admitted: int,
+    admitted: list[str],
+    following: float | None,
 ) -> float | None:
     """When queued work waits only for Kie's create window (or a 429 pause) to free, one timed
-    wake-up of the dispatcher at that instant, instead of waiting for the next sweep tick. At
-    most one is outstanding: a later round asks again only for an earlier instant."""
+    wake-up of the dispatcher shortly before that instant (LEAD_SECONDS), instead of waiting
+    for the next sweep tick. `following`: seconds until the first token no job has been
+    admitted for frees. At most one wake-up is outstanding: a later round asks again only for
+    an earlier instant."""
     if state.account_reason is not None or not (paused or window_bound):
         return None
     waiting = session.scalar(
@@ -161,8 +186,10 @@ def _wake_up(
         return None
     if paused and state.paused_until is not None:
         delay = (state.paused_until - now).total_seconds()
+    elif following is not None:
+        delay = following - LEAD_SECONDS
     else:
-        delay = create_window(settings).next_free(state, now)
+        return None  # every token is spoken for: the answers' restamps decide, the sweep sees
     if delay <= 0 or delay > settings.create_rate.window + 1:
         return None  # room now (the next round sees it) or far off (the sweep will do)
     target = now + timedelta(seconds=delay)

@@ -37,6 +37,10 @@ class Window(Protocol):
     def take(self, state: SchedulerState, now: datetime, amount: int = 1) -> float | None:
         """Take `amount` tokens: None, or the seconds until that many are free (none taken)."""
 
+    def upcoming(self, state: SchedulerState, now: datetime, n: int) -> list[float]:
+        """Seconds until each of the next `n` tokens is free, soonest first (0 for each one
+        free now); takes nothing. Fewer than `n` when the window holds fewer tokens."""
+
     def next_free(self, state: SchedulerState, now: datetime) -> float:
         """Seconds until one token is free (0 when one is free now); takes nothing."""
 
@@ -66,12 +70,19 @@ class DatabaseWindow:
     def room(self, state: SchedulerState, now: datetime) -> int:
         return max(0, self.rate.count - len(self._recent(state, now)))
 
-    def next_free(self, state: SchedulerState, now: datetime) -> float:
+    def upcoming(self, state: SchedulerState, now: datetime, n: int) -> list[float]:
         recent = self._recent(state, now)
-        over = len(recent) + 1 - self.rate.count
-        if over <= 0:
-            return 0.0
-        return max(0.0, recent[over - 1] + self.window - now.timestamp())
+        free = [0.0] * max(0, self.rate.count - len(recent))
+        # The oldest tokens free first; with more tokens than the limit (a lowered limit),
+        # the first ones to count are those that bring the window back under it.
+        over = max(0, len(recent) - self.rate.count)
+        ts = now.timestamp()
+        later = [max(0.0, t + self.window - ts) for t in recent[over:]]
+        return (free + later)[:n]
+
+    def next_free(self, state: SchedulerState, now: datetime) -> float:
+        soonest = self.upcoming(state, now, 1)
+        return soonest[0] if soonest else float(self.window)
 
     def take_one(self, state: SchedulerState, now: datetime) -> tuple[float | None, Token]:
         wait = self.take(state, now)
@@ -145,6 +156,30 @@ return {0, math.max(0, count - used), tonumber(blocking[2]) + window - now}
 """
 
 
+# Milliseconds until each of the next tokens frees, soonest first (0 for each one free now).
+# ARGV: count, window_ms, n.
+_UPCOMING_SCRIPT = """
+local count, window, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local used = redis.call('ZCARD', KEYS[1])
+local out = {}
+for i = 1, math.min(n, count - used) do
+    out[#out + 1] = 0
+end
+local over = math.max(0, used - count)
+local wanted = n - #out
+if wanted > 0 then
+    local stamps = redis.call('ZRANGE', KEYS[1], over, over + wanted - 1, 'WITHSCORES')
+    for i = 2, #stamps, 2 do
+        out[#out + 1] = math.max(0, tonumber(stamps[i]) + window - now)
+    end
+end
+return out
+"""
+
+
 class RedisWindow:
     """The window in Redis, kept by one atomic script."""
 
@@ -156,6 +191,7 @@ class RedisWindow:
         client = redis.Redis.from_url(broker_url)
         self.script = client.register_script(_WINDOW_SCRIPT)
         self.restamp_script = client.register_script(_RESTAMP_SCRIPT)
+        self.upcoming_script = client.register_script(_UPCOMING_SCRIPT)
 
     def _call(self, amount: int) -> list[object]:
         return list(self.script(keys=[self.key], args=[self.rate.count, self.window_ms, amount]))
@@ -180,6 +216,12 @@ class RedisWindow:
 
     def next_free(self, state: SchedulerState, now: datetime) -> float:
         return self._run(0)[2]
+
+    def upcoming(self, state: SchedulerState, now: datetime, n: int) -> list[float]:
+        if n <= 0:
+            return []
+        waits = self.upcoming_script(keys=[self.key], args=[self.rate.count, self.window_ms, n])
+        return [int(str(ms)) / 1000 for ms in waits]
 
     def take(self, state: SchedulerState, now: datetime, amount: int = 1) -> float | None:
         granted, _, wait = self._run(amount)

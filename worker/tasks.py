@@ -101,10 +101,14 @@ def dispatch() -> int:
         # The create window frees a token then: admit at that instant, not at the next tick.
         dispatch.apply_async(countdown=budget.wake_in, expires=budget.wake_in + 30)
     jobs = [*budget.admitted, *checks]
+    # An admitted job whose token frees in a moment reaches its worker at that moment.
+    starts = [*budget.starts_in, *([0.0] * len(checks))]
     if jobs or deliveries:
         with celery_app.producer_or_acquire() as producer:
-            for job_id in jobs:
-                advance_job.apply_async((job_id,), producer=producer)
+            for job_id, start in zip(jobs, starts, strict=True):
+                advance_job.apply_async(
+                    (job_id,), countdown=start if start > 0 else None, producer=producer
+                )
             for delivery_id, attempt in deliveries:
                 deliver_webhook.apply_async((delivery_id, attempt), producer=producer)
     return len(jobs) + len(deliveries)

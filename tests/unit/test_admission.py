@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -14,7 +15,13 @@ from models.client import Client
 from models.job import Job, JobStatus
 from models.scheduler import SchedulerState
 from worker.account import pause_rate_limited as pause
-from worker.admission import acquire_create, admit, record_checks
+from worker.admission import (
+    HORIZON_SECONDS,
+    LEAD_SECONDS,
+    acquire_create,
+    admit,
+    record_checks,
+)
 from worker.limiter import MARGIN_SECONDS
 
 
@@ -212,3 +219,29 @@ def test_a_full_window_asks_for_one_wake_up_at_the_instant_a_token_frees(engine:
         again = admit(session, settings(), later + timedelta(seconds=1))
         session.commit()
         assert again.wake_in is None  # one wake-up outstanding: no second one
+
+
+def test_tokens_freeing_moments_apart_are_admitted_in_one_round_with_their_start_times(
+    engine: Engine,
+) -> None:
+    """A round shortly before tokens free admits every job whose token frees within the
+    horizon, each told when its token frees; the wake-up after is LEAD before the next."""
+    with Session(engine) as session:
+        queue(session, {"burst": 30})
+        now = utcnow()
+        first = admit(session, settings(), now)
+        session.commit()
+        assert first.starts_in == [0.0] * 6  # free now: go at once
+        for job_id in first.admitted[:3]:
+            _submit_all(session, [job_id])
+        time.sleep(0.5)  # the last three tokens are taken half a second later
+        _submit_all(session, first.admitted[3:])
+        session.execute(update(Job).where(Job.id.in_(first.admitted)).values(status="waiting"))
+        session.commit()
+        soon = utcnow() + timedelta(seconds=10 + MARGIN_SECONDS - 0.5 - HORIZON_SECONDS + 0.05)
+        round_ = admit(session, settings(), soon)
+        session.commit()
+        assert len(round_.admitted) == 3  # the three older tokens, not the three after them
+        assert all(0 < start <= HORIZON_SECONDS for start in round_.starts_in)
+        assert round_.wake_in is not None
+        assert 0.4 < round_.wake_in + LEAD_SECONDS < 0.8  # the younger tokens, ~0.5 s on

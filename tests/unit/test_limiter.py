@@ -113,3 +113,22 @@ def test_a_token_restamped_when_its_call_is_answered_frees_that_much_later(
         assert none is None
         window.restamp(row, "not-a-token", utcnow())  # an unknown token changes nothing
         assert window.room(row, answered) == 0
+
+
+def test_both_windows_list_when_each_coming_token_frees(redis_url: str) -> None:
+    """What the dispatcher's coalesced wake-up reads: every token freeing soon, in order."""
+    now = utcnow()
+    row = state()
+    for window in (
+        RedisWindow(redis_url, Rate(3, 10), "test:upcoming"),
+        DatabaseWindow(Rate(3, 10), "creates"),
+    ):
+        assert window.upcoming(row, now, 5) == [0, 0, 0]  # never more than the window holds
+        assert window.take(row, now, 1) is None
+        time.sleep(0.05)
+        assert window.take(row, utcnow(), 1) is None
+        first, second, third = window.upcoming(row, utcnow(), 3)
+        assert first == 0
+        assert 9.8 < second < third <= 10  # the older token frees first
+        assert window.upcoming(row, utcnow(), 1) == [0]
+        assert window.room(row, utcnow()) == 1  # asking took nothing
