@@ -146,32 +146,44 @@ async def _insert_within_limits(
     rate = parse_rate(client.create_rate or settings.client_create_rate)
     since = now - timedelta(seconds=rate.window)
     estimate = job.credits_estimated or 0.0
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    # Core statements on the session's connection, not the ORM's unit of work or its execute:
+    # this is the hottest path in the API.
+    connection = await session.connection()
+    if dialect == "postgresql":
         # Count and insert one request at a time per client: under READ COMMITTED two
         # concurrent inserts would each count without the other and both pass the limit.
-        await session.execute(CLIENT_LOCK, {"client_id": client.id})
-    # Core statements, not the ORM's unit of work: this is the hottest path in the API.
-    inserted = await session.scalar(
+        await connection.execute(CLIENT_LOCK, {"client_id": client.id})
+    # On PostgreSQL the job's first history row comes with the same statement (a round trip
+    # less).
+    reason = f"created by client {client.name}"
+    folded = dialect == "postgresql"
+    inserted = await connection.scalar(
         *insert_job_within_limit(
-            job, client.max_active_jobs, rate.count, since, budget_check(client, now)
+            job,
+            client.max_active_jobs,
+            rate.count,
+            since,
+            budget_check(client, now),
+            created_reason=reason if folded else None,
         )
     )
     if inserted is None:
         await _refuse_over_limit(session, client, rate, since, now, estimate)
     if estimate and (client.daily_credits is not None or client.monthly_credits is not None):
         # The reservation goes into the client's spend counter in this same transaction.
-        dialect = session.get_bind().dialect.name
-        await session.execute(add_spend(dialect, client.id, day_of(now), estimate))
-    await session.execute(
-        _NEW_EVENT,
-        {
-            "job_id": job.id,
-            "at": now,
-            "kind": "transition",
-            "to_status": JobStatus.QUEUED,
-            "reason": f"created by client {client.name}",
-        },
-    )
+        await connection.execute(add_spend(dialect, client.id, day_of(now), estimate))
+    if not folded:
+        await connection.execute(
+            _NEW_EVENT,
+            {
+                "job_id": job.id,
+                "at": now,
+                "kind": "transition",
+                "to_status": JobStatus.QUEUED,
+                "reason": reason,
+            },
+        )
 
 
 def keep_uploads(session: AsyncSession, job: Job, to_upload: list[tuple[int, ImageSource]]) -> None:

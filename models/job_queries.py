@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 
+from models.event import JobEvent
 from models.job import Job
 from models.lifecycle import AT_KIE
 from models.spend import day_spend, month_spend
@@ -124,14 +125,22 @@ class BudgetCheck:
 
 
 def insert_job_within_limit(
-    job: Job, up_to: int, rate_count: int, rate_since: datetime, budget: BudgetCheck
+    job: Job,
+    up_to: int,
+    rate_count: int,
+    rate_since: datetime,
+    budget: BudgetCheck,
+    created_reason: str | None = None,
 ) -> tuple[Insert, dict[str, Any]]:
     """Insert a new job unless its client already has `up_to` unfinished ones, has created
     `rate_count` since `rate_since`, or would go over a budget with this job's reservation:
     the bounded counts, the sums and the insert in one statement, one round trip. It returns
     the new job's id; no row: over a limit. (RETURNING, not rowcount: the async psycopg
     adapter reports -1.) Returns the statement (built once per budget shape: building SQL
-    costs more than running it here) and its parameters."""
+    costs more than running it here) and its parameters.
+
+    With `created_reason` (PostgreSQL only: a data-modifying WITH) the job's first history
+    row is inserted by the same statement, and it returns the job's id from that row."""
     params = {f"new_{column.key}": getattr(job, key) for column, key in job_columns()}
     params.update(
         limit_client_id=job.client_id,
@@ -143,10 +152,16 @@ def insert_job_within_limit(
         params.update(daily_cap=budget.daily, today=budget.today)
     if budget.monthly is not None:
         params.update(monthly_cap=budget.monthly, month_first_day=budget.month_first_day)
-    return _insert_within_limit(budget.daily is not None, budget.monthly is not None), params
+    if created_reason is not None:
+        params.update(event_reason=created_reason)
+    statement = _insert_within_limit(
+        budget.daily is not None, budget.monthly is not None, created_reason is not None
+    )
+    return statement, params
 
 
 _JOBS = cast(Table, Job.__table__)
+_EVENTS = cast(Table, JobEvent.__table__)
 
 
 @lru_cache(maxsize=1)
@@ -156,8 +171,8 @@ def job_columns() -> list[tuple[Column[Any], str]]:
     return [(column, mapper.get_property_by_column(column).key) for column in _JOBS.columns]
 
 
-@lru_cache(maxsize=4)
-def _insert_within_limit(daily: bool, monthly: bool) -> Insert:
+@lru_cache(maxsize=8)
+def _insert_within_limit(daily: bool, monthly: bool, with_event: bool = False) -> Insert:
     limit = bindparam("limit_up_to", type_=Integer)
     count = active_job_count(bindparam("limit_client_id", type_=String), limit).scalar_subquery()
     # Every column is given: column defaults do not apply to INSERT … SELECT.
@@ -181,7 +196,22 @@ def _insert_within_limit(daily: bool, monthly: bool) -> Insert:
         used = month_spend(client, bindparam("month_first_day", type_=String))
         cap = bindparam("monthly_cap", type_=Job.credits_reserved.type)
         within_limit = within_limit.where(used.scalar_subquery() + reserve <= cap)
-    return insert(_JOBS).from_select(columns, within_limit).returning(_JOBS.c.id)
+    new_job = insert(_JOBS).from_select(columns, within_limit)
+    if not with_event:
+        return new_job.returning(_JOBS.c.id)
+    inserted = new_job.returning(_JOBS.c.id, _JOBS.c.created_at, _JOBS.c.status).cte("new_job")
+    event = select(
+        inserted.c.id,
+        inserted.c.created_at,
+        literal("transition"),
+        inserted.c.status,
+        bindparam("event_reason", type_=String),
+    )
+    return (
+        insert(_EVENTS)
+        .from_select(["job_id", "at", "kind", "to_status", "reason"], event)
+        .returning(_EVENTS.c.job_id)
+    )
 
 
 def _claim(
