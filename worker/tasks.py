@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from celery import signals
 from sqlalchemy import delete, event
 from sqlalchemy.orm import Session
 
@@ -24,6 +25,7 @@ from worker import credits, webhooks
 from worker.admission import acquire_check, admit, record_checks
 from worker.media_sweep import clear_abandoned_downloads, expire_media
 from worker.pipeline import UpstreamClients, advance
+from worker.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,22 @@ def _clients(
         ),
         test_mode=test_mode,
     )
+
+
+@signals.worker_init.connect
+def _warm_up_worker(**_: object) -> None:
+    """Threads and solo pools run tasks in this process: ready it before the first message.
+    (A prefork parent must not: its connections would be shared by the forked children.)"""
+    settings = get_settings()
+    if settings.worker_pool != "prefork":
+        upstream_clients()
+        warm_up(settings, settings.worker_concurrency)
+
+
+@signals.worker_process_init.connect
+def _warm_up_child(**_: object) -> None:
+    upstream_clients()
+    warm_up(get_settings(), 1)
 
 
 @event.listens_for(get_session_factory(), "after_commit")
