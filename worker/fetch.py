@@ -13,7 +13,7 @@ import httpx
 
 from core.config import Settings
 from core.netguard import UnsafeURL, resolve
-from upstreams.http import USER_AGENT
+from upstreams.http import USER_AGENT, tls_context
 
 MAX_REDIRECTS = 5
 CHUNK = 256 * 1024
@@ -35,6 +35,7 @@ def fetch(url: str, dest: Path, settings: Settings) -> Fetched:
     deadline = time.monotonic() + settings.archive_timeout
     with httpx.Client(
         timeout=httpx.Timeout(30.0, connect=10.0),
+        verify=tls_context(),
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT},
         trust_env=False,

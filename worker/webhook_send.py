@@ -10,15 +10,13 @@ and headers are needed: the body is never read (closing the response drops the c
 from __future__ import annotations
 
 import asyncio
-import ssl
 from dataclasses import dataclass
-from functools import cache
 
 import httpx
 
 from core.netguard import CheckedURL
 from upstreams.errors import parse_retry_after
-from upstreams.http import USER_AGENT
+from upstreams.http import USER_AGENT, tls_context
 
 
 @dataclass(frozen=True)
@@ -26,12 +24,6 @@ class Answer:
     status: int | None
     retry_after: float | None = None
     error: str | None = None
-
-
-@cache
-def _ssl_context() -> ssl.SSLContext:
-    # Building a context loads the CA bundle (~10 ms): once per process, not per delivery.
-    return httpx.create_ssl_context()
 
 
 def post_event(
@@ -89,7 +81,7 @@ async def _post(
         async with asyncio.timeout(deadline):
             async with (
                 httpx.AsyncClient(
-                    verify=_ssl_context(),
+                    verify=tls_context(),
                     timeout=deadline,
                     follow_redirects=False,  # a receiver must not bounce a signed event
                     transport=transport,
