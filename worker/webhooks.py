@@ -67,25 +67,40 @@ def deliver(
     if delivery is None or delivery.state != DeliveryState.PENDING or delivery.attempts != attempt:
         return None  # already sent, or a stale duplicate of an earlier attempt's message
     host = (urlsplit(delivery.url).hostname or "").lower()
-    now = utcnow()
-    # The slot is held past the deadline by a margin: a killed worker frees it by time alone.
-    slot = take_host_slot(
-        session,
-        host,
-        delivery.id,
-        now=now,
-        until=now + timedelta(seconds=settings.webhook_timeout + 30),
-        capacity=settings.webhook_max_in_flight_per_host,
-    )
+    slot = _take_slot(session, host, delivery.id, settings)
     if slot is None:
         _wait_for_a_slot(session, delivery.id, attempt, host)
-        return None
+        # A slot freed after the look above but before the wait was on record was handed to
+        # no one: look once more. Taken: withdraw the wait (a compare-and-set: if a hand-over
+        # got there first, its message makes this attempt, and this slot goes back).
+        slot = _take_slot(session, host, delivery.id, settings)
+        if slot is None:
+            return None
+        lease = utcnow() + timedelta(seconds=settings.claim_lease)
+        withdrawn = session.execute(hand_over(delivery.id, attempt, host, lease)).rowcount  # type: ignore[attr-defined]
+        session.commit()
+        if not withdrawn:
+            release_host_slot(session, host, slot, delivery.id)
+            return _hand_over_slot(session, host, settings)
     try:
         _attempt(session, delivery, attempt, settings, transport)
     finally:
         session.rollback()
         release_host_slot(session, host, slot, delivery.id)
     return _hand_over_slot(session, host, settings)
+
+
+def _take_slot(session: Session, host: str, holder: str, settings: Settings) -> int | None:
+    # The slot is held past the deadline by a margin: a killed worker frees it by time alone.
+    now = utcnow()
+    return take_host_slot(
+        session,
+        host,
+        holder,
+        now=now,
+        until=now + timedelta(seconds=settings.webhook_timeout + 30),
+        capacity=settings.webhook_max_in_flight_per_host,
+    )
 
 
 def _hand_over_slot(session: Session, host: str, settings: Settings) -> tuple[str, int] | None:
