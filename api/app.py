@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware.sessions import SessionMiddleware
 
 from api import errors
@@ -20,6 +24,8 @@ from core.config import get_settings
 from core.logs import setup_logging
 from models.db import async_session_factory, make_async_engine
 
+log = logging.getLogger(__name__)
+
 
 def _send_nudge() -> None:
     from broker.app import celery_app  # the Celery app only, not the tasks
@@ -34,6 +40,17 @@ def _send_check(job_id: str) -> None:
     celery_app.send_task("soraq.check_now", (job_id,), retry=False, expires=60)
 
 
+async def _open_connections(engine: AsyncEngine, at_most: int = 5) -> None:
+    async def one() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    try:
+        await asyncio.gather(*(one() for _ in range(min(at_most, engine.pool.size()))))  # type: ignore[attr-defined]
+    except Exception as exc:  # the database is down: requests will say so, one by one
+        log.warning("could not open database connections at start: %s", exc)
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     setup_logging(settings.log_level, settings.resolved_log_format)
@@ -46,6 +63,11 @@ def create_app() -> FastAPI:
         app.state.nudger = Nudger(_send_nudge, send_check=_send_check)
         app.state.keys = KeyCache(settings.auth_cache_seconds, file_epoch(settings))
         stop_listening = listen(settings, app.state.keys.clear)
+        # Ready for the first burst: the dispatcher looks at the queue at once (which also
+        # opens the broker connection the first callback's direct check will use), and a few
+        # database connections are opened before any request waits on one.
+        app.state.nudger.nudge()
+        await _open_connections(engine)
         yield
         if stop_listening is not None:
             stop_listening.set()
