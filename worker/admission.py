@@ -73,14 +73,30 @@ def in_flight(session: Session) -> int:
 
 
 def fair_order(now: datetime, limit: int) -> Select:
-    """Due queued jobs, interleaved across clients: a client's k-th job ranks k / weight."""
+    """Due queued jobs, interleaved across clients: a client's k-th job ranks
+    (k + the jobs it already has in flight) / weight.
+
+    Counting what each client already holds gives the order a memory across rounds: a round
+    often has room for one or two jobs (a token or two freeing), and ranking by queue position
+    alone would hand every such round to whichever client's oldest job is oldest."""
     position = func.row_number().over(
         partition_by=Job.client_id, order_by=(Job.priority, Job.created_at, Job.id)
     )
+    held = (
+        select(Job.client_id, func.count().label("held"))
+        # (At most KIE_MAX_IN_FLIGHT rows, through the status index. Jobs admitted but not yet
+        # at their call are left out: counting them would read the whole queue, and they are
+        # there for a fraction of a second.)
+        .where(Job.status.in_(_IN_FLIGHT))
+        .group_by(Job.client_id)
+        .subquery()
+    )
     weight = func.coalesce(Client.weight, 1)
+    rank = cast(position + func.coalesce(held.c.held, 0), Float) / cast(weight, Float)
     queue = (
-        select(Job.id, Job.created_at, (cast(position, Float) / cast(weight, Float)).label("turn"))
+        select(Job.id, Job.created_at, rank.label("turn"))
         .outerjoin(Client, Client.id == Job.client_id)
+        .outerjoin(held, held.c.client_id == Job.client_id)
         .where(
             Job.status == JobStatus.QUEUED, Job.next_check_at.is_not(None), Job.next_check_at <= now
         )

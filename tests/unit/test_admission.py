@@ -245,3 +245,17 @@ def test_tokens_freeing_moments_apart_are_admitted_in_one_round_with_their_start
         assert all(0 < start <= HORIZON_SECONDS for start in round_.starts_in)
         assert round_.wake_in is not None
         assert 0.4 < round_.wake_in + LEAD_SECONDS < 0.8  # the younger tokens, ~0.5 s on
+
+
+def test_a_client_with_jobs_already_at_kie_waits_its_turn_across_rounds(engine: Engine) -> None:
+    """Rounds with room for one or two jobs remember who already holds Kie's capacity: a
+    client with three jobs at Kie comes after one with none, whatever their jobs' ages."""
+    with Session(engine) as session:
+        queue(session, {"busy": 6, "idle": 3})  # busy's jobs are the older ones
+        held = session.scalars(select(Job).where(Job.client_id == "cl_busy").limit(3)).all()
+        for job in held:
+            job.status = JobStatus.GENERATING
+        session.commit()
+        budget = admit(session, settings(), utcnow())
+        session.commit()
+        assert owners(session, budget.admitted[:3]) == Counter({"idle": 3})
