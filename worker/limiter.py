@@ -121,12 +121,20 @@ return 0
 # machines whose clocks disagree still share one window. ARGV: count, window_ms, amount
 # (0 only asks: then wait_ms is the time until one token frees). Returns {granted, room,
 # wait_ms}.
-_WINDOW_SCRIPT = """
-local count, window, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+# Both window scripts start here: ARGV[1] the count, ARGV[2] the window (ms), ARGV[3] their
+# own argument; `now` from Redis' clock, tokens past the window dropped, `used` counted.
+_TRIMMED = """
+local count, window, arg = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local used = redis.call('ZCARD', KEYS[1])
+"""
+
+_WINDOW_SCRIPT = (
+    _TRIMMED
+    + """
+local amount = arg
 if amount == 0 then
     local full = used + 1 - count
     if full <= 0 then
@@ -154,16 +162,15 @@ end
 local blocking = redis.call('ZRANGE', KEYS[1], over - 1, over - 1, 'WITHSCORES')
 return {0, math.max(0, count - used), tonumber(blocking[2]) + window - now}
 """
+)
 
 
 # Milliseconds until each of the next tokens frees, soonest first (0 for each one free now).
 # ARGV: count, window_ms, n.
-_UPCOMING_SCRIPT = """
-local count, window, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local used = redis.call('ZCARD', KEYS[1])
+_UPCOMING_SCRIPT = (
+    _TRIMMED
+    + """
+local n = arg
 local out = {}
 for i = 1, math.min(n, count - used) do
     out[#out + 1] = 0
@@ -178,6 +185,7 @@ if wanted > 0 then
 end
 return out
 """
+)
 
 
 class RedisWindow:

@@ -3,6 +3,7 @@ waiting list is never left unused (the delivery looks once more), and never used
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -56,6 +57,23 @@ def hold_the_only_slot(session: Session) -> int:
     return slot
 
 
+def freed_while_waiting(
+    session: Session, monkeypatch: pytest.MonkeyPatch, then: Callable[[], object] = lambda: None
+) -> Callable[..., None]:
+    """Another holder has the only slot, and frees it right after the delivery records its
+    wait (then `then` runs). Returns the real `_wait_for_a_slot`."""
+    slot = hold_the_only_slot(session)
+    recorded = webhooks._wait_for_a_slot
+
+    def wait_then_release(*args: object) -> None:
+        recorded(*args)  # type: ignore[arg-type]
+        release_host_slot(session, HOST, slot, "other")
+        then()
+
+    monkeypatch.setattr(webhooks, "_wait_for_a_slot", wait_then_release)
+    return recorded
+
+
 @pytest.fixture
 def answered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Deliveries answer 200 without a network (the address check resolves nothing)."""
@@ -75,14 +93,7 @@ def test_a_slot_freed_while_the_wait_is_recorded_is_taken_at_once(
 ) -> None:
     with Session(engine) as session:
         delivery_id = setup(session)
-        slot = hold_the_only_slot(session)
-        recorded = webhooks._wait_for_a_slot
-
-        def wait_then_release(*args: object) -> None:
-            recorded(*args)  # type: ignore[arg-type]
-            release_host_slot(session, HOST, slot, "other")  # frees right after, unseen
-
-        monkeypatch.setattr(webhooks, "_wait_for_a_slot", wait_then_release)
+        freed_while_waiting(session, monkeypatch)
         assert webhooks.deliver(session, delivery_id, 0, settings()) is None
         delivery = session.get(WebhookDelivery, delivery_id, populate_existing=True)
         assert delivery is not None
@@ -96,16 +107,13 @@ def test_a_delivery_handed_over_meanwhile_leaves_the_attempt_to_that_message(
 ) -> None:
     with Session(engine) as session:
         delivery_id = setup(session)
-        slot = hold_the_only_slot(session)
-        recorded = webhooks._wait_for_a_slot
         handed: list[tuple[str, int] | None] = []
-
-        def wait_then_hand_over(*args: object) -> None:
-            recorded(*args)  # type: ignore[arg-type]
-            release_host_slot(session, HOST, slot, "other")
-            handed.append(webhooks._hand_over_slot(session, HOST, settings()))
-
-        monkeypatch.setattr(webhooks, "_wait_for_a_slot", wait_then_hand_over)
+        recorded = freed_while_waiting(
+            session,
+            monkeypatch,
+            # The releasing worker hands its slot over before this delivery looks again.
+            then=lambda: handed.append(webhooks._hand_over_slot(session, HOST, settings())),
+        )
         webhooks.deliver(session, delivery_id, 0, settings())
         assert handed == [(delivery_id, 0)]  # the releasing worker's message will send it
         assert answered == []  # so this one did not
