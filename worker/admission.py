@@ -257,10 +257,8 @@ def acquire_check(session: Session, settings: Settings, job_id: str) -> bool:
     theirs as they are claimed). No token free: the job goes back to the sweep, due when one
     frees. Commits."""
     window = check_window(settings)
-    if window.needs_lock:
-        state = lock_state(session, utcnow())
-    else:
-        state = session.get(SchedulerState, STATE, populate_existing=True) or SchedulerState()
+    # The Redis window keeps its own log: the scheduler row is neither read nor locked for it.
+    state = lock_state(session, utcnow()) if window.needs_lock else SchedulerState()
     now = utcnow()
     wait = window.take(state, now)
     if wait is not None:
