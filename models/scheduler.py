@@ -43,3 +43,5 @@ class SchedulerState(Base):
     low_credits_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     low_credits_alert: Mapped[str | None] = mapped_column(String(16), default=None)
     low_credits_alert_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # An attempt at the alert holds it until then: no second reader sends it meanwhile.
+    low_credits_alert_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -209,14 +209,23 @@ def _send_alert(
     """One attempt at the episode's alert; the attempt is claimed first (compare-and-set on
     the count), so two readers never send it twice."""
     attempts = state.low_credits_alert_attempts
+    # The attempt holds the alert for its whole exchange: a reader that comes while it is on
+    # its way (two dispatchers can each claim a read) finds it held and sends nothing.
     claimed = session.execute(
         update(SchedulerState)
         .where(
             SchedulerState.name == STATE,
             SchedulerState.low_credits_alert == "pending",
             SchedulerState.low_credits_alert_attempts == attempts,
+            or_(
+                SchedulerState.low_credits_alert_until.is_(None),
+                SchedulerState.low_credits_alert_until <= now,
+            ),
         )
-        .values(low_credits_alert_attempts=attempts + 1)
+        .values(
+            low_credits_alert_attempts=attempts + 1,
+            low_credits_alert_until=now + timedelta(seconds=settings.webhook_timeout + 30),
+        )
     ).rowcount  # type: ignore[attr-defined]
     session.commit()
     if not claimed or not settings.operator_webhook_url:
@@ -252,10 +261,11 @@ def _send_alert(
                 "the low-credits alert to OPERATOR_WEBHOOK_URL failed: %s",
                 answer.error or f"HTTP {answer.status}",
             )
-    if outcome == "sent" or attempts + 1 >= ALERT_ATTEMPTS or checked is None:
-        session.execute(
-            update(SchedulerState)
-            .where(SchedulerState.name == STATE, SchedulerState.low_credits_alert == "pending")
-            .values(low_credits_alert=outcome)
-        )
-        session.commit()
+    final = outcome == "sent" or attempts + 1 >= ALERT_ATTEMPTS or checked is None
+    # The attempt is over: its hold goes (a failed one may be retried by the next reader).
+    session.execute(
+        update(SchedulerState)
+        .where(SchedulerState.name == STATE, SchedulerState.low_credits_alert == "pending")
+        .values(low_credits_alert_until=None, **({"low_credits_alert": outcome} if final else {}))
+    )
+    session.commit()
