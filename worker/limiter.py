@@ -41,9 +41,6 @@ class Window(Protocol):
         """Seconds until each of the next `n` tokens is free, soonest first (0 for each one
         free now); takes nothing. Fewer than `n` when the window holds fewer tokens."""
 
-    def next_free(self, state: SchedulerState, now: datetime) -> float:
-        """Seconds until one token is free (0 when one is free now); takes nothing."""
-
     def take_one(self, state: SchedulerState, now: datetime) -> tuple[float | None, Token]:
         """Take one token: (None, the token) or (seconds until one frees, None)."""
 
@@ -80,10 +77,6 @@ class DatabaseWindow:
         later = [max(0.0, t + self.window - ts) for t in recent[over:]]
         return (free + later)[:n]
 
-    def next_free(self, state: SchedulerState, now: datetime) -> float:
-        soonest = self.upcoming(state, now, 1)
-        return soonest[0] if soonest else float(self.window)
-
     def take_one(self, state: SchedulerState, now: datetime) -> tuple[float | None, Token]:
         wait = self.take(state, now)
         return (wait, None) if wait is not None else (None, now.timestamp())
@@ -117,10 +110,6 @@ end
 return 0
 """
 
-# A sorted set of token times (ms). Redis' own clock stamps the tokens, so workers on
-# machines whose clocks disagree still share one window. ARGV: count, window_ms, amount
-# (0 only asks: then wait_ms is the time until one token frees). Returns {granted, room,
-# wait_ms}.
 # Both window scripts start here: ARGV[1] the count, ARGV[2] the window (ms), ARGV[3] their
 # own argument; `now` from Redis' clock, tokens past the window dropped, `used` counted.
 _TRIMMED = """
@@ -131,18 +120,13 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local used = redis.call('ZCARD', KEYS[1])
 """
 
+# A sorted set of token times (ms). Redis' own clock stamps the tokens, so workers on
+# machines whose clocks disagree still share one window. ARGV[3]: the amount to take (0 only
+# asks for the room). Returns {granted, room, wait_ms, the last token taken}.
 _WINDOW_SCRIPT = (
     _TRIMMED
     + """
 local amount = arg
-if amount == 0 then
-    local full = used + 1 - count
-    if full <= 0 then
-        return {1, count - used, 0}
-    end
-    local oldest = redis.call('ZRANGE', KEYS[1], full - 1, full - 1, 'WITHSCORES')
-    return {1, 0, math.max(0, tonumber(oldest[2]) + window - now)}
-end
 local over = used + amount - count
 if over <= 0 then
     local member = ''
@@ -221,9 +205,6 @@ class RedisWindow:
 
     def room(self, state: SchedulerState, now: datetime) -> int:
         return self._run(0)[1]
-
-    def next_free(self, state: SchedulerState, now: datetime) -> float:
-        return self._run(0)[2]
 
     def upcoming(self, state: SchedulerState, now: datetime, n: int) -> list[float]:
         if n <= 0:

@@ -80,13 +80,14 @@ def test_both_windows_say_when_the_next_token_frees(redis_url: str) -> None:
         RedisWindow(redis_url, Rate(2, 10), "test:next-free"),
         DatabaseWindow(Rate(2, 10), "creates"),
     ):
-        assert window.next_free(row, now) == 0
+        assert window.upcoming(row, now, 1) == [0]
         assert window.take(row, now, 2) is None
-        free_in = window.next_free(row, now)
+        (free_in,) = window.upcoming(row, now, 1)
         assert 9.5 < free_in <= 10
         assert window.room(row, now) == 0  # asking took no token
     # (Redis stamps with its own clock; the row's window can be asked about a later moment.)
-    assert DatabaseWindow(Rate(2, 10), "creates").next_free(row, now + timedelta(seconds=11)) == 0
+    later = now + timedelta(seconds=11)
+    assert DatabaseWindow(Rate(2, 10), "creates").upcoming(row, later, 1) == [0]
 
 
 def test_a_token_restamped_when_its_call_is_answered_frees_that_much_later(
@@ -106,7 +107,7 @@ def test_a_token_restamped_when_its_call_is_answered_frees_that_much_later(
         time.sleep(0.3)  # the call's round trip
         answered = utcnow()
         window.restamp(row, token, answered)
-        free_in = window.next_free(row, answered)
+        (free_in,) = window.upcoming(row, answered, 1)
         assert 9.8 < free_in <= 10.0, free_in  # from the answer, not from the token
         refused, none = window.take_one(row, answered)
         assert refused is not None
