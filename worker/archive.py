@@ -205,9 +205,10 @@ def _retry_or_fail(
         stage_lease_until=None,
         next_check_at=now + timedelta(seconds=delay),
     )
-    if waited and failures & (failures - 1) == 0:
-        # The 1st, 2nd, 4th, 8th … retry in the history: an outage of hours stays visible
-        # without a row per attempt.
+    shown = waited and failures & (failures - 1) == 0
+    if shown:
+        # The 1st, 2nd, 4th, 8th … retry in the history and the log: an outage of hours stays
+        # visible without a row and a line per attempt.
         record_event(
             session,
             job.id,
@@ -217,6 +218,8 @@ def _retry_or_fail(
             detail={"code": code, "failures": failures},
         )
     session.commit()
+    if not shown:
+        return
     log.warning(
         "job %s: archiving failed (%s: %s); retrying in %.1f s (failure %d)",
         job.id,
