@@ -45,6 +45,7 @@ from models.job_queries import (
     release_claim,
 )
 from models.lifecycle import AT_KIE, NEW_DELIVERIES, TERMINAL, transition
+from models.one_trip import can_send_together, commit_together
 from models.scheduler import SchedulerState
 from models.spend import add_spend, day_of, sync_spend
 from models.webhook import WebhookDelivery
@@ -67,7 +68,8 @@ async def create_job(
 ) -> tuple[Job, bool]:
     """Store a new job, commit, then nudge the worker. Returns (job, replayed)."""
     now = utcnow()
-    fingerprint = request_fingerprint(request, uploads)
+    # The request's fingerprint only serves an Idempotency-Key.
+    fingerprint = request_fingerprint(request, uploads) if idempotency_key is not None else ""
     if idempotency_key is not None:
         replay = await _idempotent_replay(session, client.id, idempotency_key, fingerprint, now)
         if replay is not None:
@@ -75,7 +77,11 @@ async def create_job(
     valid = await validate_request(request, uploads, settings)
     refuse_test_mode_if_unavailable(client, settings)
     job, to_upload = build_job(valid, client, now)
-    await _insert_within_limits(session, client, job, settings, now)
+    # With nothing else to store in its transaction, the job commits with its own insert.
+    alone = not to_upload and idempotency_key is None
+    if await _insert_within_limits(session, client, job, settings, now, commit=alone):
+        nudger.nudge()
+        return job, False
     keep_uploads(session, job, to_upload)
     if idempotency_key is not None:
         await idempotency.remember(
@@ -139,10 +145,20 @@ def build_job(
 
 
 async def _insert_within_limits(
-    session: AsyncSession, client: ClientIdentity, job: Job, settings: Settings, now: datetime
-) -> None:
+    session: AsyncSession,
+    client: ClientIdentity,
+    job: Job,
+    settings: Settings,
+    now: datetime,
+    *,
+    commit: bool = False,
+) -> bool:
     """Insert the job unless its client is at its active-job limit, its creation rate or a
-    budget (one statement: the counts, the budget sums and the insert); raise why not."""
+    budget (one statement: the counts, the budget sums and the insert); raise why not.
+
+    With `commit`, and where the driver allows, the insert commits in the same round trip
+    as the client's lock (models.one_trip): True if it did, False if the transaction is
+    left open for the caller's other rows and its commit."""
     rate = parse_rate(client.create_rate or settings.client_create_rate)
     since = now - timedelta(seconds=rate.window)
     estimate = job.credits_estimated or 0.0
@@ -150,27 +166,33 @@ async def _insert_within_limits(
     # Core statements on the session's connection, not the ORM's unit of work or its execute:
     # this is the hottest path in the API.
     connection = await session.connection()
-    if dialect == "postgresql":
-        # Count and insert one request at a time per client: under READ COMMITTED two
-        # concurrent inserts would each count without the other and both pass the limit.
-        await connection.execute(CLIENT_LOCK, {"client_id": client.id})
-    # On PostgreSQL the job's first history row comes with the same statement (a round trip
-    # less).
     reason = f"created by client {client.name}"
-    folded = dialect == "postgresql"
-    inserted = await connection.scalar(
-        *insert_job_within_limit(
-            job,
-            client.max_active_jobs,
-            rate.count,
-            since,
-            budget_check(client, now),
-            created_reason=reason if folded else None,
-        )
+    folded = dialect == "postgresql"  # the first history row comes with the insert itself
+    insert = insert_job_within_limit(
+        job,
+        client.max_active_jobs,
+        rate.count,
+        since,
+        budget_check(client, now),
+        created_reason=reason if folded else None,
     )
+    spends = bool(estimate) and (
+        client.daily_credits is not None or client.monthly_credits is not None
+    )
+    # Count and insert one request at a time per client: under READ COMMITTED two
+    # concurrent inserts would each count without the other and both pass the limit.
+    lock = (CLIENT_LOCK, {"client_id": client.id})
+    committed = commit and not spends and can_send_together(connection)
+    if committed:
+        row = await commit_together(connection, [lock, insert])
+        inserted = row[0] if row is not None else None
+    else:
+        if dialect == "postgresql":
+            await connection.execute(*lock)
+        inserted = await connection.scalar(*insert)
     if inserted is None:
         await _refuse_over_limit(session, client, rate, since, now, estimate)
-    if estimate and (client.daily_credits is not None or client.monthly_credits is not None):
+    if spends:
         # The reservation goes into the client's spend counter in this same transaction.
         await connection.execute(add_spend(dialect, client.id, day_of(now), estimate))
     if not folded:
@@ -184,6 +206,7 @@ async def _insert_within_limits(
                 "reason": reason,
             },
         )
+    return committed
 
 
 def keep_uploads(session: AsyncSession, job: Job, to_upload: list[tuple[int, ImageSource]]) -> None:

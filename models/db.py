@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import get_settings
+from models.fair_pool import FairAsyncQueuePool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -84,7 +85,9 @@ def make_async_engine(url: str) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_async_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=10, poolclass=FairAsyncQueuePool
+    )
 
 
 @lru_cache

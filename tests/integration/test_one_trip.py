@@ -1,0 +1,116 @@
+"""models.one_trip on a real PostgreSQL: statements and their commit in one round trip, all
+or nothing, and the connection as SQLAlchemy expects it afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from api.service import CLIENT_LOCK
+from models.base import utcnow
+from models.db import make_async_engine
+from models.event import JobEvent
+from models.job import Job, JobStatus, new_callback_token
+from models.job_queries import BudgetCheck, insert_job_within_limit
+from models.migrate import migrate
+from models.one_trip import can_send_together, commit_together
+from tests.integration.conftest import Services
+
+_names = itertools.count()
+
+
+def _new_job(job_id: str) -> tuple[Any, dict[str, Any]]:
+    """The API's own statement: the job within its limits, with its first history row."""
+    now = utcnow()
+    job = Job(
+        id=job_id,
+        callback_token=new_callback_token(),
+        client_id=None,
+        status=JobStatus.QUEUED,
+        model="veo3.1-fast/text-to-video",
+        input={"prompt": "one trip"},
+        priority=1,
+        livemode=True,
+        credits_reserved=0.0,
+        credits_counted=0.0,
+        failures=0,
+        created_at=now,
+        updated_at=now,
+        next_check_at=now,
+    )
+    since = now - timedelta(seconds=60)
+    return insert_job_within_limit(job, 10, 10, since, BudgetCheck(), created_reason="test")
+
+
+def _note(job_id: str) -> tuple[Any, dict[str, Any]]:
+    values = dict(job_id=job_id, at=utcnow(), kind="admin", from_status=None, to_status=None)
+    return insert(JobEvent).values(**values, reason="note", detail=None), {}
+
+
+@pytest.fixture
+def database_url(services: Services | None) -> str:
+    if services is None:
+        pytest.skip("PostgreSQL is not installed on this machine")
+    url = services.postgres.create_database(f"one_trip_{next(_names)}")
+    migrate(url)
+    return url
+
+
+def test_statements_commit_together_or_not_at_all(database_url: str) -> None:
+    lock = (CLIENT_LOCK, {"client_id": "anyone"})
+
+    async def scenario() -> None:
+        engine = make_async_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                assert can_send_together(connection)
+                assert await commit_together(connection, [lock, _new_job("job_a")]) == ("job_a",)
+                assert can_send_together(connection)  # committed, and reusable as it is
+                # The second statement fails (the job exists): the first goes with it.
+                with pytest.raises(IntegrityError):
+                    await commit_together(connection, [_note("job_a"), _new_job("job_a")])
+                assert can_send_together(connection)
+                # SQLAlchemy's own transactions go on as usual on the same connection.
+                async with connection.begin():
+                    count = await connection.scalar(select(func.count()).select_from(Job))
+                assert count == 1
+            async with engine.connect() as other:
+                events = (await other.execute(select(JobEvent.job_id, JobEvent.reason))).all()
+            assert [tuple(e) for e in events] == [("job_a", "test")]
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_an_open_transaction_is_not_committed_behind_its_back(database_url: str) -> None:
+    async def scenario() -> bool:
+        engine = make_async_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(select(1))  # the transaction is open now
+                return can_send_together(connection)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(scenario()) is False
+
+
+def test_statements_that_need_python_side_defaults_are_refused(database_url: str) -> None:
+    async def scenario() -> None:
+        engine = make_async_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                bare = insert(JobEvent).values(job_id="job_a", kind="admin")  # `at` defaults
+                with pytest.raises(ValueError, match="every column"):
+                    await commit_together(connection, [(bare, {})])
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
