@@ -61,7 +61,12 @@ def create_app() -> FastAPI:
         app.state.sessionmaker = async_session_factory(engine)
         app.state.events = EventHub(app.state.sessionmaker, settings.resolved_database_url)
         app.state.nudger = Nudger(_send_nudge, send_check=_send_check)
-        app.state.keys = KeyCache(settings.auth_cache_seconds, file_epoch(settings))
+        # Key changes are announced on Redis (a listening thread), else through a file that
+        # every request stats.
+        on_redis = settings.resolved_broker_url.startswith("redis")
+        app.state.keys = KeyCache(
+            settings.auth_cache_seconds, None if on_redis else file_epoch(settings)
+        )
         stop_listening = listen(settings, app.state.keys.clear)
         # Ready for the first burst: the dispatcher looks at the queue at once (which also
         # opens the broker connection the first callback's direct check will use), and a few

@@ -51,13 +51,14 @@ async def settings() -> Settings:
 SettingsDep = Annotated[Settings, Depends(settings)]
 
 
-async def current_client(request: Request, session: SessionDep) -> ClientIdentity:
-    """The client whose `Authorization: Bearer <key>` this is. Every failure reads the same."""
+async def current_client(request: Request) -> ClientIdentity:
+    """The client whose `Authorization: Bearer <key>` this is. Every failure reads the same.
+    (No session of its own: keys are cached, and a miss reads with a short-lived one.)"""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key or len(key) > 200:
         raise Unauthorized()
-    client = await request.app.state.keys.lookup(session, key)
+    client = await request.app.state.keys.lookup(request.app.state.sessionmaker, key)
     if client is None:
         raise Unauthorized()
     assert isinstance(client, ClientIdentity)

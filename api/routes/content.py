@@ -46,7 +46,7 @@ async def _video(
     if exp is not None and sig is not None and links.valid(job_id, kind, index, exp, sig):
         job = await service.get_job(session, job_id, None)
     else:
-        client = await current_client(request, session)
+        client = await current_client(request)
         job = await service.get_job(session, job_id, client.id)
     videos = (job.result or {}).get("videos") or []
     if (
