@@ -132,7 +132,7 @@ async def _refuse_over_limits(
     its creation rate and its budgets, counted with the batch's jobs."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(CLIENT_LOCK, {"client_id": client.id})
-    active = int(await session.scalar(active_job_count(client.id, client.max_active_jobs)) or 0)
+    active = int(await session.scalar(active_job_count(client.id)) or 0)
     if active + count > client.max_active_jobs:
         raise TooManyJobs(
             f"{active} of your jobs are unfinished and this batch has {count}; the most allowed "

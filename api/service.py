@@ -231,7 +231,7 @@ async def _refuse_over_limit(
     now: datetime,
     estimate: float,
 ) -> None:
-    active = await session.scalar(active_job_count(client.id, client.max_active_jobs))
+    active = await session.scalar(active_job_count(client.id))
     if (active or 0) >= client.max_active_jobs:
         raise TooManyJobs(
             f"{active} of your jobs are unfinished, the most allowed at once is "

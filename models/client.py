@@ -45,6 +45,8 @@ class Client(Base):
     webhook_secret: Mapped[str] = mapped_column(String(100), default=new_webhook_secret)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     max_active_jobs: Mapped[int] = mapped_column(Integer, default=100)
+    # Its unfinished jobs, kept by triggers on `jobs` (migration 0014), never by this code.
+    active_jobs: Mapped[int] = mapped_column(Integer, server_default="0")
     weight: Mapped[int] = mapped_column(Integer, default=1)  # its share of Kie's capacity
     create_rate: Mapped[str | None] = mapped_column(String(20), default=None)  # e.g. "600/1m"
     # After `rotate-webhook-secret`, deliveries are signed with both secrets until this passes.

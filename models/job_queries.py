@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 
+from models.client import Client
 from models.event import JobEvent
 from models.job import Job
 from models.lifecycle import AT_KIE
@@ -83,19 +84,12 @@ def jobs_ahead(job: Job) -> Select[Any]:
     )
 
 
-def active_job_count(
-    client_id: str | ColumnElement[str], up_to: int | ColumnElement[int]
-) -> Select[Any]:
-    """A client's unfinished jobs, counted up to `up_to` (its limit): the cost stays bounded
-    however many it has. Unfinished jobs are exactly those with a next_check_at. (Values or
-    bound parameters: the insert below is built once with parameters.)"""
-    unfinished = (
-        select(Job.id)
-        .where(Job.client_id == client_id, Job.next_check_at.is_not(None))
-        .limit(up_to)
-        .subquery()
+def active_job_count(client_id: str | ColumnElement[str]) -> Select[Any]:
+    """A client's unfinished jobs (those with a next_check_at): the counter that triggers on
+    `jobs` keep (migration 0014), one row to read however many there are."""
+    return select(
+        func.coalesce(select(Client.active_jobs).where(Client.id == client_id).scalar_subquery(), 0)
     )
-    return select(func.count()).select_from(unfinished)
 
 
 def recent_job_count(
@@ -174,7 +168,7 @@ def job_columns() -> list[tuple[Column[Any], str]]:
 @lru_cache(maxsize=8)
 def _insert_within_limit(daily: bool, monthly: bool, with_event: bool = False) -> Insert:
     limit = bindparam("limit_up_to", type_=Integer)
-    count = active_job_count(bindparam("limit_client_id", type_=String), limit).scalar_subquery()
+    count = active_job_count(bindparam("limit_client_id", type_=String)).scalar_subquery()
     # Every column is given: column defaults do not apply to INSERT … SELECT.
     columns = [column for column, _ in job_columns()]
     row = select(*(bindparam(f"new_{c.key}", type_=c.type) for c in columns))
