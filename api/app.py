@@ -17,6 +17,7 @@ from api.events import EventHub
 from api.limits import BodySizeLimit
 from api.nudge import Nudger
 from api.routes import admin, batches, content, dashboard, jobs, kie, meta, usage
+from api.scoped import UnderPrefix
 from api.security_headers import DashboardHeaders
 from api.sessions import session_signing_key
 from core.auth_events import file_epoch, listen
@@ -90,7 +91,9 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit)
     app.add_middleware(DashboardHeaders)
     app.add_middleware(
-        SessionMiddleware,
+        UnderPrefix,
+        middleware=SessionMiddleware,
+        prefix="/admin",  # the dashboard's login; the API itself takes no cookies
         # No admin token: a random key nobody knows, and no session is accepted anyway.
         secret_key=session_signing_key(settings) or secrets.token_hex(32),
         session_cookie="soraq_admin",

@@ -135,7 +135,14 @@ def insert_job_within_limit(
 
     With `created_reason` (PostgreSQL only: a data-modifying WITH) the job's first history
     row is inserted by the same statement, and it returns the job's id from that row."""
-    params = {f"new_{column.key}": getattr(job, key) for column, key in job_columns()}
+    # Columns whose value is None are left out (NULL without a parameter: most of a new job's
+    # columns), unless a server default would fill them instead.
+    given = [(column, getattr(job, key)) for column, key in job_columns()]
+    params = {
+        f"new_{column.key}": value
+        for column, value in given
+        if value is not None or column.server_default is not None
+    }
     params.update(
         limit_client_id=job.client_id,
         limit_up_to=up_to,
@@ -149,7 +156,10 @@ def insert_job_within_limit(
     if created_reason is not None:
         params.update(event_reason=created_reason)
     statement = _insert_within_limit(
-        budget.daily is not None, budget.monthly is not None, created_reason is not None
+        tuple(name[4:] for name in params if name.startswith("new_")),
+        budget.daily is not None,
+        budget.monthly is not None,
+        created_reason is not None,
     )
     return statement, params
 
@@ -165,12 +175,15 @@ def job_columns() -> list[tuple[Column[Any], str]]:
     return [(column, mapper.get_property_by_column(column).key) for column in _JOBS.columns]
 
 
-@lru_cache(maxsize=8)
-def _insert_within_limit(daily: bool, monthly: bool, with_event: bool = False) -> Insert:
+@lru_cache(maxsize=64)  # one per budget shape and set of columns a new job gives
+def _insert_within_limit(
+    given: tuple[str, ...], daily: bool, monthly: bool, with_event: bool = False
+) -> Insert:
     limit = bindparam("limit_up_to", type_=Integer)
     count = active_job_count(bindparam("limit_client_id", type_=String)).scalar_subquery()
-    # Every column is given: column defaults do not apply to INSERT … SELECT.
-    columns = [column for column, _ in job_columns()]
+    # Python-side column defaults do not apply to INSERT … SELECT: the caller gives every
+    # column that is not to be NULL (or its server default).
+    columns = [_JOBS.c[name] for name in given]
     row = select(*(bindparam(f"new_{c.key}", type_=c.type) for c in columns))
     # The table, not the entity: an ORM-enabled INSERT … SELECT would go through bulk insert.
     rate_count = bindparam("rate_count", type_=Integer)
