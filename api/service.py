@@ -154,7 +154,8 @@ async def _insert_within_limits(
     commit: bool = False,
 ) -> bool:
     """Insert the job unless its client is at its active-job limit, its creation rate or a
-    budget (one statement: the counts, the budget sums and the insert); raise why not.
+    budget (one statement: its unfinished-job counter, its recent jobs, the budget sums and
+    the insert); raise why not.
 
     With `commit`, and where the driver allows, the insert commits in the same round trip
     as the client's lock (models.one_trip): True if it did, False if the transaction is
@@ -182,6 +183,7 @@ async def _insert_within_limits(
     # Count and insert one request at a time per client: under READ COMMITTED two
     # concurrent inserts would each count without the other and both pass the limit.
     lock = (CLIENT_LOCK, {"client_id": client.id})
+    # (A budgeted job's reservation is one more statement, sent the usual way.)
     committed = commit and not spends and can_send_together(connection)
     if committed:
         row = await commit_together(connection, [lock, insert])
