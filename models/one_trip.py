@@ -84,9 +84,8 @@ async def commit_together(
     SQLAlchemy would (a DBAPIError subclass; a broken connection leaves the pool)."""
     driver: psycopg.AsyncConnection[Any] = _driver(connection)
     prepared = [(_for_driver(s, connection.dialect), p) for s, p in statements]
-    sql = ";\n".join(statement.sql for statement, _ in prepared)  # for the error's message
-    await driver.set_autocommit(True)  # no BEGIN: the pipeline's implicit transaction
     try:
+        await driver.set_autocommit(True)  # no BEGIN: the pipeline's implicit transaction
         async with driver.pipeline():
             cursors = [
                 await driver.execute(statement.sql, statement.parameters(given))
@@ -97,6 +96,7 @@ async def commit_together(
         broken = driver.broken or driver.closed
         if broken:
             await connection.invalidate(exc)
+        sql = ";\n".join(statement.sql for statement, _ in prepared)
         raise DBAPIError.instance(
             sql, None, exc, psycopg.Error, connection_invalidated=broken
         ) from exc

@@ -9,8 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from api.service import CLIENT_LOCK
 from models.base import utcnow
@@ -114,3 +114,27 @@ def test_statements_that_need_python_side_defaults_are_refused(database_url: str
             await engine.dispose()
 
     asyncio.run(scenario())
+
+
+def test_a_connection_lost_midway_leaves_the_pool_and_answers_as_unavailable(
+    database_url: str,
+) -> None:
+    async def scenario() -> tuple[bool, int]:
+        engine = make_async_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                backend = await connection.scalar(text("SELECT pg_backend_pid()"))
+                await connection.commit()
+                async with engine.connect() as other:
+                    await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backend})
+                    await other.commit()
+                with pytest.raises(OperationalError):  # the API's 503 database_unavailable
+                    await commit_together(connection, [_new_job("job_lost")])
+                invalidated = connection.invalidated
+            async with engine.connect() as fresh:  # the pool hands out a working one
+                count = await fresh.scalar(select(func.count()).select_from(Job))
+            return invalidated, int(count or 0)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(scenario()) == (True, 0)
