@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,7 +48,7 @@ from models.job_queries import (
 from models.lifecycle import AT_KIE, NEW_DELIVERIES, TERMINAL, transition
 from models.one_trip import can_send_together, commit_together
 from models.scheduler import SchedulerState
-from models.spend import add_spend, day_of, sync_spend
+from models.spend import add_spend, add_spend_for_new_job, day_of, sync_spend
 from models.webhook import WebhookDelivery
 from views.jobs import PRIORITIES
 
@@ -183,10 +184,13 @@ async def _insert_within_limits(
     # Count and insert one request at a time per client: under READ COMMITTED two
     # concurrent inserts would each count without the other and both pass the limit.
     lock = (CLIENT_LOCK, {"client_id": client.id})
-    # (A budgeted job's reservation is one more statement, sent the usual way.)
-    committed = commit and not spends and can_send_together(connection)
+    committed = commit and can_send_together(connection)
     if committed:
-        row = await commit_together(connection, [lock, insert])
+        together: list[tuple[Any, Mapping[str, Any]]] = [lock, insert]
+        if spends:  # the reservation, counted only if the job was inserted
+            spend = {"client_id": client.id, "day": day_of(now), "credits": estimate}
+            together.append((add_spend_for_new_job(), {**spend, "job_id": job.id}))
+        row = (await commit_together(connection, together))[1]
         inserted = row[0] if row is not None else None
     else:
         if dialect == "postgresql":
@@ -194,7 +198,7 @@ async def _insert_within_limits(
         inserted = await connection.scalar(*insert)
     if inserted is None:
         await _refuse_over_limit(session, client, rate, since, now, estimate)
-    if spends:
+    if spends and not committed:
         # The reservation goes into the client's spend counter in this same transaction.
         await connection.execute(add_spend(dialect, client.id, day_of(now), estimate))
     if not folded:

@@ -77,9 +77,9 @@ def can_send_together(connection: AsyncConnection) -> bool:
 
 async def commit_together(
     connection: AsyncConnection, statements: Sequence[tuple[Executable, Mapping[str, Any]]]
-) -> tuple[Any, ...] | None:
+) -> list[tuple[Any, ...] | None]:
     """Run `statements` in order as one transaction and commit it, in one round trip; the
-    first row of the last statement's result (None if it has none). Call only when
+    first row of each statement's result (None where it has none). Call only when
     `can_send_together(connection)`. A failure rolls all of them back and raises as
     SQLAlchemy would (a DBAPIError subclass; a broken connection leaves the pool)."""
     driver: psycopg.AsyncConnection[Any] = _driver(connection)
@@ -91,7 +91,7 @@ async def commit_together(
                 await driver.execute(statement.sql, statement.parameters(given))
                 for statement, given in prepared
             ]
-        row = await cursors[-1].fetchone()
+        rows = [await cursor.fetchone() if cursor.description else None for cursor in cursors]
     except psycopg.Error as exc:
         broken = driver.broken or driver.closed
         if broken:
@@ -106,4 +106,4 @@ async def commit_together(
                 await driver.set_autocommit(False)
             except psycopg.Error:  # cut off mid-exchange (a cancelled request): not reusable
                 await connection.invalidate()
-    return tuple(row) if row is not None else None
+    return [tuple(row) if row is not None else None for row in rows]

@@ -12,6 +12,7 @@ rebuilt from the jobs when a budget is set); for the others the sync is a no-op 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -21,7 +22,9 @@ from sqlalchemy import (
     Select,
     String,
     Update,
+    bindparam,
     delete,
+    exists,
     func,
     insert,
     select,
@@ -73,6 +76,25 @@ def add_spend(dialect: str, client_id: str, day: str, credits: float) -> Any:
     else:
         from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
     statement = upsert(ClientSpend).values(client_id=client_id, day=day, credits=credits)
+    return statement.on_conflict_do_update(
+        index_elements=["client_id", "day"],
+        set_={"credits": ClientSpend.credits + statement.excluded.credits},
+    )
+
+
+@lru_cache(maxsize=1)
+def add_spend_for_new_job() -> Any:
+    """PostgreSQL: `add_spend` for a job inserted earlier in the same transaction — only if
+    it was (its insert may have been refused), so that both can be sent at once
+    (models.one_trip). Parameters: client_id, day, credits, job_id."""
+    from sqlalchemy.dialects.postgresql import insert as upsert
+
+    if_inserted = select(
+        bindparam("client_id", type_=String),
+        bindparam("day", type_=String),
+        bindparam("credits", type_=Float),
+    ).where(exists().where(Job.id == bindparam("job_id", type_=String)))
+    statement = upsert(ClientSpend).from_select(["client_id", "day", "credits"], if_inserted)
     return statement.on_conflict_do_update(
         index_elements=["client_id", "day"],
         set_={"credits": ClientSpend.credits + statement.excluded.credits},

@@ -70,7 +70,8 @@ def test_statements_commit_together_or_not_at_all(database_url: str) -> None:
         try:
             async with engine.connect() as connection:
                 assert can_send_together(connection)
-                assert await commit_together(connection, [lock, _new_job("job_a")]) == ("job_a",)
+                rows = await commit_together(connection, [lock, _new_job("job_a")])
+                assert rows[1] == ("job_a",)
                 assert can_send_together(connection)  # committed, and reusable as it is
                 # The second statement fails (the job exists): the first goes with it.
                 with pytest.raises(IntegrityError):
