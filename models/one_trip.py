@@ -84,13 +84,13 @@ async def commit_together(
     SQLAlchemy would (a DBAPIError subclass; a broken connection leaves the pool)."""
     driver: psycopg.AsyncConnection[Any] = _driver(connection)
     prepared = [(_for_driver(s, connection.dialect), p) for s, p in statements]
+    # Every statement's values before anything is sent: a failure while the pipeline is open
+    # would still sync, and commit the statements already queued.
+    sends = [(statement.sql, statement.parameters(given)) for statement, given in prepared]
     try:
         await driver.set_autocommit(True)  # no BEGIN: the pipeline's implicit transaction
         async with driver.pipeline():
-            cursors = [
-                await driver.execute(statement.sql, statement.parameters(given))
-                for statement, given in prepared
-            ]
+            cursors = [await driver.execute(sql, values) for sql, values in sends]
         rows = [await cursor.fetchone() if cursor.description else None for cursor in cursors]
     except psycopg.Error as exc:
         broken = driver.broken or driver.closed
