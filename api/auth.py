@@ -37,10 +37,12 @@ class KeyCache:
         self.ttl = ttl
         self._known: dict[str, tuple[ClientIdentity, float]] = {}
         self._loading: dict[str, asyncio.Future[ClientIdentity | None]] = {}
+        self._generation = 0  # one more at each clear(): a read from before it is not kept
         self._epoch = epoch
         self._seen_epoch = epoch() if epoch else 0
 
     def clear(self) -> None:
+        self._generation += 1
         self._known = {}
         self._loading = {}  # a read under way may predate the change: the next request rereads
 
@@ -73,6 +75,7 @@ class KeyCache:
     async def _load(
         self, sessions: async_sessionmaker[AsyncSession], key: str, digest: str
     ) -> ClientIdentity | None:
+        generation = self._generation
         async with sessions() as session:
             client = await session.scalar(active_client_by_key(key))
         if client is None:
@@ -87,7 +90,7 @@ class KeyCache:
             client.monthly_credits,
             client.livemode,
         )
-        if self.ttl > 0:
+        if self.ttl > 0 and generation == self._generation:
             if len(self._known) > 10_000:  # bounded: a flood of keys cannot grow it forever
                 self._known.clear()
             self._known[digest] = (identity, time.monotonic() + self.ttl)

@@ -42,3 +42,29 @@ def test_concurrent_misses_for_one_key_read_the_database_once(migrated: None) ->
     assert len(ids) == 1
     assert reads == 3  # the read after clear(), and one for the five misses of an unknown key
     assert rest == [True, None, None, None, None, None]
+
+
+def test_a_read_under_way_when_a_key_change_is_announced_is_not_kept(migrated: None) -> None:
+    key = new_client_key()
+
+    async def scenario() -> int:
+        engine = make_async_engine(get_settings().resolved_database_url)
+        factory = async_session_factory(engine)
+        cache = KeyCache(ttl=5)
+        reads = 0
+
+        def sessions() -> Any:
+            nonlocal reads
+            reads += 1
+            if reads == 1:
+                cache.clear()  # `soraq clients disable` announced while the read is on its way
+            return factory()
+
+        try:
+            await cache.lookup(sessions, key)  # type: ignore[arg-type]
+            await cache.lookup(sessions, key)  # type: ignore[arg-type]
+            return reads
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(scenario()) == 2  # the first answer was not cached: read again
