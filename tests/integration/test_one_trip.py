@@ -139,3 +139,74 @@ def test_a_connection_lost_midway_leaves_the_pool_and_answers_as_unavailable(
             await engine.dispose()
 
     assert asyncio.run(scenario()) == (True, 0)
+
+
+def test_post_jobs_commits_its_job_reservation_and_history_in_one_round_trip(
+    database_url: str,
+) -> None:
+    """The API's own insert (api.service) takes the one-trip path on PostgreSQL, a budgeted
+    job's reservation with it; a refused job leaves no row and reserves nothing."""
+    from api.auth import ClientIdentity
+    from api.errors import TooManyJobs
+    from api.service import _insert_within_limits
+    from core.config import get_settings
+    from models.db import async_session_factory
+
+    client = ClientIdentity("cl_one", "one", max_active_jobs=1, daily_credits=1000)
+
+    def job(job_id: str) -> Job:
+        now = utcnow()
+        return Job(
+            id=job_id,
+            callback_token=new_callback_token(),
+            client_id=client.id,
+            status=JobStatus.QUEUED,
+            model="veo3.1-fast/text-to-video",
+            input={"prompt": job_id},
+            priority=1,
+            livemode=True,
+            credits_estimated=40.0,
+            credits_reserved=40.0,
+            credits_counted=40.0,
+            failures=0,
+            created_at=now,
+            updated_at=now,
+            next_check_at=now,
+        )
+
+    async def scenario() -> tuple[bool, list[Any]]:
+        engine = make_async_engine(database_url)
+        sessions = async_session_factory(engine)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text(
+                        "INSERT INTO clients (id, name, key_hash, key_prefix, webhook_secret,"
+                        " active, max_active_jobs, weight, livemode, created_at)"
+                        " VALUES ('cl_one', 'one', 'h', 'p', 's', true, 1, 1, true, now())"
+                    )
+                )
+            settings, now = get_settings(), utcnow()
+            async with sessions() as session:
+                committed = await _insert_within_limits(
+                    session, client, job("job_one"), settings, now, commit=True
+                )
+            async with sessions() as session:
+                with pytest.raises(TooManyJobs):  # its one unfinished job is the limit
+                    await _insert_within_limits(
+                        session, client, job("job_two"), settings, now, commit=True
+                    )
+            async with engine.connect() as other:  # what another connection sees
+                seen = [
+                    (await other.execute(select(Job.id))).scalars().all(),
+                    (await other.execute(select(JobEvent.job_id))).scalars().all(),
+                    await other.scalar(text("SELECT active_jobs FROM clients")),
+                    await other.scalar(text("SELECT sum(credits) FROM client_spend")),
+                ]
+            return committed, seen
+        finally:
+            await engine.dispose()
+
+    committed, seen = asyncio.run(scenario())
+    assert committed is True  # committed by the insert's own round trip, not by the caller
+    assert seen == [["job_one"], ["job_one"], 1, 40.0]
