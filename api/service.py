@@ -361,7 +361,7 @@ async def kie_callback(
     *,
     debounce: float,
     nudger: Nudger,
-    charged: float | None = None,
+    charged: tuple[float, str] | None = None,
     remaining: float | None = None,
     lease: float = 60.0,
 ) -> bool:
@@ -369,9 +369,9 @@ async def kie_callback(
     once per `debounce` seconds. A job with no task id of its own (its createTask answer was
     lost) keeps the named task id as a candidate the worker will check before adopting it.
 
-    The callback's consumeCredits settles the job's charge (its own task only) and its
-    remainedCredits is the account's balance as of now — committed before the worker is
-    nudged, so the completion webhook already carries Kie's figure."""
+    The callback's charge (creditsConsumed or consumeCredits) settles the job's charge (its
+    own task only) and its remainedCredits is the account's balance as of now — committed
+    before the worker is nudged, so the completion webhook already carries Kie's figure."""
     now = utcnow()
     found = (
         await session.execute(
@@ -381,7 +381,7 @@ async def kie_callback(
     if not job.livemode:
         charged = remaining = None  # the sandbox's figures: nothing was spent at Kie
     if task_id and charged is not None:
-        await session.execute(record_charge(job.id, task_id, charged))
+        await session.execute(record_charge(job.id, task_id, *charged))
         for statement in sync_spend(session.get_bind().dialect.name, job.id):
             await session.execute(statement)
     if remaining is not None and task_id and task_id == job.kie_task_id:

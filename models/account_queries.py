@@ -24,7 +24,7 @@ def record_balance(credits: float, now: datetime) -> Update:
     )
 
 
-def record_charge(job_id: str, task_id: str, credits: float) -> Any:
+def record_charge(job_id: str, task_id: str, credits: float, source: str) -> Any:
     """Kie reported what the job's task cost: it is the job's charge, and what holds against
     its client's budget from now on. Only for the job's own task (or, before it knows its
     task, the one it is about to adopt)."""
@@ -35,6 +35,6 @@ def record_charge(job_id: str, task_id: str, credits: float) -> Any:
             (Job.kie_task_id == task_id)
             | (Job.kie_task_id.is_(None) & (Job.adopt_task_id == task_id))
         )
-        .values(credits_reported=credits, credits_reserved=credits)
+        .values(credits_reported=credits, credits_reported_from=source, credits_reserved=credits)
         .execution_options(synchronize_session=False)
     )

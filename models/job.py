@@ -75,11 +75,13 @@ class Job(Base):
     media_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     media_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     # Kie credits. The estimate comes from the catalogue's price table at creation; `reported`
-    # is Kie's own figure (a callback's consumeCredits); `reserved` is what counts against the
+    # is Kie's own figure (creditsConsumed or consumeCredits); `reserved` is what counts against the
     # client's budgets: the estimate until the job settles, then the charge (reported, else
     # the estimate), or 0 when the job ended before Kie accepted it (nothing was spent).
     credits_estimated: Mapped[float | None] = mapped_column(Float, default=None)
     credits_reported: Mapped[float | None] = mapped_column(Float, default=None)
+    # Which answer and field carried it ("callback.creditsConsumed", "recordInfo.consumeCredits").
+    credits_reported_from: Mapped[str | None] = mapped_column(String(40), default=None)
     credits_reserved: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     # How much of `credits_reserved` its client's spend counter holds (models.spend).
     credits_counted: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")

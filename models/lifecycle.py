@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from models.account_queries import record_charge
 from models.base import utcnow
 from models.batch import Batch, close_one_job
 from models.event import JobEvent
@@ -100,6 +101,15 @@ def _sync_spend(session: Session, job_id: str) -> None:
     (the job's row is write-locked by the update just made)."""
     for statement in sync_spend(session.get_bind().dialect.name, job_id):
         session.execute(statement)
+
+
+def record_reported_charge(
+    session: Session, job_id: str, task_id: str, charge: tuple[float, str]
+) -> None:
+    """Kie's own figure for what the job's task cost (from recordInfo; a callback's goes
+    through the API): the job's charge and its reservation, and its client's spend with it."""
+    session.execute(record_charge(job_id, task_id, *charge))
+    _sync_spend(session, job_id)
 
 
 def cas_update(job_id: str, expected: JobStatus, values: dict[str, Any]) -> Any:
@@ -293,6 +303,7 @@ def retry(session: Session, job_id: str, *, now: datetime | None = None, reason:
                 "kie_fail_code": None,
                 # A fresh attempt is a new task, paid for anew: it reserves its estimate again.
                 "credits_reported": None,
+                "credits_reported_from": None,
                 "credits_reserved": func.coalesce(Job.credits_estimated, 0.0),
                 "deadline_at": None,
                 "stage_lease_until": None,

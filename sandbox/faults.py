@@ -20,6 +20,8 @@
 [kie:purged]     the result file is gone for good, download-url included
 [kie:slowfile=4] the result file takes 4 s to download
 [kie:lag=3]      the callback comes on time, but the read endpoints show the result 3 s later
+[kie:charge=consumeCredits]  the task reports its charge as consumeCredits (creditsConsumed,
+                 as Kie's docs show it, otherwise), in recordInfo and the callback
 """
 
 from __future__ import annotations

@@ -103,6 +103,18 @@ class Task:
         lag = self.has("lag")
         return now - (lag.value or 0.0) if lag else now
 
+    def charge_field(self) -> str:
+        """Which name this task reports its charge under: Kie's docs show creditsConsumed,
+        some pages consumeCredits ([kie:charge=consumeCredits])."""
+        chosen = self.has("charge")
+        return chosen.text if chosen and chosen.text in ("consumeCredits",) else "creditsConsumed"
+
+    def charge(self, state: str) -> dict[str, float]:
+        """The charge as the read endpoints and callbacks show it once the task ended."""
+        if state not in ("success", "fail"):
+            return {}
+        return {self.charge_field(): 0 if state == "fail" else self.charged}
+
     def video_url(self, watermarked: bool = False) -> str:
         return f"{self.base_url}v/{self.id}{'-wm' if watermarked else ''}.mp4"
 
@@ -139,6 +151,7 @@ class Task:
             data.update(
                 costTime=int(self.duration * 1000), completeTime=ms + int(self.duration * 1000)
             )
+        data.update(self.charge(state))
         return data
 
     def veo_view(self, now: float) -> dict[str, Any]:
@@ -169,6 +182,7 @@ class Task:
             if state == "fail"
             else "",
             "fallbackFlag": False,
+            **self.charge(state),
         }
 
     def runway_view(self, now: float) -> dict[str, Any]:
@@ -191,6 +205,7 @@ class Task:
             "failCode": 400 if state == "fail" else None,
             "failMsg": "The prompt was flagged by the content policy." if state == "fail" else "",
             "generateTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.created)),
+            **self.charge(state),
         }
 
     def callback_body(self, now: float) -> dict[str, Any]:
@@ -201,7 +216,7 @@ class Task:
             return {
                 "code": 501 if failed else 200,
                 "msg": "generation failed" if failed else "Veo3.1 video generated successfully.",
-                "data": {"taskId": self.id, "info": None if failed else info},
+                "data": {"taskId": self.id, "info": None if failed else info, **self.charge(state)},
             }
         if self.family == "runway":
             return {
@@ -212,17 +227,14 @@ class Task:
                     "video_id": self.id,
                     "video_url": "" if failed else self.video_url(),
                     "image_url": "",
+                    **self.charge(state),
                 },
             }
-        data = self.view(now)
+        data = self.view(now)  # the charge included, under this task's name for it
         return {
             "code": 501 if failed else 200,
             "msg": data["failMsg"] if failed else "success",
-            "data": {
-                **data,
-                "consumeCredits": 0 if failed else self.charged,
-                "remainedCredits": self.remained,
-            },
+            "data": {**data, "remainedCredits": self.remained},
         }
 
 

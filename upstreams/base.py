@@ -29,6 +29,8 @@ class TaskInfo:
     fail_msg: str = ""
     upstream_state: str = ""  # the upstream's own word, for the history
     callback_url: str | None = None  # the callBackUrl the task was created with, if shown
+    # What the task cost, as the upstream reported it, and where ("recordInfo.creditsConsumed").
+    charge: tuple[float, str] | None = None
 
 
 class Upstream(Protocol):

@@ -182,20 +182,37 @@ def credit_amount(value: Any) -> float | None:
     return round(float(value), 2)
 
 
-def callback_credits(payload: Any) -> tuple[float | None, float | None]:
-    """A completion callback's (consumeCredits, remainedCredits), top level or under data."""
+# Where Kie puts what a task cost: its docs and public clients show `creditsConsumed` (in
+# recordInfo and callbacks), some pages `consumeCredits`. Both are read, in this order.
+CHARGE_FIELDS = ("creditsConsumed", "consumeCredits")
+
+
+def _fields(payload: Any) -> tuple[dict[str, Any], ...]:
     if not isinstance(payload, dict):
-        return None, None
+        return ()
     raw = payload.get("data")
-    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    return (payload, raw) if isinstance(raw, dict) else (payload,)
 
-    def first(name: str) -> float | None:
-        for source in (payload, data):
+
+def reported_charge(payload: Any, where: str) -> tuple[float, str] | None:
+    """(credits, "<where>.<field>") for the charge a recordInfo `data` or a callback body
+    reports, top level or under `data`; None when it reports none (or an absurd one)."""
+    for name in CHARGE_FIELDS:
+        for source in _fields(payload):
             if name in source:
-                return credit_amount(source[name])
-        return None
+                credits = credit_amount(source[name])
+                if credits is not None:
+                    return credits, f"{where}.{name}"
+    return None
 
-    return first("consumeCredits"), first("remainedCredits")
+
+def callback_credits(payload: Any) -> tuple[tuple[float, str] | None, float | None]:
+    """A completion callback's charge (as reported_charge) and remainedCredits."""
+    remaining = next(
+        (credit_amount(s["remainedCredits"]) for s in _fields(payload) if "remainedCredits" in s),
+        None,
+    )
+    return reported_charge(payload, "callback"), remaining
 
 
 class KieFamily:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from upstreams.base import State, TaskInfo, state_word, unknown_state, url_list
-from upstreams.kie_http import KieFamily
+from upstreams.kie_http import KieFamily, reported_charge
 
 STATES: dict[str, State] = {
     "waiting": "waiting",
@@ -49,6 +49,7 @@ def task_info(data: dict[str, Any]) -> TaskInfo:
             watermarked_video_urls=url_list(result.get("resultWaterMarkUrls")),
             upstream_state=word,
             callback_url=callback,
+            charge=reported_charge(data, "recordInfo"),
         )
     return TaskInfo(
         state=state,

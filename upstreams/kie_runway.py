@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from upstreams.base import State, TaskInfo, state_word, unknown_state, url_list
-from upstreams.kie_http import KieFamily
+from upstreams.kie_http import KieFamily, reported_charge
 
 STATES: dict[str, State] = {
     "wait": "waiting",
@@ -41,6 +41,7 @@ def task_info(data: dict[str, Any]) -> TaskInfo:
             progress=100,
             video_urls=url_list(video.get("videoUrl")),
             upstream_state=word,
+            charge=reported_charge(data, "recordInfo"),
         )
     if state == "fail":
         return TaskInfo(

@@ -13,7 +13,7 @@ from typing import Any
 
 from upstreams.base import State, TaskInfo, state_word, unknown_state, url_list
 from upstreams.errors import ExternalError
-from upstreams.kie_http import KieFamily
+from upstreams.kie_http import KieFamily, reported_charge
 
 FLAGS: dict[int, State] = {0: "generating", 1: "success", 2: "fail", 3: "fail"}
 
@@ -55,6 +55,7 @@ class KieVeo(KieFamily):
             video_urls=urls,
             upstream_state=info.upstream_state,
             callback_url=info.callback_url,
+            charge=info.charge,
         )
 
 
@@ -96,6 +97,7 @@ def task_info(data: dict[str, Any]) -> TaskInfo:
             video_urls=url_list(response.get("resultUrls")),
             upstream_state=shown,
             callback_url=callback,
+            charge=reported_charge(data, "recordInfo"),
         )
     if state == "fail":
         return TaskInfo(

@@ -85,10 +85,15 @@ class JobUsage(BaseModel):
     )
     credits_charged: float | None = Field(
         None,
-        description="Kie's consumeCredits when reported; else the estimate once the job is at "
+        description="Kie's own figure when reported; else the estimate once the job is at "
         "an end (0 when it never reached Kie). None while it runs.",
     )
     credits_charged_source: Literal["kie", "estimate", "not_submitted"] | None = None
+    credits_charged_from: str | None = Field(
+        None,
+        description="Where Kie's figure was read: the answer and its field, e.g. "
+        "callback.creditsConsumed, recordInfo.consumeCredits (Kie's pages name it either way).",
+    )
     usd_estimated: float | None = Field(
         None, description="credits_charged (else the estimate) × CREDIT_USD_RATE."
     )
@@ -112,6 +117,7 @@ class JobUsage(BaseModel):
             credits_estimated=job.credits_estimated,
             credits_charged=charged,
             credits_charged_source=source,
+            credits_charged_from=job.credits_reported_from if source == "kie" else None,
             usd_estimated=round(basis * rate, 4) if basis is not None else None,
         )
 

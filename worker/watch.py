@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from catalogue import get_catalogue
 from core.config import Settings
 from models.job import Job, JobStatus
-from models.lifecycle import fail, record_progress, transition
+from models.lifecycle import fail, record_progress, record_reported_charge, transition
 from upstreams import TaskInfo
 from upstreams.errors import ExternalError
 from views import estimates
@@ -81,6 +81,9 @@ def apply(
                 "Kie reported success without an http(s) video URL.",
             )
             return
+        if info.charge is not None and job.livemode and job.credits_reported is None:
+            # A callback may never come: recordInfo's figure settles the charge then.
+            record_reported_charge(session, job.id, job.kie_task_id or "", info.charge)
         # The video exists and is paid for. Copy it into storage before anyone is told: the
         # archive step (worker.archive) runs at once, in this same task, after this commit.
         held = archive_lease(settings, now)

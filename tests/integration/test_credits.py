@@ -264,3 +264,28 @@ def test_a_balance_below_the_next_job_holds_admission_until_a_top_up(
     assert stack.creates_for("waits for credits") == 1
     assert len(receiver.received["/ops"]) == 1  # type: ignore[attr-defined]  # one per episode
     assert json.loads(alerts[0].body)["data"]["low_credits_threshold"] == 500
+
+
+@pytest.mark.parametrize("field", ["creditsConsumed", "consumeCredits"])
+@pytest.mark.parametrize("callback", [True, False], ids=["callback", "recordInfo"])
+def test_kies_charge_is_read_under_either_name_from_callbacks_and_records(
+    stack: Stack, field: str, callback: bool
+) -> None:
+    # One model per API family; without a callback, only recordInfo reports the charge.
+    tag = f"[kie:charge={field}]" + ("" if callback else " [kie:nocallback]")
+    models = ["kling-2.6/text-to-video", "veo3.1-fast/text-to-video", "runway/video"]
+    jobs = [stack.create(prompt=f"charged {tag} {uuid.uuid4().hex[:8]}", model=m) for m in models]
+    for job in jobs:
+        done = stack.wait(job["id"])
+        assert done["status"] == "succeeded"
+        deadline = time.monotonic() + 10
+        while done["usage"]["credits_charged_source"] != "kie" and time.monotonic() < deadline:
+            time.sleep(0.2)  # a callback may land just after the read that finished the job
+            done = stack.api.get(f"/jobs/{job['id']}").json()
+        usage = done["usage"]
+        assert usage["credits_charged_source"] == "kie", (done["model"], usage)
+        assert usage["credits_charged"] == usage["credits_estimated"]  # the sandbox's price
+        where = usage["credits_charged_from"]
+        assert where.endswith(f".{field}"), where
+        if not callback:
+            assert where == f"recordInfo.{field}"

@@ -126,11 +126,38 @@ def test_credit_figures_from_kie_are_checked(value: Any, expected: float | None)
 
 def test_callback_credits_are_read_where_kie_puts_them() -> None:
     assert callback_credits({"data": {"consumeCredits": 10, "remainedCredits": "990"}}) == (
-        10.0,
+        (10.0, "callback.consumeCredits"),
         990.0,
     )
-    assert callback_credits({"consumeCredits": 3}) == (3.0, None)
+    assert callback_credits({"data": {"creditsConsumed": "12.5"}}) == (
+        (12.5, "callback.creditsConsumed"),
+        None,
+    )
+    assert callback_credits({"consumeCredits": 3}) == ((3.0, "callback.consumeCredits"), None)
     assert callback_credits(["nope"]) == (None, None)
+    # An absurd figure under one name does not hide a sane one under the other.
+    assert callback_credits({"data": {"creditsConsumed": -1, "consumeCredits": 7}}) == (
+        (7.0, "callback.consumeCredits"),
+        None,
+    )
+
+
+@pytest.mark.parametrize("field", ["creditsConsumed", "consumeCredits"])
+def test_every_family_reads_the_charge_from_its_record_under_either_name(field: str) -> None:
+    from upstreams import kie_jobs, kie_runway, kie_veo
+
+    jobs = kie_jobs.task_info(
+        {"state": "success", "resultJson": '{"resultUrls": ["https://x/v.mp4"]}', field: 95}
+    )
+    veo = kie_veo.task_info(
+        {"successFlag": 1, "response": {"resultUrls": ["https://x/v.mp4"]}, field: "60"}
+    )
+    runway = kie_runway.task_info(
+        {"state": "success", "videoInfo": {"videoUrl": "https://x/v.mp4"}, field: 12}
+    )
+    assert jobs.charge == (95.0, f"recordInfo.{field}")
+    assert veo.charge == (60.0, f"recordInfo.{field}")
+    assert runway.charge == (12.0, f"recordInfo.{field}")
 
 
 def test_budget_periods_are_utc_calendar_days_and_months() -> None:

@@ -29,6 +29,7 @@ class JobUsage(_Open):
     credits_estimated: float | None = None
     credits_charged: float | None = None
     credits_charged_source: str | None = None
+    credits_charged_from: str | None = None
     usd_estimated: float | None = None
 
 

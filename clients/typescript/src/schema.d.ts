@@ -843,11 +843,16 @@ export interface components {
             credits_estimated?: number | null;
             /**
              * Credits Charged
-             * @description Kie's consumeCredits when reported; else the estimate once the job is at an end (0 when it never reached Kie). None while it runs.
+             * @description Kie's own figure when reported; else the estimate once the job is at an end (0 when it never reached Kie). None while it runs.
              */
             credits_charged?: number | null;
             /** Credits Charged Source */
             credits_charged_source?: ("kie" | "estimate" | "not_submitted") | null;
+            /**
+             * Credits Charged From
+             * @description Where Kie's figure was read: the answer and its field, e.g. callback.creditsConsumed, recordInfo.consumeCredits (Kie's pages name it either way).
+             */
+            credits_charged_from?: string | null;
             /**
              * Usd Estimated
              * @description credits_charged (else the estimate) × CREDIT_USD_RATE.
