@@ -6,6 +6,7 @@ Each model's accepted input is a JSON Schema, compiled once per model and used b
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,10 +22,21 @@ from core.config import get_settings
 from core.errors import InvalidRequest
 
 BUNDLED = Path(__file__).with_name("models.toml")
-ROLES = ("first_frame", "last_frame", "reference")  # also the order images are sent in
+# The image roles every image-taking model shares (multipart parts `image_<role>` too).
+ROLES = ("first_frame", "last_frame", "reference")
 UPSTREAMS = ("kie-jobs", "kie-veo", "kie-runway")
 DEFAULT_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 DEFAULT_IMAGE_BYTES = 10 * 1024 * 1024
+# What a model's input may be, and each kind's defaults where the model's page says nothing
+# more precise: the content types soraq recognises by their bytes, and a size in bytes.
+INPUT_KINDS = ("image", "video", "audio", "task")
+KIND_DEFAULTS: dict[str, tuple[tuple[str, ...], int]] = {
+    "image": (DEFAULT_IMAGE_TYPES, DEFAULT_IMAGE_BYTES),
+    "video": (("video/mp4", "video/quicktime"), 100 * 1024 * 1024),
+    "audio": (("audio/mpeg", "audio/wav", "audio/aac", "audio/mp4", "audio/ogg"), 10 * 1024 * 1024),
+    "task": ((), 0),
+}
+ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # Schema keywords a param may carry; the rest of its table is soraq's own (field, send_as).
 _SCHEMA_KEYS = (
     "type",
@@ -73,12 +85,47 @@ class Param:
 
 
 @dataclass(frozen=True)
-class ImageRole:
+class InputRole:
+    """One input a model takes: an image, a video, an audio file or an earlier task of the
+    same API family, sent in the upstream's `field` (a string, or a list several roles may
+    share, in the model's role order)."""
+
     name: str
     field: str
     shape: Literal["string", "list"]
     min: int
     max: int
+    kind: str = "image"
+    types: tuple[str, ...] = DEFAULT_IMAGE_TYPES
+    max_bytes: int = DEFAULT_IMAGE_BYTES
+    max_seconds: float | None = None  # a video's or an audio file's longest duration
+    min_seconds: float | None = None
+    # A task role: which models' tasks it continues (soraq model ids, `*` at the end matches
+    # a prefix); empty: any model of the same API family. `index_field` takes the input's
+    # `index` (which of a task's results), when the upstream has one.
+    from_models: tuple[str, ...] = ()
+    index_field: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {"kind": self.kind, "min": self.min, "max": self.max}
+        if self.kind != "task":
+            shown.update(types=list(self.types), max_bytes=self.max_bytes)
+        if self.kind in ("video", "audio"):
+            shown.update(max_seconds=self.max_seconds, min_seconds=self.min_seconds)
+        if self.kind == "task":
+            shown["from_models"] = list(self.from_models)
+        return shown
+
+    def continues(self, model_id: str) -> bool:
+        if not self.from_models:
+            return True
+        return any(
+            model_id.startswith(p[:-1]) if p.endswith("*") else model_id == p
+            for p in self.from_models
+        )
+
+
+ImageRole = InputRole  # the name before inputs could be more than images
 
 
 @dataclass(frozen=True)
@@ -88,19 +135,30 @@ class ModelSpec:
     kind: str
     upstream: str
     upstream_model: str
-    status: Literal["live", "retired"] = "live"
+    status: Literal["live", "paused", "retired"] = "live"
     replaced_by: str | None = None
+    paused_reason: str | None = None
+    price_basis: str = "estimate"
     progress: Literal["reported", "estimated"] = "estimated"
     typical_seconds: float = 120.0
     prompt_max_length: int = 5000
+    prompt_min_length: int = 1
     prompt_field: str = "prompt"
+    # Upscalers, lip-sync and animation models take no prompt, or an optional one.
+    prompt_required: bool = True
+    prompt_taken: bool = True
     image_types: tuple[str, ...] = DEFAULT_IMAGE_TYPES
     image_max_bytes: int = DEFAULT_IMAGE_BYTES
     params: dict[str, Param] = field(default_factory=dict)
-    roles: dict[str, ImageRole] = field(default_factory=dict)
+    roles: dict[str, InputRole] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     all_of: tuple[dict[str, Any], ...] = ()
     price: Price | None = None
+    # Rules across inputs the schema cannot see (it checks fields, not inputs): each names
+    # roles that cannot be given together, or a role that needs another.
+    exclusive: tuple[tuple[str, ...], ...] = ()
+    requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    one_of_roles: tuple[tuple[str, ...], ...] = ()
 
     @property
     def live(self) -> bool:
@@ -112,23 +170,23 @@ class ModelSpec:
 
     @cached_property
     def input_schema(self) -> dict[str, Any]:
-        """JSON Schema of the model's own fields in a `POST /jobs` body (images go by role)."""
-        properties: dict[str, Any] = {
-            "prompt": {
+        """JSON Schema of the model's own fields in a `POST /jobs` body (inputs go by role)."""
+        properties: dict[str, Any] = {}
+        if self.prompt_taken:
+            properties["prompt"] = {
                 "type": "string",
-                "minLength": 1,
+                "minLength": self.prompt_min_length,
                 "maxLength": self.prompt_max_length,
                 "pattern": r"\S",
                 "description": "What the video shows.",
             }
-        }
         properties.update({name: dict(p.schema) for name, p in self.params.items()})
         schema: dict[str, Any] = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": self.id,
             "type": "object",
             "properties": properties,
-            "required": ["prompt"],
+            "required": ["prompt"] if self.prompt_taken and self.prompt_required else [],
             "additionalProperties": False,
         }
         if self.all_of:
@@ -153,52 +211,91 @@ class ModelSpec:
                 params[name] = param.default
         return params
 
+    @property
+    def image_roles(self) -> dict[str, InputRole]:
+        return {n: r for n, r in self.roles.items() if r.kind == "image"}
+
     def check_images(self, roles: Iterable[str]) -> None:
-        """Each image's role must be one this model takes, in the numbers it takes."""
+        self.check_inputs(roles, field="images")
+
+    def check_inputs(self, roles: Iterable[str], field: str = "inputs") -> None:
+        """Each input's role must be one this model takes, in the numbers it takes, and the
+        roles given together must be a combination the model allows."""
         counts: dict[str, int] = {}
         for role in roles:
             if role not in self.roles:
+                noun = "image" if field == "images" else "input"
                 if not self.roles:
-                    raise InvalidRequest("images", f"model {self.id} does not take images")
+                    raise InvalidRequest(field, f"model {self.id} does not take {noun}s")
                 allowed = ", ".join(self.roles)
                 raise InvalidRequest(
-                    "images", f"model {self.id} takes no {role} image (it takes: {allowed})"
+                    field, f"model {self.id} takes no {role} {noun} (it takes: {allowed})"
                 )
             counts[role] = counts.get(role, 0) + 1
         for name, spec in self.roles.items():
             given = counts.get(name, 0)
+            noun = "image" if spec.kind == "image" else spec.kind
             if given > spec.max:
                 raise InvalidRequest(
-                    "images", f"model {self.id} takes at most {spec.max} {name} image(s)"
+                    field, f"model {self.id} takes at most {spec.max} {name} {noun}(s)"
                 )
             if given < spec.min:
+                how = (
+                    "give image_url, image_base64, an image file or `inputs`"
+                    if spec.kind == "image"
+                    else f'give it in `inputs` as {{"role": "{name}", ...}}'
+                )
                 raise InvalidRequest(
-                    "images",
-                    f"model {self.id} needs {spec.min} {name} image(s): give image_url, "
-                    "image_base64, an image file or `images`",
+                    field, f"model {self.id} needs {spec.min} {name} {noun}(s): {how}"
+                )
+        for group in self.exclusive:
+            present = [r for r in group if counts.get(r)]
+            if len(present) > 1:
+                raise InvalidRequest(
+                    field,
+                    f"model {self.id} cannot take {' and '.join(present)} together",
+                )
+        for role, needed in self.requires.items():
+            if counts.get(role) and not any(counts.get(n) for n in needed):
+                raise InvalidRequest(
+                    field, f"model {self.id} takes a {role} only with a {' or '.join(needed)}"
+                )
+        for group in self.one_of_roles:
+            if not any(counts.get(r) for r in group):
+                raise InvalidRequest(
+                    field, f"model {self.id} needs at least one of: {', '.join(group)}"
                 )
 
     def upstream_input(
-        self, prompt: str, params: dict[str, Any], images: list[tuple[str, str]]
+        self,
+        prompt: str,
+        params: dict[str, Any],
+        images: list[tuple[str, str]],
+        indexes: dict[str, int] | None = None,
     ) -> dict[str, Any]:
         """The upstream's own input: fixed fields, the prompt, params under their upstream
-        names, and each image URL in its role's field (several roles may share a list)."""
-        body: dict[str, Any] = {**self.fixed, self.prompt_field: prompt}
+        names, and each input (a URL, or a task id) in its role's field; roles sharing a list
+        go in the model's role order."""
+        body: dict[str, Any] = dict(self.fixed)
+        if self.prompt_taken and prompt:
+            body[self.prompt_field] = prompt
         for name, value in params.items():
             param = self.params[name]
             body[param.field] = param.to_upstream(value)
-        for role_name in ROLES:
-            role = self.roles.get(role_name)
-            urls = [url for r, url in images if r == role_name]
-            if role is None or not urls:
+        for role_name, role in self.roles.items():
+            values = [value for r, value in images if r == role_name]
+            if not values:
                 continue
             if role.shape == "list":
-                body.setdefault(role.field, []).extend(urls)
+                body.setdefault(role.field, []).extend(values)
             else:
-                body[role.field] = urls[0]
+                body[role.field] = values[0]
+            if role.index_field and indexes and role_name in indexes:
+                body[role.index_field] = indexes[role_name]
         return body
 
     def describe(self) -> dict[str, Any]:
+        images = self.image_roles
         return {
             "id": self.id,
             "label": self.label,
@@ -206,11 +303,14 @@ class ModelSpec:
             "upstream": self.upstream,
             "status": self.status,
             "replaced_by": self.replaced_by,
-            "input_schema": self.input_schema if self.live else None,
-            "image_roles": {n: {"min": r.min, "max": r.max} for n, r in self.roles.items()},
-            "image_types": list(self.image_types) if self.roles else [],
-            "image_max_bytes": self.image_max_bytes if self.roles else None,
+            "paused_reason": self.paused_reason,
+            "input_schema": self.input_schema if self.status != "retired" else None,
+            "input_roles": {n: r.describe() for n, r in self.roles.items()},
+            "image_roles": {n: {"min": r.min, "max": r.max} for n, r in images.items()},
+            "image_types": list(self.image_types) if images else [],
+            "image_max_bytes": self.image_max_bytes if images else None,
             "progress": self.progress,
+            "typical_seconds": self.typical_seconds,
             "price": (
                 {
                     "per_second": self.price.per_second,
@@ -218,8 +318,9 @@ class ModelSpec:
                     "factor": self.price.factor,
                     "add": self.price.add,
                     "default_credits": self.estimate(self.validate_defaults()),
+                    "basis": self.price_basis,
                 }
-                if self.price is not None and self.live
+                if self.price is not None and self.status != "retired"
                 else None
             ),
         }
@@ -276,12 +377,21 @@ class Catalogue:
         if spec is None:
             known = ", ".join(m.id for m in self.models.values() if m.live)
             raise InvalidRequest("model", f"unknown model '{model_id}'; live models: {known}")
-        if not spec.live:
+        if spec.status == "retired":
             raise InvalidRequest(
                 "model",
                 f"model {model_id} is retired upstream; use {spec.replaced_by}",
                 code="model_retired",
                 replaced_by=spec.replaced_by,
+            )
+        if not spec.live:
+            alternatives = [m.id for m in self.live if m.kind == spec.kind][:10]
+            raise InvalidRequest(
+                "model",
+                f"model {model_id} is unavailable ({spec.paused_reason or 'paused at Kie'}); "
+                f"live models of the same kind: {', '.join(alternatives) or 'none'}",
+                code="model_unavailable",
+                alternatives=alternatives,
             )
         return spec
 
@@ -297,22 +407,50 @@ class Catalogue:
         return [m for m in self.models.values() if m.live]
 
 
+def _role(model_id: str, name: str, table: dict[str, Any], images: dict[str, Any]) -> InputRole:
+    if not ROLE_NAME.match(name):
+        raise ValueError(f"model {model_id}: bad input role name {name!r}")
+    kind = table.get("kind", "image")
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"model {model_id}: role {name} has unknown kind {kind}")
+    types, max_bytes = KIND_DEFAULTS[kind]
+    if kind == "image":  # the model's `images` table speaks for all its image roles
+        types = tuple(images.get("types", types))
+        max_bytes = int(images.get("max_bytes", max_bytes))
+    return InputRole(
+        name,
+        table["field"],
+        table.get("shape", "string"),
+        table["min"],
+        table["max"],
+        kind=kind,
+        types=tuple(table.get("types", types)),
+        max_bytes=int(table.get("max_bytes", max_bytes)),
+        max_seconds=table.get("max_seconds"),
+        min_seconds=table.get("min_seconds"),
+        from_models=tuple(table.get("from_models", ())),
+        index_field=table.get("index_field"),
+    )
+
+
 def _model(raw: dict[str, Any]) -> ModelSpec:
     params = {}
     for name, table in (raw.get("params") or {}).items():
         schema = {k: v for k, v in table.items() if k in _SCHEMA_KEYS}
         params[name] = Param(name, table.get("field", name), schema, table.get("send_as"))
-    roles = {}
-    for name, table in (raw.get("roles") or {}).items():
-        if name not in ROLES:
-            raise ValueError(f"model {raw['id']}: unknown image role {name}")
-        roles[name] = ImageRole(
-            name, table["field"], table.get("shape", "string"), table["min"], table["max"]
-        )
     images = raw.get("images") or {}
+    roles = {
+        name: _role(raw["id"], name, table, images)
+        for name, table in (raw.get("roles") or {}).items()
+    }
     prompt = raw.get("prompt") or {}
     if raw.get("upstream") not in UPSTREAMS:
         raise ValueError(f"model {raw['id']}: unknown upstream {raw.get('upstream')}")
+    rules = raw.get("inputs") or {}
+    for group in [*rules.get("exclusive", ()), *rules.get("one_of", ())]:
+        unknown = [r for r in group if r not in roles]
+        if unknown:
+            raise ValueError(f"model {raw['id']}: input rules name unknown roles {unknown}")
     return ModelSpec(
         id=raw["id"],
         label=raw.get("label", raw["id"]),
@@ -321,17 +459,32 @@ def _model(raw: dict[str, Any]) -> ModelSpec:
         upstream_model=raw.get("upstream_model", raw["id"]),
         status=raw.get("status", "live"),
         replaced_by=raw.get("replaced_by"),
+        paused_reason=raw.get("paused_reason"),
+        price_basis=str(raw.get("price_basis", "estimate")),
         progress=raw.get("progress", "estimated"),
         typical_seconds=float(raw.get("typical_seconds", 120)),
         prompt_max_length=int(prompt.get("max_length", 5000)),
+        prompt_min_length=int(prompt.get("min_length", 1)),
         prompt_field=prompt.get("field", "prompt"),
-        image_types=tuple(images.get("types", DEFAULT_IMAGE_TYPES)),
-        image_max_bytes=int(images.get("max_bytes", DEFAULT_IMAGE_BYTES)),
+        prompt_required=bool(prompt.get("required", True)),
+        prompt_taken=bool(prompt.get("taken", True)),
+        # What the model's image roles take (the first one's, where a role says more).
+        image_types=next(
+            (r.types for r in roles.values() if r.kind == "image"),
+            tuple(images.get("types", DEFAULT_IMAGE_TYPES)),
+        ),
+        image_max_bytes=next(
+            (r.max_bytes for r in roles.values() if r.kind == "image"),
+            int(images.get("max_bytes", DEFAULT_IMAGE_BYTES)),
+        ),
         params=params,
         roles=roles,
         fixed=dict(raw.get("fixed") or {}),
         all_of=tuple(raw.get("all_of") or ()),
         price=parse_price(raw["id"], raw.get("price")),
+        exclusive=tuple(tuple(g) for g in rules.get("exclusive", ())),
+        requires={k: tuple(v) for k, v in (rules.get("requires") or {}).items()},
+        one_of_roles=tuple(tuple(g) for g in rules.get("one_of", ())),
     )
 
 
@@ -339,11 +492,11 @@ def parse(data: dict[str, Any]) -> Catalogue:
     models = {spec.id: spec for spec in map(_model, data["models"])}
     catalogue = Catalogue(models, data["default_text_model"], data["default_image_model"])
     for spec in models.values():
-        if spec.live:
+        if spec.status != "retired":
             spec.validator  # noqa: B018 — compile now: a broken schema fails at start-up
             if spec.price is None:
                 # Budgets and the balance guard rely on every job having an estimate.
-                raise ValueError(f"live model {spec.id} has no price")
+                raise ValueError(f"{spec.status} model {spec.id} has no price")
         elif spec.replaced_by not in models or not models[spec.replaced_by].live:
             raise ValueError(f"retired model {spec.id} must name a live replaced_by")
     for default in (catalogue.default_text_model, catalogue.default_image_model):

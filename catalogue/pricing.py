@@ -5,6 +5,12 @@ per parameter value that changes the price (sound on, a higher resolution, pro m
 flat additions (Veo's 1080p file). Values are matched by their text: `true`, `1080p`, `10`.
 
     price = { per_second = 11, factor.sound = { true = 2 } }      # Kling 2.6: 55 / 110 per 5 s
+
+Where Kie's list is a grid rather than steps (Kling 3.0: 14/18 per second without sound,
+20/27 with), `cases` give the rate for combinations of values, first match first:
+
+    price.per_second = 14
+    price.cases = [{ when = { mode = "pro", sound = true }, per_second = 27 }, ...]
 """
 
 from __future__ import annotations
@@ -27,6 +33,14 @@ class Price:
     seconds: float | None = None  # a fixed length, for models that take none
     factor: dict[str, dict[str, float]] = field(default_factory=dict)
     add: dict[str, dict[str, float]] = field(default_factory=dict)
+    # (when, per_second, per_task): the first whose values all match sets the rates.
+    cases: tuple[tuple[dict[str, str], float, float], ...] = ()
+
+    def rates(self, params: dict[str, Any]) -> tuple[float, float]:
+        for when, per_second, per_task in self.cases:
+            if all(_key(params.get(name)) == value for name, value in when.items()):
+                return per_second, per_task
+        return self.per_second, self.per_task
 
     def credits(self, params: dict[str, Any]) -> float:
         """The estimate for one task with these (validated, defaults filled) params."""
@@ -35,7 +49,10 @@ class Price:
             length = float(seconds) if seconds is not None else 0.0
         except (TypeError, ValueError):
             length = 0.0
-        total = self.per_task + self.per_second * length
+        if length <= 0:  # Seedance's -1 ("as the model likes"), Wan's 0 ("as the input"):
+            length = self.seconds or 0.0  # the length the price assumes then
+        per_second, per_task = self.rates(params)
+        total = per_task + per_second * length
         for name, table in self.factor.items():
             total *= table.get(_key(params.get(name)), 1.0)
         for name, table in self.add.items():
@@ -46,7 +63,7 @@ class Price:
 def parse_price(model_id: str, raw: dict[str, Any] | None) -> Price | None:
     if raw is None:
         return None
-    known = {"per_second", "per_task", "seconds_param", "seconds", "factor", "add"}
+    known = {"per_second", "per_task", "seconds_param", "seconds", "factor", "add", "cases"}
     unknown = set(raw) - known
     if unknown:
         raise ValueError(f"model {model_id}: unknown price keys {sorted(unknown)}")
@@ -59,6 +76,14 @@ def parse_price(model_id: str, raw: dict[str, Any] | None) -> Price | None:
             k: {str(v): float(f) for v, f in t.items()} for k, t in raw.get("factor", {}).items()
         },
         add={k: {str(v): float(a) for v, a in t.items()} for k, t in raw.get("add", {}).items()},
+        cases=tuple(
+            (
+                {k: _key(v) for k, v in case["when"].items()},
+                float(case.get("per_second", 0)),
+                float(case.get("per_task", 0)),
+            )
+            for case in raw.get("cases", ())
+        ),
     )
     if price.per_second < 0 or price.per_task < 0 or (price.per_second == price.per_task == 0):
         raise ValueError(f"model {model_id}: a price needs a positive per_second or per_task")

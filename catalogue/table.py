@@ -31,28 +31,55 @@ def _params(spec: ModelSpec) -> str:
 def _roles(spec: ModelSpec) -> str:
     if not spec.roles:
         return "—"
-    return ", ".join(
-        f"{name} {role.min}–{role.max}" if role.min != role.max else f"{name} {role.min}"
-        for name, role in spec.roles.items()
-    )
+    shown = []
+    for name, role in spec.roles.items():
+        count = f"{role.min}–{role.max}" if role.min != role.max else f"{role.min}"
+        kind = "" if role.kind == "image" else f" ({role.kind})"
+        shown.append(f"{name}{kind} {count}")
+    return ", ".join(shown)
+
+
+def _prompt(spec: ModelSpec) -> str:
+    if not spec.prompt_taken:
+        return "—"
+    return f"{spec.prompt_max_length}" + ("" if spec.prompt_required else " (optional)")
 
 
 def markdown(catalogue: Catalogue | None = None) -> str:
     catalogue = catalogue or get_catalogue()
     lines = [
-        "| model | upstream | images | prompt ≤ | parameters (default) | credits (defaults) |",
-        "|---|---|---|---|---|---|",
+        "| model | kind | upstream | inputs | prompt ≤ | parameters (default) "
+        "| credits (defaults) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for spec in catalogue.models.values():
         if spec.live:
+            estimated = "" if spec.price_basis != "estimate" else " *"
             lines.append(
-                f"| `{spec.id}` | {spec.upstream} | {_roles(spec)} | {spec.prompt_max_length} "
-                f"| {_params(spec)} | {spec.estimate(spec.validate_defaults()):g} |"
+                f"| `{spec.id}` | {spec.kind} | {spec.upstream} | {_roles(spec)} "
+                f"| {_prompt(spec)} | {_params(spec)} "
+                f"| {spec.estimate(spec.validate_defaults()):g}{estimated} |"
             )
-    retired = ", ".join(
-        f"`{spec.id}` → `{spec.replaced_by}`" for spec in catalogue.models.values() if not spec.live
+    live = len(catalogue.live)
+    paused = "; ".join(
+        f"`{spec.id}` ({spec.paused_reason})"
+        for spec in catalogue.models.values()
+        if spec.status == "paused"
     )
-    lines += ["", f"Retired (a `POST /jobs` naming one is a 422 `model_retired`): {retired}."]
+    retired = ", ".join(
+        f"`{spec.id}` → `{spec.replaced_by}`"
+        for spec in catalogue.models.values()
+        if spec.status == "retired"
+    )
+    lines += [
+        "",
+        f"{live} live models. Credits marked * are family estimates (`price_basis = "
+        '"estimate"`): Kie\'s price endpoint replaces them when it answers.',
+        "",
+        f"Paused (a `POST /jobs` naming one is a 422 `model_unavailable`): {paused}.",
+        "",
+        f"Retired (a `POST /jobs` naming one is a 422 `model_retired`): {retired}.",
+    ]
     return "\n".join(lines)
 
 

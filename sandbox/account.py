@@ -32,10 +32,13 @@ def price(family: str, model: str, body: dict[str, Any]) -> float | None:
         when = case.get("when", {})
         if all(_text(body.get(name)) == _text(value) for name, value in when.items()):
             try:
-                seconds = float(body.get("duration") or 0)
+                seconds = float(body.get(case.get("seconds_field", "duration")) or 0)
             except (TypeError, ValueError):
                 seconds = 0.0
-            return round(case["per_second"] * seconds + case.get("plus", 0), 2)
+            if seconds <= 0:  # absent, or "as long as the model likes" (-1)
+                seconds = float(case.get("seconds", 0))
+            total = case.get("per_second", 0) * seconds + case.get("per_task", 0)
+            return round(total + case.get("plus", 0), 2)
     return None
 
 

@@ -17,6 +17,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "number": (int, float),
     "boolean": (bool,),
     "array": (list,),
+    "object": (dict,),
 }
 
 
@@ -50,8 +51,19 @@ def refusal(fields: dict[str, Any], body: dict[str, Any]) -> tuple[int, str] | N
             return 422, f"{name} must be one of {rule['enum']}"
         if "maxLength" in rule and isinstance(value, str) and len(value) > rule["maxLength"]:
             return 422, f"{name} is longer than {rule['maxLength']} characters"
+        if "minLength" in rule and isinstance(value, str) and len(value) < rule["minLength"]:
+            return 422, f"{name} is shorter than {rule['minLength']} characters"
         if "maxItems" in rule and isinstance(value, list) and len(value) > rule["maxItems"]:
             return 422, f"{name} has more than {rule['maxItems']} items"
+        if "minItems" in rule and isinstance(value, list) and len(value) < rule["minItems"]:
+            return 422, f"{name} has fewer than {rule['minItems']} items"
+        item_kinds = _TYPES.get(rule.get("items", ""), ())
+        if (
+            isinstance(value, list)
+            and item_kinds
+            and not all(isinstance(v, item_kinds) for v in value)
+        ):
+            return 422, f"{name} must hold {rule['items']} items"
         if "minimum" in rule and isinstance(value, int | float) and value < rule["minimum"]:
             return 422, f"{name} must be at least {rule['minimum']}"
         if "maximum" in rule and isinstance(value, int | float) and value > rule["maximum"]:

@@ -30,8 +30,11 @@ def upstream_values(param: Any) -> list[Any]:
 @pytest.mark.parametrize("spec", LIVE, ids=lambda s: s.id)
 def test_every_field_the_catalogue_sends_is_one_kie_documents(spec: ModelSpec) -> None:
     fields = upstream_fields(spec)
-    sent = {spec.prompt_field, *spec.fixed, *(p.field for p in spec.params.values())}
+    sent = {*spec.fixed, *(p.field for p in spec.params.values())}
     sent |= {role.field for role in spec.roles.values()}
+    sent |= {role.index_field for role in spec.roles.values() if role.index_field}
+    if spec.prompt_taken:
+        sent.add(spec.prompt_field)
     unknown = sorted(name for name in sent if name not in fields)
     assert not unknown, f"{spec.id} sends fields Kie does not document: {unknown}"
 
@@ -59,7 +62,9 @@ def test_enums_and_types_agree_with_kie(spec: ModelSpec) -> None:
 @pytest.mark.parametrize("spec", LIVE, ids=lambda s: s.id)
 def test_every_field_kie_requires_is_always_sent(spec: ModelSpec) -> None:
     fields = upstream_fields(spec)
-    always = {spec.prompt_field, *spec.fixed}
+    always = {*spec.fixed}
+    if spec.prompt_taken and spec.prompt_required:
+        always.add(spec.prompt_field)
     always |= {p.field for p in spec.params.values() if p.default is not None}
     always |= {r.field for r in spec.roles.values() if r.min >= 1}
     missing = sorted(n for n, rule in fields.items() if rule.get("required") and n not in always)
@@ -68,9 +73,16 @@ def test_every_field_kie_requires_is_always_sent(spec: ModelSpec) -> None:
 
 @pytest.mark.parametrize("spec", LIVE, ids=lambda s: s.id)
 def test_the_prompt_limit_is_no_looser_than_kies(spec: ModelSpec) -> None:
-    limit = upstream_fields(spec)[spec.prompt_field].get("maxLength")
-    if limit is not None:
-        assert spec.prompt_max_length <= limit
+    fields = upstream_fields(spec)
+    assert spec.prompt_taken == (spec.prompt_field in fields), spec.id
+    if not spec.prompt_taken:
+        return
+    rule = fields[spec.prompt_field]
+    if rule.get("maxLength") is not None:
+        assert spec.prompt_max_length <= rule["maxLength"]
+    assert spec.prompt_min_length >= rule.get("minLength", 1)
+    if rule.get("required"):
+        assert spec.prompt_required, spec.id
 
 
 def test_there_are_enough_live_models_across_families() -> None:

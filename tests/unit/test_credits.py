@@ -24,7 +24,8 @@ FAMILY = {"kie-jobs": "jobs", "kie-veo": "veo", "kie-runway": "runway"}
 
 def variants(spec: ModelSpec) -> list[dict[str, Any]]:
     """The defaults, then every value of every priced field combined with every other's."""
-    defaults = spec.validate({"prompt": "p"})
+    prompt = {"prompt": "a prompt"} if spec.prompt_taken else {}
+    defaults = spec.validate(prompt)
     axes: dict[str, list[Any]] = {}
     for name, param in spec.params.items():
         if "enum" in param.schema:
@@ -36,7 +37,7 @@ def variants(spec: ModelSpec) -> list[dict[str, Any]]:
     names = sorted(axes)
     out = []
     for combo in itertools.product(*(axes[n] for n in names)):
-        values = {"prompt": "p", **dict(zip(names, combo, strict=True))}
+        values = {**prompt, **dict(zip(names, combo, strict=True))}
         try:
             out.append(spec.validate(values))
         except Exception:
