@@ -66,7 +66,7 @@ async def create_batch(
         if item.metadata is None:
             item.metadata = request.metadata
         try:
-            valid = await validate_request(item, [], settings)
+            valid = await validate_request(item, [], settings, session=session, client_id=client.id)
         except InvalidRequest as exc:
             raise InvalidRequest(
                 f"jobs[{index}].{exc.field}", exc.message, code=exc.code, **exc.extra

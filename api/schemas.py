@@ -20,6 +20,31 @@ class ImageIn(BaseModel):
     base64: str | None = None
 
 
+ROLE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+
+
+class InputIn(BaseModel):
+    """One input by role: a public https URL, base64 bytes (raw or a data: URL), or an
+    earlier job of yours (`job`; `index` picks which of its videos)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = Field(
+        pattern=ROLE_PATTERN,
+        description="One of the model's input_roles (GET /models): first_frame, last_frame, "
+        "reference, video, audio, task, …",
+    )
+    url: str | None = Field(None, max_length=2048)
+    base64: str | None = None
+    job: str | None = Field(
+        None,
+        max_length=40,
+        description="An earlier job of yours: its video for a video or audio role, its "
+        "upstream task for a task role (extend, upscale).",
+    )
+    index: int | None = Field(None, ge=0, le=15)
+
+
 class JobCreate(BaseModel):
     """A new job. Fields beyond these are the model's own parameters, checked against its
     JSON Schema (`GET /models` → `input_schema`)."""
@@ -38,11 +63,20 @@ class JobCreate(BaseModel):
                     ],
                     "duration": 8,
                 },
+                {
+                    "model": "topaz/video-upscale",
+                    "inputs": [{"role": "video", "job": "job_01J…"}],
+                },
             ]
         },
     )
 
-    prompt: str = Field(min_length=1, description="What the video shows (each model's limit).")
+    prompt: str | None = Field(
+        None,
+        min_length=1,
+        description="What the video shows (each model's limit). Required by most models; an "
+        "upscaler or a lip-sync model takes none (its input_schema says).",
+    )
     model: str | None = Field(
         None,
         max_length=100,
@@ -59,7 +93,13 @@ class JobCreate(BaseModel):
         None,
         max_length=12,
         description="More images by role (first_frame, last_frame, reference); see the "
-        "model's image_roles in GET /models.",
+        "model's image_roles in GET /models. An alias of `inputs` for images.",
+    )
+    inputs: list[InputIn] | None = Field(
+        None,
+        max_length=20,
+        description="Inputs by role — images, videos, audio, earlier jobs — as the model's "
+        "input_roles in GET /models say.",
     )
     metadata: dict[str, Any] | None = Field(
         None, description="Small free JSON object, echoed back."
@@ -81,7 +121,8 @@ class JobCreate(BaseModel):
 
     def model_fields_given(self) -> dict[str, Any]:
         """What the model's schema checks: the prompt and every field beyond soraq's own."""
-        return {"prompt": self.prompt, **(self.model_extra or {})}
+        given = {"prompt": self.prompt} if self.prompt is not None else {}
+        return {**given, **(self.model_extra or {})}
 
 
 class JobPage(BaseModel):

@@ -75,7 +75,7 @@ async def create_job(
         replay = await _idempotent_replay(session, client.id, idempotency_key, fingerprint, now)
         if replay is not None:
             return replay, True
-    valid = await validate_request(request, uploads, settings)
+    valid = await validate_request(request, uploads, settings, session=session, client_id=client.id)
     refuse_test_mode_if_unavailable(client, settings)
     job, to_upload = build_job(valid, client, now)
     # With nothing else to store in its transaction, the job commits with its own insert.

@@ -1,8 +1,9 @@
 """Everything `POST /jobs` checks before a row is written, in one place: text fields (control
-characters, metadata size and depth), images (by role, bytes sniffed, URLs public), the
-model's own fields (its JSON Schema, catalogue/), the operator's prompt cap, the webhook URL,
-and the request's fingerprint for Idempotency-Key. Each failure is an InvalidRequest naming
-the field a person can fix."""
+characters, metadata size and depth), inputs (images, videos, audio and earlier jobs, by role:
+bytes sniffed for their kind, durations read, URLs public), the model's own fields (its JSON
+Schema, catalogue/), the operator's prompt cap, the webhook URL, and the request's
+fingerprint for Idempotency-Key. Each failure is an InvalidRequest naming the field a person
+can fix."""
 
 from __future__ import annotations
 
@@ -12,18 +13,26 @@ import hashlib
 import ipaddress
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio.to_thread
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.errors import NotFound
 from api.schemas import JobCreate
 from catalogue import ModelSpec, get_catalogue
 from core.config import Settings
 from core.errors import InvalidRequest
+from core.files import sniff
 from core.images import MAX_IMAGE_BYTES, sniff_image_type
 from core.netguard import UnsafeURL, resolve
+from media.probe import NotMedia, input_seconds
+from models.base import utcnow
+from models.job import JobStatus
+from models.job_queries import jobs_of_client
 
 MAX_METADATA_BYTES = 8 * 1024
 MAX_METADATA_DEPTH = 8
@@ -35,21 +44,35 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,
 
 @dataclass(frozen=True)
 class ImageBytes:
+    """An input file's bytes, recognised by their content: an image, a video or audio."""
+
     data: bytes
     content_type: str
+    kind: str = "image"
+    seconds: float | None = None  # a video's or an audio file's duration, when read
+
+
+FileBytes = ImageBytes
 
 
 @dataclass(frozen=True)
 class ImageSource:
-    """One input image as the request gave it: a URL, or bytes to upload."""
+    """One input as the request gave it: a URL, bytes to upload, or an earlier job of the same
+    client (its archived result, or its upstream task)."""
 
     role: str
     field: str  # the request field that carried it, for errors a person can act on
     url: str | None = None
     upload: ImageBytes | None = None
+    job: str | None = None
+    index: int = 0
 
+
+InputSource = ImageSource
 
 MAX_IMAGES = 12
+MAX_INPUTS = 20  # every input of one job together, images included
+MAX_INPUT_BYTES = 16 * 1024 * 1024  # an uploaded file (the request body's own limit too)
 
 
 def check_image(data: bytes, field: str, declared: str | None = None) -> ImageBytes:
@@ -86,6 +109,34 @@ def decode_base64_image(value: str, field: str = "image_base64") -> ImageBytes:
     except (binascii.Error, ValueError):
         raise InvalidRequest(field, "not valid base64") from None
     return check_image(data, field, declared)
+
+
+def decode_base64_file(value: str, field: str, max_bytes: int) -> ImageBytes:
+    """Base64 (raw or a data: URL) of any input file; its kind comes from its bytes."""
+    if value.startswith("data:"):
+        match = _DATA_URL.match(value)
+        if match is None:
+            raise InvalidRequest(field, "a data URL must look like data:video/mp4;base64,...")
+        value = value[match.end() :]
+    if len(value) > max_bytes * 4 // 3 + 1024:
+        raise InvalidRequest(field, f"the file is larger than the limit of {max_bytes} bytes")
+    try:
+        data = base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(field, "not valid base64") from None
+    return sniff_file(data, field)
+
+
+def sniff_file(data: bytes, field: str) -> ImageBytes:
+    found = sniff(data)
+    if found is None:
+        raise InvalidRequest(
+            field,
+            "not a file soraq takes: images (jpeg/png/webp), videos (mp4/mov/webm) or "
+            "audio (mp3/wav/aac/m4a/ogg/flac)",
+        )
+    kind, content_type = found
+    return ImageBytes(data, content_type, kind)
 
 
 def check_image_url(url: str, field: str = "image_url") -> str:
@@ -132,33 +183,106 @@ def collect_images(
             assert image.base64 is not None
             upload = decode_base64_image(image.base64, f"{field}.base64")
             sources.append(ImageSource(image.role, f"{field}.base64", upload=upload))
+    for n, item in enumerate(request.inputs or []):
+        field = f"inputs[{n}]"
+        given = [g for g in (item.url, item.base64, item.job) if g is not None]
+        if len(given) != 1:
+            raise InvalidRequest(field, "give exactly one of url, base64 or job")
+        if item.url is not None:
+            sources.append(ImageSource(item.role, field, url=item.url))
+        elif item.job is not None:
+            sources.append(ImageSource(item.role, field, job=item.job, index=item.index or 0))
+        else:
+            assert item.base64 is not None
+            upload = decode_base64_file(item.base64, field, MAX_INPUT_BYTES)
+            sources.append(ImageSource(item.role, field, upload=upload))
     sources += [
         ImageSource(role, name, upload=img) for role, name, img in uploads if name != "image"
     ]
-    if len(sources) > MAX_IMAGES:
+    if len(sources) > MAX_INPUTS:
+        raise InvalidRequest("inputs", f"at most {MAX_INPUTS} inputs per job")
+    if sum(1 for s in sources if s.upload is not None and s.upload.kind == "image") > MAX_IMAGES:
         raise InvalidRequest("images", f"at most {MAX_IMAGES} images per job")
     return sources
 
 
 def check_images_for(spec: ModelSpec, sources: list[ImageSource]) -> None:
-    spec.check_images(source.role for source in sources)
+    """Each input against its role: the kind its bytes are, their type, size and duration; a
+    URL must be https on a public host; a task role takes an earlier job only."""
+    field = "inputs" if any(s.field.startswith("inputs") for s in sources) else "images"
+    spec.check_inputs((source.role for source in sources), field=field)
     for source in sources:
+        role = spec.roles[source.role]
+        noun = "image" if role.kind == "image" else role.kind
+        if role.kind == "task":
+            if source.job is None:
+                raise InvalidRequest(
+                    source.field,
+                    f'the {source.role} role takes an earlier job: {{"role": '
+                    f'"{source.role}", "job": "job_…"}}',
+                )
+            continue
         if source.url is not None:
             check_image_url(source.url, source.field)
         elif source.upload is not None:
             upload = source.upload
-            if upload.content_type not in spec.image_types:
-                allowed = ", ".join(t.split("/")[1] for t in spec.image_types)
+            if upload.kind != role.kind:
                 raise InvalidRequest(
                     source.field,
-                    f"model {spec.id} takes {allowed} images; this one is {upload.content_type}",
+                    f"is {'an' if upload.kind[0] in 'aeiou' else 'a'} {upload.kind} "
+                    f"({upload.content_type}); the {source.role} role of model {spec.id} takes "
+                    f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}",
                 )
-            if len(upload.data) > spec.image_max_bytes:
+            if upload.content_type not in role.types:
+                allowed = ", ".join(t.split("/")[1] for t in role.types)
                 raise InvalidRequest(
                     source.field,
-                    f"image is {len(upload.data)} bytes; model {spec.id} takes at most "
-                    f"{spec.image_max_bytes}",
+                    f"model {spec.id} takes {allowed} {noun}s; this one is {upload.content_type}",
                 )
+            if len(upload.data) > role.max_bytes:
+                raise InvalidRequest(
+                    source.field,
+                    f"{noun} is {len(upload.data)} bytes; model {spec.id} takes at most "
+                    f"{role.max_bytes}",
+                )
+            _check_seconds(role, upload, source.field, spec.id)
+
+
+def _check_seconds(role: Any, upload: ImageBytes, field: str, model_id: str) -> None:
+    seconds = upload.seconds
+    if seconds is None:
+        return
+    if role.max_seconds is not None and seconds > role.max_seconds:
+        raise InvalidRequest(
+            field, f"lasts {seconds:g} s; model {model_id} takes at most {role.max_seconds:g} s"
+        )
+    if role.min_seconds is not None and seconds < role.min_seconds:
+        raise InvalidRequest(
+            field, f"lasts {seconds:g} s; model {model_id} takes at least {role.min_seconds:g} s"
+        )
+
+
+async def read_durations(sources: list[ImageSource]) -> list[ImageSource]:
+    """Each uploaded video's or audio file's duration, read from its headers (off the event
+    loop); a file that does not open as what its first bytes claim is refused."""
+    read: list[ImageSource] = []
+    for source in sources:
+        upload = source.upload
+        if upload is None or upload.kind == "image":
+            read.append(source)
+            continue
+        try:
+            seconds = await anyio.to_thread.run_sync(input_seconds, upload.data, upload.kind)
+        except NotMedia as exc:
+            raise InvalidRequest(source.field, str(exc)) from None
+        read.append(
+            ImageSource(
+                source.role,
+                source.field,
+                upload=ImageBytes(upload.data, upload.content_type, upload.kind, seconds),
+            )
+        )
+    return read
 
 
 def check_text(request: JobCreate) -> None:
@@ -169,6 +293,8 @@ def check_text(request: JobCreate) -> None:
         ("image_url", request.image_url),
         ("webhook_url", request.webhook_url),
         *((f"images.{n}.url", image.url) for n, image in enumerate(request.images or [])),
+        *((f"inputs[{n}].url", item.url) for n, item in enumerate(request.inputs or [])),
+        *((f"inputs[{n}].job", item.job) for n, item in enumerate(request.inputs or [])),
         *((name, value) for name, value in (request.model_extra or {}).items()),
         ("metadata", request.metadata),
     ]
@@ -245,7 +371,7 @@ async def check_webhook_url(url: str, settings: Settings) -> str:
 
 @dataclass(frozen=True)
 class ValidRequest:
-    """A request that passed every check: its model, params (defaults filled), images,
+    """A request that passed every check: its model, params (defaults filled), inputs,
     estimate in credits and vetted webhook URL."""
 
     request: JobCreate
@@ -254,55 +380,164 @@ class ValidRequest:
     sources: list[ImageSource]
     estimate: float
     webhook_url: str | None
+    # Each earlier job an input names, as found (its task id for a task role).
+    chained: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def stored_images(
         self,
     ) -> tuple[list[dict[str, Any]], dict[str, Any], list[tuple[int, ImageSource]]]:
-        """(the job's `images`, its shown `input`, the uploads to store as job_images): a URL
-        is kept as given; bytes wait for imgbb under their position."""
+        """(the job's `images` — every input, by role —, its shown `input`, the uploads to
+        store as job_images): a URL is kept as given; bytes wait for their upload under their
+        position; an earlier job is kept by id (with its task id for a task role)."""
         images: list[dict[str, Any]] = []
-        shown_images: list[dict[str, Any]] = []
+        shown_inputs: list[dict[str, Any]] = []
         to_upload: list[tuple[int, ImageSource]] = []
         for position, source in enumerate(self.sources):
+            kind = self.spec.roles[source.role].kind
+            base: dict[str, Any] = {"role": source.role}
+            if kind != "image":
+                base["kind"] = kind
             if source.url is not None:
-                images.append({"role": source.role, "url": source.url})
-                shown_images.append({"role": source.role, "url": source.url})
-            else:
-                assert source.upload is not None
-                images.append({"role": source.role, "upload": position})
-                shown_images.append(
+                images.append({**base, "url": source.url})
+                shown_inputs.append({**base, "kind": kind, "url": source.url})
+            elif source.job is not None:
+                stored = {**base, "job": source.job, "index": source.index}
+                stored.update(self.chained.get(position, {}))
+                images.append(stored)
+                shown_inputs.append(
                     {
-                        "role": source.role,
-                        "content_type": source.upload.content_type,
-                        "bytes": len(source.upload.data),
+                        **base,
+                        "kind": kind,
+                        "job": source.job,
+                        "index": source.index,
+                        "job_url": f"/jobs/{source.job}",
                     }
                 )
+            else:
+                assert source.upload is not None
+                images.append({**base, "upload": position})
+                shown: dict[str, Any] = {
+                    **base,
+                    "kind": kind,
+                    "content_type": source.upload.content_type,
+                    "bytes": len(source.upload.data),
+                }
+                if source.upload.seconds is not None:
+                    shown["seconds"] = source.upload.seconds
+                shown_inputs.append(shown)
                 to_upload.append((position, source))
-        shown: dict[str, Any] = {"prompt": self.request.prompt, **self.params}
-        if shown_images:
-            shown["images"] = shown_images
-        return images, shown, to_upload
+        shown_input: dict[str, Any] = {"prompt": self.request.prompt or "", **self.params}
+        if shown_inputs:
+            # `images` as before inputs could be more than images; `inputs` has them all.
+            shown_images = [
+                {k: v for k, v in i.items() if k != "kind"}
+                for i in shown_inputs
+                if i["kind"] == "image" and "job" not in i
+            ]
+            if shown_images:
+                shown_input["images"] = shown_images
+            shown_input["inputs"] = shown_inputs
+        return images, shown_input, to_upload
 
 
 async def validate_request(
-    request: JobCreate, uploads: list[tuple[str, str, ImageBytes]], settings: Settings
+    request: JobCreate,
+    uploads: list[tuple[str, str, ImageBytes]],
+    settings: Settings,
+    *,
+    session: AsyncSession | None = None,
+    client_id: str | None = None,
 ) -> ValidRequest:
     check_text(request)
     sources = collect_images(request, uploads)
     catalogue = get_catalogue()
-    spec = catalogue.get(request.model or catalogue.default_model(has_image=bool(sources)))
+    has_image = any(s.role in ("first_frame", "last_frame", "reference") for s in sources)
+    spec = catalogue.get(request.model or catalogue.default_model(has_image=has_image))
     params = spec.validate(request.model_fields_given())
-    if len(request.prompt) > settings.prompt_max_length:  # the operator's cap over every model
+    prompt = request.prompt or ""
+    if len(prompt) > settings.prompt_max_length:  # the operator's cap over every model
         raise InvalidRequest(
             "prompt",
-            f"is {len(request.prompt)} characters; this service takes at most "
-            f"{settings.prompt_max_length}",
+            f"is {len(prompt)} characters; this service takes at most {settings.prompt_max_length}",
         )
+    sources = await read_durations(sources)
     check_images_for(spec, sources)
     for source in sources:
         if source.url is not None:
             await check_public_url(source.url, source.field, settings)
+    chained: dict[int, dict[str, Any]] = {}
+    if any(source.job is not None for source in sources):
+        if session is None or client_id is None:
+            raise InvalidRequest("inputs", "earlier jobs cannot be inputs here")
+        chained = await chain_inputs(session, client_id, spec, sources, settings)
     webhook_url = (
         await check_webhook_url(request.webhook_url, settings) if request.webhook_url else None
     )
-    return ValidRequest(request, spec, params, sources, spec.estimate(params), webhook_url)
+    return ValidRequest(request, spec, params, sources, spec.estimate(params), webhook_url, chained)
+
+
+async def chain_inputs(
+    session: AsyncSession,
+    client_id: str,
+    spec: ModelSpec,
+    sources: list[ImageSource],
+    settings: Settings,
+) -> dict[int, dict[str, Any]]:
+    """Each earlier job an input names: the client's own (another's is not found), finished
+    with a result the role can use — for a task role its upstream task (the same API family,
+    a model the role continues, within Kie's retention), for a file role its archived file."""
+    wanted = sorted({s.job for s in sources if s.job is not None})
+    found = {job.id: job for job in (await session.scalars(jobs_of_client(wanted, client_id)))}
+    chained: dict[int, dict[str, Any]] = {}
+    now = utcnow()
+    for position, source in enumerate(sources):
+        if source.job is None:
+            continue
+        job = found.get(source.job)
+        if job is None:
+            raise NotFound(f"{source.field}.job: no job {source.job} of yours")
+        role = spec.roles[source.role]
+        if job.status != JobStatus.SUCCEEDED:
+            raise InvalidRequest(
+                f"{source.field}.job", f"job {job.id} is {job.status}, not succeeded"
+            )
+        earlier = get_catalogue().models.get(job.model)
+        if role.kind == "task":
+            if earlier is None or earlier.upstream != spec.upstream or not job.kie_task_id:
+                raise InvalidRequest(
+                    f"{source.field}.job",
+                    f"job {job.id} ({job.model}) has no task of {spec.upstream} to continue",
+                )
+            if not role.continues(job.model):
+                allowed = ", ".join(role.from_models)
+                raise InvalidRequest(
+                    f"{source.field}.job",
+                    f"model {spec.id} continues tasks of {allowed}; job {job.id} is {job.model}",
+                )
+            ended = job.finished_at or job.updated_at
+            if ended is not None and now - ended > timedelta(days=settings.kie_task_retention_days):
+                raise InvalidRequest(
+                    f"{source.field}.job",
+                    f"job {job.id}'s task is older than Kie keeps tasks "
+                    f"({settings.kie_task_retention_days:g} days)",
+                )
+            chained[position] = {"task_id": job.kie_task_id}
+            continue
+        videos = (job.result or {}).get("videos") or []
+        video = videos[source.index] if 0 <= source.index < len(videos) else None
+        if video is None or not video.get("archived", True) or video.get("expired"):
+            raise InvalidRequest(
+                f"{source.field}.job",
+                f"job {job.id} has no stored video at index {source.index} to send on",
+            )
+        if video.get("bytes") and video["bytes"] > role.max_bytes:
+            raise InvalidRequest(
+                f"{source.field}.job",
+                f"job {job.id}'s video is {video['bytes']} bytes; model {spec.id} takes at "
+                f"most {role.max_bytes}",
+            )
+        seconds = video.get("duration_s")
+        if isinstance(seconds, int | float):
+            upload = ImageBytes(b"", video.get("content_type") or "video/mp4", role.kind, seconds)
+            _check_seconds(role, upload, f"{source.field}.job", spec.id)
+    return chained

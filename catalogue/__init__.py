@@ -154,8 +154,9 @@ class ModelSpec:
     fixed: dict[str, Any] = field(default_factory=dict)
     all_of: tuple[dict[str, Any], ...] = ()
     price: Price | None = None
-    # Rules across inputs the schema cannot see (it checks fields, not inputs): each names
-    # roles that cannot be given together, or a role that needs another.
+    # Rules across inputs the schema cannot see (it checks fields, not inputs): the model's
+    # modes (groups of roles; roles of two modes cannot be given together), a role that needs
+    # another, a choice of which at least one is needed.
     exclusive: tuple[tuple[str, ...], ...] = ()
     requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
     one_of_roles: tuple[tuple[str, ...], ...] = ()
@@ -248,13 +249,14 @@ class ModelSpec:
                 raise InvalidRequest(
                     field, f"model {self.id} needs {spec.min} {name} {noun}(s): {how}"
                 )
-        for group in self.exclusive:
-            present = [r for r in group if counts.get(r)]
-            if len(present) > 1:
-                raise InvalidRequest(
-                    field,
-                    f"model {self.id} cannot take {' and '.join(present)} together",
-                )
+        # `exclusive` holds the model's modes: roles of two different modes never go together.
+        present = [[r for r in group if counts.get(r)] for group in self.exclusive]
+        present = [roles for roles in present if roles]
+        if len(present) > 1:
+            raise InvalidRequest(
+                field,
+                f"model {self.id} cannot take {present[0][0]} and {present[1][0]} together",
+            )
         for role, needed in self.requires.items():
             if counts.get(role) and not any(counts.get(n) for n in needed):
                 raise InvalidRequest(

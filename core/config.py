@@ -160,6 +160,14 @@ class Settings(BaseSettings):
     archive_timeout: float = Field(600.0, gt=0)  # seconds for one whole download
     archive_watermarked: bool = False
     content_url_ttl: float = Field(3600.0, gt=0)  # how long a signed content link works
+    # How long Kie keeps a finished task that a later job may continue (extend, upscale).
+    kie_task_retention_days: float = Field(14.0, gt=0)
+    # How long a signed link to an earlier job's video lasts when it is another job's input
+    # (the upstream fetches it when the task starts, which may be after a queue).
+    input_link_ttl: float = Field(6 * 3600.0, gt=0)
+    # Where Kie's File Upload API is (videos and audio given as bytes, and earlier jobs'
+    # files, reach Kie through it); its own host in Kie's docs.
+    kie_file_upload_url: str = "https://kieai.redpandaai.co"
     result_retention_days: float = Field(30.0, gt=0)  # archived files are deleted after this
 
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
@@ -219,6 +227,7 @@ class Settings(BaseSettings):
         for name, url in (
             ("KIE_BASE_URL", self.kie_base_url),
             ("IMGBB_BASE_URL", self.imgbb_base_url),
+            ("KIE_FILE_UPLOAD_URL", self.kie_file_upload_url),
         ):
             problem = _upstream_url_problem(url)
             if problem:

@@ -46,6 +46,7 @@ def sandbox_env(sandbox_url: str, api_url: str) -> dict[str, str]:
     return {
         "KIE_BASE_URL": sandbox_url,
         "IMGBB_BASE_URL": sandbox_url,
+        "KIE_FILE_UPLOAD_URL": sandbox_url,
         "TEST_MODE_KIE_URL": sandbox_url,
         "KIE_API_KEY": SANDBOX_KIE_KEY,
         "IMGBB_API_KEY": SANDBOX_IMGBB_KEY,

@@ -24,9 +24,16 @@ def _signature(job_id: str, kind: str, index: int, expires: int) -> str:
     return hmac.new(_key(), message, hashlib.sha256).hexdigest()[:32]
 
 
-def signed_path(job_id: str, kind: str, index: int, settings: Settings | None = None) -> str:
-    """`kind` is "content" (the video) or "poster"."""
-    ttl = (settings or get_settings()).content_url_ttl
+def signed_path(
+    job_id: str,
+    kind: str,
+    index: int,
+    settings: Settings | None = None,
+    ttl: float | None = None,
+) -> str:
+    """`kind` is "content" (the video) or "poster"; the link lasts `ttl` seconds (default
+    CONTENT_URL_TTL)."""
+    ttl = ttl if ttl is not None else (settings or get_settings()).content_url_ttl
     expires = int(time.time() + ttl)
     query = urlencode(
         {"index": index, "exp": expires, "sig": _signature(job_id, kind, index, expires)}

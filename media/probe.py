@@ -4,6 +4,7 @@ video is refused: soraq never marks a job succeeded with a broken file."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -77,3 +78,43 @@ def poster(path: Path) -> bytes:
         packets = encoder.encode(frame.reformat(format="yuvj420p"))
         packets += encoder.encode(None)
         return b"".join(bytes(p) for p in packets)
+
+
+class NotMedia(ValueError):
+    pass
+
+
+# Video codecs an input may carry (what the models' pages accept, and nothing exotic), and
+# the largest frame side taken (the catalogue's largest output is 4K).
+INPUT_VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "prores"})
+MAX_INPUT_SIDE = 4096
+
+
+def input_seconds(data: bytes, kind: str) -> float | None:
+    """How long an input video or audio file lasts, read from its container's metadata
+    (nothing is decoded: a hostile file costs no more than its headers). Raises NotMedia
+    when the bytes are not a file of that kind soraq would send on."""
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if kind == "video":
+                if not container.streams.video:
+                    raise NotMedia("the file has no video stream")
+                stream = container.streams.video[0]
+                codec = stream.codec_context.name
+                if codec not in INPUT_VIDEO_CODECS:
+                    raise NotMedia(f"the video codec {codec} is not one models take")
+                side = max(stream.codec_context.width or 0, stream.codec_context.height or 0)
+                if side > MAX_INPUT_SIDE:
+                    raise NotMedia(f"frames of {side} px are larger than {MAX_INPUT_SIDE} px")
+            elif not container.streams.audio:
+                raise NotMedia("the file has no audio stream")
+            if container.duration:
+                return round(container.duration / av.time_base, 3)
+            first = (container.streams.video or container.streams.audio)[0]
+            if first.duration and first.time_base:
+                return round(float(first.duration * first.time_base), 3)
+            return None
+    except NotMedia:
+        raise
+    except (av.error.FFmpegError, ValueError, OSError, IndexError) as exc:
+        raise NotMedia(f"the file does not open as {kind} ({type(exc).__name__})") from None

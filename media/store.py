@@ -135,3 +135,11 @@ def presigned_get(key: str, ttl: timedelta) -> str:
     signing = store()
     assert isinstance(signing, S3Store), "only S3-compatible stores sign URLs"
     return obstore.sign(signing, "GET", key, ttl)
+
+
+def get_bytes(key: str) -> bytes:
+    """A stored object's bytes (FileNotFoundError when it is gone)."""
+    try:
+        return bytes(obstore.get(store(), key).bytes())
+    except obstore.exceptions.NotFoundError:
+        raise FileNotFoundError(key) from None

@@ -44,6 +44,11 @@ def job_by_id(job_id: str, client_id: str | None = None) -> Select[Job]:
     return query
 
 
+def jobs_of_client(job_ids: list[str], client_id: str) -> Select[Job]:
+    """These jobs, those of this client only (another client's are simply not found)."""
+    return select(Job).where(Job.id.in_(job_ids), Job.client_id == client_id)
+
+
 def jobs_page(
     *,
     client_id: str | None,

@@ -2,15 +2,62 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from sandbox.schemas import jobs_schema, refusal
 from sandbox.state import Sandbox
 from sandbox.tasks import kie_body
+
+
+def continued_task(sb: Sandbox, task_input: dict[str, Any]) -> tuple[int, str] | None:
+    """A `task_id` input must name a task of this account that succeeded, as Kie requires
+    ("the original video generation must have completed successfully")."""
+    task_id = task_input.get("task_id")
+    if task_id is None:
+        return None
+    task = sb.tasks.get(str(task_id))
+    if task is None or task.family != "jobs":
+        return 422, f"task_id {task_id} is not a task of this account"
+    if task.stage(time.time())[0] != "success":
+        return 422, f"task {task_id} has not completed successfully"
+    return None
+
+
+async def fetch_inputs(sb: Sandbox, model: str, prompt: str, task_input: dict[str, Any]) -> None:
+    """Fetch each input file served from this machine (Kie's uploads here, soraq's own signed
+    links), as Kie fetches what it is given, and record what arrived: a test can compare the
+    bytes with what soraq archived. Other hosts are out of reach here and are only noted."""
+    for field, value in task_input.items():
+        urls = value if isinstance(value, list) else [value]
+        for url in urls:
+            if not isinstance(url, str) or not url.startswith("http"):
+                continue
+            host = urlsplit(url).hostname or ""
+            if host not in ("127.0.0.1", "localhost"):
+                continue
+            try:
+                response = await sb.http["client"].get(url)
+                digest = hashlib.sha256(response.content).hexdigest()
+                status: int | str = response.status_code
+            except httpx.HTTPError as exc:
+                digest, status = "", f"error: {type(exc).__name__}"
+            sb.calls.record(
+                "inputFetch",
+                model=model,
+                prompt=prompt,
+                field=field,
+                url=url,
+                status_code=status,
+                sha256=digest,
+                content_type=response.headers.get("content-type", "") if digest else "",
+            )
 
 
 def routes(sb: Sandbox) -> APIRouter:
@@ -30,11 +77,12 @@ def routes(sb: Sandbox) -> APIRouter:
             if not model:
                 return 500, "This field is required: model"
             schema = jobs_schema(model)
-            if schema is None:
+            if schema is None or model in sb.paused_models:
                 return 422, f"The model {model} is not available"
-            return refusal(schema, task_input)
+            return refusal(schema, task_input) or continued_task(sb, task_input)
 
         prompt = str(task_input.get("prompt") or "")
+        await fetch_inputs(sb, model, prompt, task_input)
         return await sb.create(request, "jobs", model, prompt, body, check, task_input)
 
     @router.get("/api/v1/jobs/recordInfo")

@@ -26,6 +26,8 @@ class Sandbox:
     config: SandboxConfig
     tasks: dict[str, Task] = field(default_factory=dict)
     images: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # Kie's file uploads
+    paused_models: set[str] = field(default_factory=set)  # Kie's catalogue says paused
     calls: Calls = field(default_factory=Calls)
     created_at: deque[float] = field(default_factory=deque)  # accepted creates (rate limit)
     background: set[asyncio.Task[None]] = field(default_factory=set)

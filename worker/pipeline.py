@@ -24,7 +24,7 @@ from worker.archive import archive
 from worker.archive import lease as archive_lease
 from worker.stage import UpstreamClients, claim_stage, context
 from worker.submit import to_submitting
-from worker.upload import upload
+from worker.upload import needs_upload, upload
 from worker.watch import check
 
 __all__ = ["UpstreamClients", "advance"]
@@ -77,7 +77,9 @@ def _upload_lease(settings: Settings, now: datetime) -> datetime:
 def _start(
     session: Session, job: Job, outbound: UpstreamClients, settings: Settings, now: datetime
 ) -> None:
-    has_upload = session.scalar(select(JobImage.job_id).where(JobImage.job_id == job.id).limit(1))
+    has_upload = needs_upload(job) or session.scalar(
+        select(JobImage.job_id).where(JobImage.job_id == job.id).limit(1)
+    )
     if has_upload:
         if claim_stage(
             session, job, JobStatus.QUEUED, JobStatus.UPLOADING, _upload_lease(settings, now), now

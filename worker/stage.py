@@ -20,6 +20,7 @@ from models.lifecycle import fail, record_event, transition
 from upstreams import Upstream
 from upstreams.errors import ExternalError
 from upstreams.imgbb import ImgbbClient
+from upstreams.kie_files import KieFileUpload
 from upstreams.kie_http import KieHTTP
 from worker import account, policy
 
@@ -34,6 +35,7 @@ class UpstreamClients:
     upstreams: dict[str, Upstream]
     imgbb: ImgbbClient
     kie_files: KieHTTP | None = None  # Kie's file endpoints (a fresh link for an old result)
+    kie_upload: KieFileUpload | None = None  # Kie's File Upload API (videos, audio)
     # The sandbox that test-mode jobs use instead (TEST_MODE_KIE_URL); None: not set up.
     test_mode: UpstreamClients | None = None
 

@@ -67,10 +67,16 @@ def submit(
     spec = get_catalogue().spec(job.model)
     upstream = outbound.upstreams[spec.upstream]
     params = {name: value for name, value in job.input.items() if name in spec.params}
-    images = [(i["role"], i["url"]) for i in job.images or [] if i.get("url")]
+    # Every input by role: a file's URL, or an earlier task's id (and which of its results).
+    images = [
+        (i["role"], i["url"] if i.get("url") else i["task_id"])
+        for i in job.images or []
+        if i.get("url") or i.get("task_id")
+    ]
+    indexes = {i["role"]: int(i.get("index") or 0) for i in job.images or [] if i.get("task_id")}
     if not images and job.image_url:
         images = [("first_frame", job.image_url)]
-    body = spec.upstream_input(job.input["prompt"], params, images)
+    body = spec.upstream_input(job.input.get("prompt") or "", params, images, indexes)
     callback = (
         f"{settings.public_url.rstrip('/')}/kie/callback/{job.callback_token}"
         if settings.public_url

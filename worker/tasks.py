@@ -21,6 +21,7 @@ from models.job_queries import claim_due, claim_due_deliveries
 from models.lifecycle import NEW_DELIVERIES
 from upstreams import KieHTTP, kie_upstreams
 from upstreams.imgbb import ImgbbClient
+from upstreams.kie_files import KieFileUpload
 from worker import credits, webhooks
 from worker.admission import acquire_check, admit, record_checks
 from worker.media_sweep import clear_abandoned_downloads, expire_media
@@ -38,9 +39,17 @@ def upstream_clients() -> UpstreamClients:
     kie_key = settings.kie_api_key.get_secret_value() if settings.kie_api_key else ""
     imgbb_key = settings.imgbb_api_key.get_secret_value() if settings.imgbb_api_key else ""
     url = settings.test_mode_kie_url
-    test_mode = _clients(settings, url, SANDBOX_KIE_KEY, url, SANDBOX_IMGBB_KEY) if url else None
+    test_mode = (
+        _clients(settings, url, SANDBOX_KIE_KEY, url, SANDBOX_IMGBB_KEY, url) if url else None
+    )
     return _clients(
-        settings, settings.kie_base_url, kie_key, settings.imgbb_base_url, imgbb_key, test_mode
+        settings,
+        settings.kie_base_url,
+        kie_key,
+        settings.imgbb_base_url,
+        imgbb_key,
+        settings.kie_file_upload_url,
+        test_mode,
     )
 
 
@@ -50,12 +59,16 @@ def _clients(
     kie_key: str,
     imgbb_url: str,
     imgbb_key: str,
+    upload_url: str,
     test_mode: UpstreamClients | None = None,
 ) -> UpstreamClients:
     kie = KieHTTP(kie_url, kie_key, timeout=settings.kie_timeout)
+    # A file of up to 16 MB at a slow link's pace: a longer deadline than a JSON call's.
+    upload = KieFileUpload(upload_url, kie_key, timeout=settings.kie_timeout * 4)
     return UpstreamClients(
         upstreams=kie_upstreams(kie_url, kie_key, timeout=0, http=kie),
         kie_files=kie,
+        kie_upload=upload,
         imgbb=ImgbbClient(
             imgbb_url,
             imgbb_key,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -47,10 +48,10 @@ _STREAM = (
 _IMAGE_PART = {"type": "string", "format": "binary", "description": "jpeg/png/webp, ≤10 MB"}
 _MULTIPART_SCHEMA = {
     "type": "object",
-    "required": ["prompt"],
     "description": "The JSON fields as form fields (the model's own typed by its schema), "
-    "`image` as the first frame, and `image_first_frame`, `image_last_frame`, "
-    "`image_reference` parts for more images by role.",
+    "`image` as the first frame, `image_first_frame`, `image_last_frame`, `image_reference` "
+    "parts for more images by role, and `input_<role>` parts for any input role (a video "
+    "as `input_video`, an audio file as `input_audio`, …).",
     "properties": {
         "prompt": {"type": "string", "minLength": 1},
         **{name: {"type": "string"} for name in ("model", "image_url", "webhook_url")},
@@ -58,8 +59,16 @@ _MULTIPART_SCHEMA = {
         "image": _IMAGE_PART,
         **{f"image_{role}": _IMAGE_PART for role in ROLES},
     },
+    "patternProperties": {
+        "^input_[a-z][a-z0-9_]{0,31}$": {
+            "type": "string",
+            "format": "binary",
+            "description": "an input file by role (its kind is read from its bytes)",
+        }
+    },
 }
 _IMAGE_PARTS = {"image": "first_frame", **{f"image_{role}": role for role in ROLES}}
+_INPUT_PART = re.compile(r"^input_([a-z][a-z0-9_]{0,31})$")
 
 
 async def _read_multipart(
@@ -67,7 +76,7 @@ async def _read_multipart(
 ) -> tuple[JobCreate, list[tuple[str, str, validation.ImageBytes]]]:
     try:
         form = await request.form(
-            max_files=validation.MAX_IMAGES, max_fields=50, max_part_size=MAX_BODY_BYTES
+            max_files=validation.MAX_INPUTS, max_fields=50, max_part_size=MAX_BODY_BYTES
         )
     except StarletteHTTPException as exc:  # a body that is not a multipart form at all
         raise InvalidRequest("body", f"not a valid multipart form: {exc.detail}") from None
@@ -76,11 +85,20 @@ async def _read_multipart(
     for name, value in form.multi_items():
         if isinstance(value, UploadFile):
             role = _IMAGE_PARTS.get(name)
-            if role is None:
+            if role is not None:
+                data = await value.read(MAX_IMAGE_BYTES + 1)
+                uploads.append((role, name, validation.check_image(data, name, None)))
+                continue
+            matched = _INPUT_PART.match(name)
+            if matched is None:
                 parts = ", ".join(_IMAGE_PARTS)
-                raise InvalidRequest(name, f"only these parts may be files: {parts}")
-            data = await value.read(MAX_IMAGE_BYTES + 1)
-            uploads.append((role, name, validation.check_image(data, name, None)))
+                raise InvalidRequest(name, f"only these parts may be files: {parts}, input_<role>")
+            data = await value.read(validation.MAX_INPUT_BYTES + 1)
+            if len(data) > validation.MAX_INPUT_BYTES:
+                raise InvalidRequest(
+                    name, f"the file is larger than {validation.MAX_INPUT_BYTES} bytes"
+                )
+            uploads.append((matched.group(1), name, validation.sniff_file(data, name)))
         elif name == "metadata":
             # The same limits as a JSON body's metadata; a deep nest is refused, not a 500.
             if len(value) > validation.MAX_METADATA_BYTES:

@@ -67,7 +67,7 @@ def test_a_non_sora_model_takes_its_own_params(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("body", "field", "fragment"),
     [
-        ({}, "prompt", "Field required"),
+        ({}, "prompt", "is required by model"),
         ({"prompt": ""}, "prompt", "at least 1 character"),
         ({"prompt": "   "}, "prompt", "blank"),
         ({"prompt": "x" * 5001}, "prompt", "limit is 5000"),

@@ -650,6 +650,29 @@ export interface components {
             base64?: string | null;
         };
         /**
+         * InputIn
+         * @description One input by role: a public https URL, base64 bytes (raw or a data: URL), or an
+         *     earlier job of yours (`job`; `index` picks which of its videos).
+         */
+        InputIn: {
+            /**
+             * Role
+             * @description One of the model's input_roles (GET /models): first_frame, last_frame, reference, video, audio, task, …
+             */
+            role: string;
+            /** Url */
+            url?: string | null;
+            /** Base64 */
+            base64?: string | null;
+            /**
+             * Job
+             * @description An earlier job of yours: its video for a video or audio role, its upstream task for a task role (extend, upscale).
+             */
+            job?: string | null;
+            /** Index */
+            index?: number | null;
+        };
+        /**
          * JobCreate
          * @description A new job. Fields beyond these are the model's own parameters, checked against its
          *     JSON Schema (`GET /models` → `input_schema`).
@@ -671,13 +694,22 @@ export interface components {
          *       "model": "veo3.1-fast/image-to-video",
          *       "prompt": "The cat turns towards the camera"
          *     }
+         * @example {
+         *       "inputs": [
+         *         {
+         *           "job": "job_01J…",
+         *           "role": "video"
+         *         }
+         *       ],
+         *       "model": "topaz/video-upscale"
+         *     }
          */
         JobCreate: {
             /**
              * Prompt
-             * @description What the video shows (each model's limit).
+             * @description What the video shows (each model's limit). Required by most models; an upscaler or a lip-sync model takes none (its input_schema says).
              */
-            prompt: string;
+            prompt?: string | null;
             /**
              * Model
              * @description A live model id from GET /models. Default: the catalogue's default text model, or its default image model when an image is given.
@@ -695,9 +727,14 @@ export interface components {
             image_base64?: string | null;
             /**
              * Images
-             * @description More images by role (first_frame, last_frame, reference); see the model's image_roles in GET /models.
+             * @description More images by role (first_frame, last_frame, reference); see the model's image_roles in GET /models. An alias of `inputs` for images.
              */
             images?: components["schemas"]["ImageIn"][] | null;
+            /**
+             * Inputs
+             * @description Inputs by role — images, videos, audio, earlier jobs — as the model's input_roles in GET /models say.
+             */
+            inputs?: components["schemas"]["InputIn"][] | null;
             /**
              * Metadata
              * @description Small free JSON object, echoed back.
@@ -1196,7 +1233,7 @@ export interface operations {
             content: {
                 "application/json": components["schemas"]["JobCreate"];
                 "multipart/form-data": {
-                    prompt: string;
+                    prompt?: string;
                     model?: string;
                     image_url?: string;
                     webhook_url?: string;
@@ -1222,6 +1259,8 @@ export interface operations {
                      * @description jpeg/png/webp, ≤10 MB
                      */
                     image_reference?: string;
+                } & {
+                    [key: string]: string;
                 };
             };
         };
