@@ -22,6 +22,7 @@ import anyio.to_thread
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import NotFound
+from api.model_states import STATES
 from api.schemas import JobCreate
 from catalogue import ModelSpec, get_catalogue
 from core.config import Settings
@@ -453,6 +454,9 @@ async def validate_request(
     catalogue = get_catalogue()
     has_image = any(s.role in ("first_frame", "last_frame", "reference") for s in sources)
     spec = catalogue.get(request.model or catalogue.default_model(has_image=has_image))
+    if session is not None:
+        await STATES.refresh(session)
+    STATES.refuse_if_unavailable(catalogue, spec)  # paused or gone at Kie (its live catalogue)
     params = spec.validate(request.model_fields_given())
     prompt = request.prompt or ""
     if len(prompt) > settings.prompt_max_length:  # the operator's cap over every model
@@ -473,7 +477,8 @@ async def validate_request(
     webhook_url = (
         await check_webhook_url(request.webhook_url, settings) if request.webhook_url else None
     )
-    return ValidRequest(request, spec, params, sources, spec.estimate(params), webhook_url, chained)
+    estimate = STATES.estimate(spec, params)  # Kie's price when read, else the bundled
+    return ValidRequest(request, spec, params, sources, estimate, webhook_url, chained)
 
 
 async def chain_inputs(

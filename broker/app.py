@@ -56,6 +56,16 @@ def create_celery(settings: Settings) -> Celery:
                 "options": {"expires": max(settings.sweep_interval * 5, 10.0)},
             },
             "cleanup": {"task": "soraq.cleanup", "schedule": 3600.0, "options": {"expires": 600}},
+            "catalogue-check": {
+                "task": "soraq.catalogue_check",
+                "schedule": settings.catalogue_check_interval,
+                "options": {"expires": max(settings.catalogue_check_interval, 60.0)},
+            },
+            "kie-prices": {
+                "task": "soraq.kie_prices",
+                "schedule": settings.kie_prices_interval,
+                "options": {"expires": max(settings.kie_prices_interval, 60.0)},
+            },
             "expire-media": {
                 "task": "soraq.expire_media",
                 "schedule": 300.0,

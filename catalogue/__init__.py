@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -60,6 +60,8 @@ class Param:
     field: str  # the upstream's field
     schema: dict[str, Any]
     send_as: Literal["string"] | None = None
+    # Kie's own enum when soraq offers fewer values on purpose (what drift compares with).
+    kie_enum: tuple[Any, ...] | None = None
 
     @property
     def default(self) -> Any:
@@ -160,6 +162,8 @@ class ModelSpec:
     exclusive: tuple[tuple[str, ...], ...] = ()
     requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
     one_of_roles: tuple[tuple[str, ...], ...] = ()
+    # Kie's fields soraq knowingly leaves out (objects it does not map yet): not drift.
+    unmapped: tuple[str, ...] = ()
 
     @property
     def live(self) -> bool:
@@ -387,7 +391,7 @@ class Catalogue:
                 replaced_by=spec.replaced_by,
             )
         if not spec.live:
-            alternatives = [m.id for m in self.live if m.kind == spec.kind][:10]
+            alternatives = self.alternatives(spec)
             raise InvalidRequest(
                 "model",
                 f"model {model_id} is unavailable ({spec.paused_reason or 'paused at Kie'}); "
@@ -396,6 +400,14 @@ class Catalogue:
                 alternatives=alternatives,
             )
         return spec
+
+    def alternatives(
+        self, spec: ModelSpec, usable: Callable[[ModelSpec], bool] = lambda m: True
+    ) -> list[str]:
+        """Live models of the same kind, the same family's first (at most ten)."""
+        same = [m for m in self.live if m.kind == spec.kind and m.id != spec.id and usable(m)]
+        same.sort(key=lambda m: family(m.id) != family(spec.id))
+        return [m.id for m in same][:10]
 
     def spec(self, model_id: str) -> ModelSpec:
         """Any model, retired ones included (a job made before its model was retired)."""
@@ -439,7 +451,8 @@ def _model(raw: dict[str, Any]) -> ModelSpec:
     params = {}
     for name, table in (raw.get("params") or {}).items():
         schema = {k: v for k, v in table.items() if k in _SCHEMA_KEYS}
-        params[name] = Param(name, table.get("field", name), schema, table.get("send_as"))
+        kie_enum = tuple(table["kie_enum"]) if "kie_enum" in table else None
+        params[name] = Param(name, table.get("field", name), schema, table.get("send_as"), kie_enum)
     images = raw.get("images") or {}
     roles = {
         name: _role(raw["id"], name, table, images)
@@ -487,6 +500,7 @@ def _model(raw: dict[str, Any]) -> ModelSpec:
         exclusive=tuple(tuple(g) for g in rules.get("exclusive", ())),
         requires={k: tuple(v) for k, v in (rules.get("requires") or {}).items()},
         one_of_roles=tuple(tuple(g) for g in rules.get("one_of", ())),
+        unmapped=tuple(raw.get("unmapped", ())),
     )
 
 
@@ -505,6 +519,11 @@ def parse(data: dict[str, Any]) -> Catalogue:
         if default not in models or not models[default].live:
             raise ValueError(f"catalogue default model {default} is not a live model")
     return catalogue
+
+
+def family(model_id: str) -> str:
+    """A model's family from its id: kling-2.6/text-to-video → kling."""
+    return re.split(r"[-/.]", model_id, maxsplit=1)[0]
 
 
 @lru_cache

@@ -90,3 +90,21 @@ def parse_price(model_id: str, raw: dict[str, Any] | None) -> Price | None:
     if any(f < 0 for t in price.factor.values() for f in t.values()):
         raise ValueError(f"model {model_id}: price factors must not be negative")
     return price
+
+
+def case_credits(cases: list[dict[str, Any]], body: dict[str, Any]) -> float | None:
+    """What a price list written as cases (Kie's price endpoint: first match first, each with
+    `when` fields of the upstream body) says a task with this body costs; None if no case
+    matches."""
+    for case in cases:
+        when = case.get("when") or {}
+        if all(_key(body.get(name)) == _key(value) for name, value in when.items()):
+            try:
+                seconds = float(body.get(case.get("seconds_field") or "duration") or 0)
+            except (TypeError, ValueError):
+                seconds = 0.0
+            if seconds <= 0:  # absent, or "as long as the model likes" (-1)
+                seconds = float(case.get("seconds") or 0)
+            total = float(case.get("per_second") or 0) * seconds + float(case.get("per_task") or 0)
+            return round(total + float(case.get("plus") or 0), 2)
+    return None

@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     content_url_ttl: float = Field(3600.0, gt=0)  # how long a signed content link works
     # How long Kie keeps a finished task that a later job may continue (extend, upscale).
     kie_task_retention_days: float = Field(14.0, gt=0)
+    # How often the catalogue is compared with Kie's live one (models paused, gone, changed),
+    # and Kie's prices and success rates read (also at start).
+    catalogue_check_interval: float = Field(86400.0, gt=0)
+    kie_prices_interval: float = Field(3600.0, gt=0)
     # How long a signed link to an earlier job's video lasts when it is another job's input
     # (the upstream fetches it when the task starts, which may be after a queue).
     input_link_ttl: float = Field(6 * 3600.0, gt=0)

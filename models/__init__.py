@@ -8,6 +8,7 @@ from models.client import Client
 from models.event import JobEvent
 from models.idempotency import IdempotencyKey
 from models.job import Job, JobImage, JobStatus
+from models.model_state import CatalogueReport, ModelState
 from models.scheduler import SchedulerState
 from models.spend import ClientSpend
 from models.webhook import DeliveryState, WebhookDelivery, WebhookHostSlot
@@ -17,6 +18,7 @@ __all__ = [
     "AdminSession",
     "Base",
     "Batch",
+    "CatalogueReport",
     "Client",
     "ClientSpend",
     "DeliveryState",
@@ -25,6 +27,7 @@ __all__ = [
     "Job",
     "JobImage",
     "JobStatus",
+    "ModelState",
     "SchedulerState",
     "WebhookDelivery",
     "WebhookHostSlot",

@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 
+from models.base import utcnow
 from models.client import Client
 from models.event import JobEvent
 from models.job import Job
@@ -42,6 +43,32 @@ def job_by_id(job_id: str, client_id: str | None = None) -> Select[Job]:
     if client_id is not None:
         query = query.where(Job.client_id == client_id)
     return query
+
+
+def recent_outcomes(last: int, days: float = 7.0) -> Select[Any]:
+    """Per model, of its `last` finished live jobs within `days`: (model, succeeded, total).
+    Canceled jobs say nothing of the model; test-mode jobs ran on the sandbox."""
+    position = func.row_number().over(partition_by=Job.model, order_by=Job.finished_at.desc())
+    finished = (
+        select(Job.model, Job.status, position.label("n"))
+        .where(
+            Job.status.in_(["succeeded", "failed"]),
+            Job.livemode.is_(True),
+            Job.finished_at.is_not(None),
+            Job.finished_at > _days_ago(days),
+        )
+        .subquery()
+    )
+    won = func.sum(case((finished.c.status == "succeeded", 1), else_=0))
+    return (
+        select(finished.c.model, won, func.count())
+        .where(finished.c.n <= last)
+        .group_by(finished.c.model)
+    )
+
+
+def _days_ago(days: float) -> datetime:
+    return utcnow() - timedelta(days=days)
 
 
 def jobs_of_client(job_ids: list[str], client_id: str) -> Select[Job]:

@@ -9,13 +9,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from catalogue.pricing import case_credits
+
 PRICES = Path(__file__).with_name("prices.toml")
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 @cache
@@ -24,22 +20,14 @@ def _cases() -> list[dict[str, Any]]:
         return list(tomllib.load(f)["price"])
 
 
+def cases(family: str, model: str) -> list[dict[str, Any]]:
+    """The price list's cases for one model, in order (what Kie's price endpoint serves)."""
+    return [c for c in _cases() if c["family"] == family and c["model"] == model]
+
+
 def price(family: str, model: str, body: dict[str, Any]) -> float | None:
     """What Kie charges for this create body; None for a model with no price listed."""
-    for case in _cases():
-        if case["family"] != family or case["model"] != model:
-            continue
-        when = case.get("when", {})
-        if all(_text(body.get(name)) == _text(value) for name, value in when.items()):
-            try:
-                seconds = float(body.get(case.get("seconds_field", "duration")) or 0)
-            except (TypeError, ValueError):
-                seconds = 0.0
-            if seconds <= 0:  # absent, or "as long as the model likes" (-1)
-                seconds = float(case.get("seconds", 0))
-            total = case.get("per_second", 0) * seconds + case.get("per_task", 0)
-            return round(total + case.get("plus", 0), 2)
-    return None
+    return case_credits(cases(family, model), body)
 
 
 @dataclass

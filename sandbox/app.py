@@ -11,7 +11,16 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from sandbox import control, imgbb, kie_files, kie_jobs, kie_runway, kie_uploads, kie_veo
+from sandbox import (
+    catalogue,
+    control,
+    imgbb,
+    kie_files,
+    kie_jobs,
+    kie_runway,
+    kie_uploads,
+    kie_veo,
+)
 from sandbox.state import Sandbox
 from sandbox.tasks import SandboxConfig
 
@@ -28,6 +37,15 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         await sb.http["client"].aclose()
 
     app = FastAPI(title="soraq sandbox (Kie.ai + imgbb stand-in)", lifespan=lifespan)
-    for family in (kie_jobs, kie_veo, kie_runway, kie_files, kie_uploads, imgbb, control):
+    for family in (
+        kie_jobs,
+        kie_veo,
+        kie_runway,
+        kie_files,
+        kie_uploads,
+        catalogue,
+        imgbb,
+        control,
+    ):
         app.include_router(family.routes(sb))
     return app

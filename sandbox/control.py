@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from sandbox.catalogue import LiveCatalogue
 from sandbox.state import Sandbox
 from sandbox.tasks import Task
 
@@ -65,6 +66,7 @@ def routes(sb: Sandbox) -> APIRouter:
         sb.calls.log.clear()
         sb.calls.create_by_prompt.clear()
         sb.account.credits = sb.config.credits
+        sb.catalogue = LiveCatalogue.transcribed()
         return {"ok": True}
 
     @router.get("/healthz")

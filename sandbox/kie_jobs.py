@@ -11,7 +11,7 @@ import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from sandbox.schemas import jobs_schema, refusal
+from sandbox.schemas import refusal
 from sandbox.state import Sandbox
 from sandbox.tasks import kie_body
 
@@ -76,8 +76,8 @@ def routes(sb: Sandbox) -> APIRouter:
         def check() -> tuple[int, str] | None:
             if not model:
                 return 500, "This field is required: model"
-            schema = jobs_schema(model)
-            if schema is None or model in sb.paused_models:
+            schema = sb.catalogue.fields(model)  # paused or removed at Kie: None
+            if schema is None:
                 return 422, f"The model {model} is not available"
             return refusal(schema, task_input) or continued_task(sb, task_input)
 

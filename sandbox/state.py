@@ -16,7 +16,8 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from core.config import parse_rate
-from sandbox.account import Account, price
+from sandbox.account import Account
+from sandbox.catalogue import LiveCatalogue
 from sandbox.faults import Fault, parse
 from sandbox.tasks import ACCOUNT_MESSAGES, Calls, SandboxConfig, Task, kie_body
 
@@ -27,7 +28,7 @@ class Sandbox:
     tasks: dict[str, Task] = field(default_factory=dict)
     images: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # Kie's file uploads
-    paused_models: set[str] = field(default_factory=set)  # Kie's catalogue says paused
+    catalogue: LiveCatalogue = field(default_factory=LiveCatalogue.transcribed)
     calls: Calls = field(default_factory=Calls)
     created_at: deque[float] = field(default_factory=deque)  # accepted creates (rate limit)
     background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -139,7 +140,7 @@ class Sandbox:
             >= self.config.max_concurrent
         ):
             return answer(429, f"Too many concurrent tasks (max {self.config.max_concurrent})")
-        cost = price(family, model, body if family != "jobs" else shown)
+        cost = self.catalogue.price(family, model, body if family != "jobs" else shown)
         if cost is None:
             return answer(422, f"No price for model {model}")
         if not self.account.charge(cost):

@@ -398,6 +398,13 @@ def main(argv: list[str] | None = None) -> int:
         "operator-secret",
         help="print the secret that signs account events to OPERATOR_WEBHOOK_URL",
     )
+    catalogue_parser = verbs.add_parser("catalogue", help="the catalogue against Kie's live one")
+    catalogue_actions = catalogue_parser.add_subparsers(dest="action", required=True)
+    catalogue_actions.add_parser("check", help="report drift from Kie's catalogue (exit 1)")
+    sync_parser = catalogue_actions.add_parser(
+        "sync", help="write the catalogue with Kie's changes applied, for review"
+    )
+    sync_parser.add_argument("--write", required=True, metavar="FILE", type=Path)
     sandbox = verbs.add_parser("sandbox", help="run the Kie + imgbb stand-in")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8765)
@@ -443,6 +450,12 @@ def main(argv: list[str] | None = None) -> int:
         from core.operator_secret import operator_secret
 
         print(operator_secret(settings))
+    elif args.verb == "catalogue":
+        from soraq import catalogue_cli
+
+        if args.action == "check":
+            return catalogue_cli.check()
+        return catalogue_cli.sync(args.write)
     elif args.verb == "sandbox":
         run_sandbox(args.host, args.port)
     elif args.verb == "dev":

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from core.config import Settings
 from models.job import Job, JobStatus
 from models.lifecycle import fail
+from models.model_state import PAUSED
 from models.scheduler import SchedulerState
 from upstreams import ACCOUNT_CODES
 from upstreams.errors import ExternalError
@@ -74,7 +75,11 @@ def resume(session: Session) -> None:
     if ended:
         session.execute(
             update(Job)
-            .where(Job.status == JobStatus.QUEUED, Job.waiting_reason.is_not(None))
+            .where(
+                Job.status == JobStatus.QUEUED,
+                Job.waiting_reason.is_not(None),
+                Job.waiting_reason != PAUSED,  # a paused model's jobs wait for the model
+            )
             .values(waiting_reason=None)
             .execution_options(synchronize_session=False)
         )

@@ -26,7 +26,8 @@ from models.base import utcnow
 from models.client import Client
 from models.job import Job, JobStatus
 from models.job_queries import admitted_not_submitted
-from models.lifecycle import AT_KIE
+from models.lifecycle import AT_KIE, fail
+from models.model_state import PAUSED, hold_queued, unavailable_models
 from models.scheduler import SchedulerState
 from worker import account, credits
 from worker.limiter import Token, check_window, create_window
@@ -72,7 +73,7 @@ def in_flight(session: Session) -> int:
     return int(session.scalar(select(func.count()).where(Job.status.in_(_IN_FLIGHT))) or 0)
 
 
-def fair_order(now: datetime, limit: int) -> Select:
+def fair_order(now: datetime, limit: int, waiting_models: list[str] | None = None) -> Select:
     """Due queued jobs, interleaved across clients: a client's k-th job ranks
     (k + the jobs it already has in flight) / weight.
 
@@ -98,11 +99,38 @@ def fair_order(now: datetime, limit: int) -> Select:
         .outerjoin(Client, Client.id == Job.client_id)
         .outerjoin(held, held.c.client_id == Job.client_id)
         .where(
-            Job.status == JobStatus.QUEUED, Job.next_check_at.is_not(None), Job.next_check_at <= now
+            Job.status == JobStatus.QUEUED,
+            Job.next_check_at.is_not(None),
+            Job.next_check_at <= now,
+            *([Job.model.not_in(waiting_models)] if waiting_models else []),
         )
         .subquery()
     )
     return select(queue.c.id).order_by(queue.c.turn, queue.c.created_at).limit(limit)
+
+
+def held_models(session: Session, now: datetime, settings: Settings) -> list[str]:
+    """Models Kie's catalogue says are paused or gone: their queued jobs wait (and fail
+    past their JOB_TIMEOUT, never having been sent: nothing was charged)."""
+    held = [row.model_id for row in session.execute(unavailable_models())]
+    if held:
+        session.execute(hold_queued(held, only_unmarked=True))  # e.g. queued since the pause
+        cutoff = now - timedelta(seconds=settings.job_timeout)
+        expired = session.scalars(
+            select(Job.id)
+            .where(Job.status == JobStatus.QUEUED, Job.model.in_(held), Job.created_at < cutoff)
+            .limit(100)
+        ).all()
+        for job_id in expired:
+            fail(
+                session,
+                job_id,
+                JobStatus.QUEUED,
+                PAUSED,
+                f"The model was unavailable at Kie for longer than this job's "
+                f"{settings.job_timeout:.0f} s; it was never submitted, so nothing was charged.",
+            )
+    return held
 
 
 def _pending_admissions(session: Session, now: datetime) -> int:
@@ -143,7 +171,8 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
             room = 1 if room > 0 and account.take_probe(state, now, settings) else 0
         if room > 0:
             # Only what the balance covers goes to Kie: a 402 prevented, not reported.
-            candidates = list(session.scalars(fair_order(now, room)))
+            waiting_models = held_models(session, now, settings)
+            candidates = list(session.scalars(fair_order(now, room, waiting_models)))
             admitted = credits.affordable(session, state, candidates, now, settings)
             if candidates and not admitted:
                 credits.pause_low(session, state, now, settings)

@@ -21,8 +21,9 @@ from models.job_queries import claim_due, claim_due_deliveries
 from models.lifecycle import NEW_DELIVERIES
 from upstreams import KieHTTP, kie_upstreams
 from upstreams.imgbb import ImgbbClient
+from upstreams.kie_catalogue import KieCatalogue
 from upstreams.kie_files import KieFileUpload
-from worker import credits, webhooks
+from worker import catalogue_watch, credits, webhooks
 from worker.admission import acquire_check, admit, record_checks
 from worker.media_sweep import clear_abandoned_downloads, expire_media
 from worker.pipeline import UpstreamClients, advance
@@ -161,6 +162,42 @@ def read_kie_balance() -> float | None:
     with session_scope() as session:
         kie = upstream_clients().kie_files
         return credits.read_balance(session, kie, get_settings()) if kie else None
+
+
+def kie_catalogue() -> KieCatalogue | None:
+    kie = upstream_clients().kie_files
+    return KieCatalogue(kie) if kie is not None else None
+
+
+@celery_app.task(name="soraq.catalogue_check")
+def catalogue_check() -> str | None:
+    """Compare the catalogue with Kie's live one and apply what it says (daily)."""
+    kie = kie_catalogue()
+    if kie is None:
+        return None
+    with session_scope() as session:
+        drift = catalogue_watch.check(session, kie, get_settings())
+    return drift.summary() if drift is not None else None
+
+
+@celery_app.task(name="soraq.kie_prices")
+def kie_prices() -> int:
+    """Read Kie's prices and success rates (at start, then every KIE_PRICES_INTERVAL)."""
+    kie = kie_catalogue()
+    if kie is None:
+        return 0
+    with session_scope() as session:
+        return catalogue_watch.read_prices(session, kie)
+
+
+@signals.beat_init.connect
+def _read_catalogue_at_start(**_: object) -> None:
+    """Prices (and the catalogue's state) are read when the service starts, not a day later."""
+    try:
+        kie_prices.apply_async()
+        catalogue_check.apply_async(countdown=5)
+    except Exception as exc:  # the broker is not up yet: the schedule does it
+        log.warning("could not ask for the first catalogue read: %s", exc)
 
 
 @celery_app.task(name="soraq.cleanup")

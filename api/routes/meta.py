@@ -21,8 +21,10 @@ from api.health import (
     check_storage,
 )
 from api.metrics import DatabaseCollector
+from api.model_states import STATES
 from catalogue import get_catalogue
 from core.config import get_settings
+from models.model_state import last_report
 
 router = APIRouter(tags=["meta"])
 
@@ -96,10 +98,22 @@ async def metrics(request: Request, settings: SettingsDep) -> Response:
 
 
 @router.get("/models", summary="The model catalogue")
-async def models() -> dict[str, Any]:
+async def models(session: SessionDep) -> dict[str, Any]:
+    """Every model: its input schema and roles, its price (Kie's when read, else the bundled
+    table's) and status as Kie's live catalogue last said, and success rates (Kie's published
+    one, soraq's own over its last 100 finished jobs)."""
     catalogue = get_catalogue()
+    await STATES.refresh(session)
+    await STATES.refresh_rates(session)
+    report = await session.scalar(last_report())
     return {
         "default_text_model": catalogue.default_text_model,
         "default_image_model": catalogue.default_image_model,
-        "data": [spec.describe() for spec in catalogue.models.values()],
+        "catalogue": {
+            "models": len(catalogue.models),
+            "live": sum(1 for m in catalogue.live if STATES.unavailable(m) is None),
+            "checked_at": report.checked_at.isoformat() if report is not None else None,
+            "drift": report.summary if report is not None else None,
+        },
+        "data": [STATES.describe(spec) for spec in catalogue.models.values()],
     }

@@ -87,10 +87,9 @@ class Stack:
                 client = session.scalars(select(Client).where(Client.name == "integration")).one()
                 job = Job(
                     client_id=client.id,
-                    model="veo3.1-fast/text-to-video",
                     created_at=now,
                     updated_at=now,
-                    **{"next_check_at": now, **values},
+                    **{"model": "veo3.1-fast/text-to-video", "next_check_at": now, **values},
                 )
                 session.add(job)
                 session.commit()

@@ -62,7 +62,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The model catalogue */
+        /**
+         * The model catalogue
+         * @description Every model: its input schema and roles, its price (Kie's when read, else the bundled
+         *     table's) and status as Kie's live catalogue last said, and success rates (Kie's published
+         *     one, soraq's own over its last 100 finished jobs).
+         */
         get: operations["models_models_get"];
         put?: never;
         post?: never;
