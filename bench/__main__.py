@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from bench import (
     archive,
+    catalogue,
     clients,
     e2e_embedded,
     ingest,
@@ -53,6 +54,7 @@ def main() -> None:
             ),
         ),
         ("batches and waiting clients", lambda: clients.main(["--batches", "2"] if quick else [])),
+        ("the whole catalogue", catalogue.main),
     ]
     rows: list[Row] = []
     started = time.monotonic()

@@ -22,6 +22,7 @@ from api import admin_service, usage
 from api.charts import stacked_by_day
 from api.deps import NudgerDep, SessionDep, SettingsDep, admin_token_matches
 from api.errors import CsrfFailed, Unauthorized
+from api.model_states import STATES
 from api.params import JobId
 from api.schemas import AdminJobOut, DeliveryOut, EventOut
 from api.service import cancel_job
@@ -31,6 +32,7 @@ from core.config import get_settings
 from models.admin import live_session, new_session, revoke_session
 from models.base import utcnow
 from models.job import Job, JobStatus
+from models.model_state import last_report
 from models.scheduler import SchedulerState
 from models.usage_queries import daily_by_client
 
@@ -73,6 +75,10 @@ async def _account(session: AsyncSession) -> dict[str, Any]:
     paused for the account."""
     used = await session.scalar(select(func.coalesce(func.sum(Job.media_bytes), 0)))
     shown: dict[str, Any] = {"storage_used": _human_bytes(int(used or 0))}
+    report = await session.scalar(last_report())
+    if report is not None and report.summary != "in step with Kie":
+        shown["catalogue_notice"] = report.summary
+        shown["catalogue_checked"] = report.checked_at.isoformat(timespec="seconds")
     state = await session.get(SchedulerState, "kie", populate_existing=True)
     settings = get_settings()
     if state is not None and state.kie_credits is not None:
@@ -210,6 +216,25 @@ async def job_page(request: Request, job_id: JobId, session: SessionDep) -> Resp
         events=[EventOut.model_validate(e) for e in events],
         webhooks=[DeliveryOut.model_validate(d) for d in deliveries],
         flash=request.session.pop("flash", None),
+        **await _account(session),
+    )
+
+
+@router.get("/models", response_class=HTMLResponse)
+async def models_page(request: Request, session: SessionDep) -> Response:
+    """Every model: status (as Kie's live catalogue last said), price and its source, and
+    success rates — Kie's published one and soraq's own over its last 100 jobs."""
+    if not await _logged_in(request, session):
+        return RedirectResponse("/admin", status_code=303)
+    await STATES.refresh(session)
+    await STATES.refresh_rates(session)
+    report = await session.scalar(last_report())
+    return _page(
+        request,
+        "models.html",
+        logged_in=True,
+        models=[STATES.describe(spec) for spec in get_catalogue().models.values()],
+        report=report,
         **await _account(session),
     )
 

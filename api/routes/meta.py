@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import gzip
 import hmac
+import json
 import os
 import threading
 import time
@@ -97,23 +99,44 @@ async def metrics(request: Request, settings: SettingsDep) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/models", summary="The model catalogue")
-async def models(session: SessionDep) -> dict[str, Any]:
+_MODELS_BODY: dict[str, tuple[Any, bytes, bytes]] = {}  # the last body: (its key, JSON, gzip)
+
+
+@router.get(
+    "/models",
+    summary="The model catalogue",
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+async def models(request: Request, session: SessionDep) -> Response:
     """Every model: its input schema and roles, its price (Kie's when read, else the bundled
     table's) and status as Kie's live catalogue last said, and success rates (Kie's published
-    one, soraq's own over its last 100 finished jobs)."""
+    one, soraq's own over its last 100 finished jobs). Gzip-encoded when the client takes it;
+    serialized once per change of what it shows (about 85 schemas)."""
     catalogue = get_catalogue()
     await STATES.refresh(session)
     await STATES.refresh_rates(session)
     report = await session.scalar(last_report())
-    return {
-        "default_text_model": catalogue.default_text_model,
-        "default_image_model": catalogue.default_image_model,
-        "catalogue": {
-            "models": len(catalogue.models),
-            "live": sum(1 for m in catalogue.live if STATES.unavailable(m) is None),
-            "checked_at": report.checked_at.isoformat() if report is not None else None,
-            "drift": report.summary if report is not None else None,
-        },
-        "data": [STATES.describe(spec) for spec in catalogue.models.values()],
-    }
+    key = (STATES.read_at, STATES.rates_at, report.id if report is not None else None)
+    cached = _MODELS_BODY.get("models")
+    if cached is None or cached[0] != key:
+        body = {
+            "default_text_model": catalogue.default_text_model,
+            "default_image_model": catalogue.default_image_model,
+            "catalogue": {
+                "models": len(catalogue.models),
+                "live": sum(1 for m in catalogue.live if STATES.unavailable(m) is None),
+                "checked_at": report.checked_at.isoformat() if report is not None else None,
+                "drift": report.summary if report is not None else None,
+            },
+            "data": [STATES.describe(spec) for spec in catalogue.models.values()],
+        }
+        raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        cached = (key, raw, gzip.compress(raw, compresslevel=6))
+        _MODELS_BODY["models"] = cached
+    _, raw, packed = cached
+    headers = {"vary": "accept-encoding"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(
+            packed, media_type="application/json", headers={**headers, "content-encoding": "gzip"}
+        )
+    return Response(raw, media_type="application/json", headers=headers)

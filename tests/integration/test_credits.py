@@ -27,8 +27,8 @@ from tests.integration.conftest import (
     running_stack,
 )
 
-# Seedance 2 Fast at 480p for 5 s: 40 credits by Kie's price list (and the sandbox's).
-FORTY = {"model": "bytedance/seedance-2-fast", "resolution": "480p", "duration": 5}
+# Grok Imagine at 480p for 20 s: 40 credits by the catalogue's price (and the sandbox's).
+FORTY = {"model": "grok-imagine/text-to-video", "resolution": "480p", "duration": 20}
 
 
 def budgeted_client(stack: Stack, *budget: str, name: str | None = None) -> httpx.Client:

@@ -132,3 +132,31 @@ def test_usage_page_charts_credits_per_day_by_client(
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
     page.close()
+
+
+def test_a_chain_and_the_models_page(stack: Stack, browser: object, tmp_path: Path) -> None:
+    if stack.backend != EMBEDDED:
+        pytest.skip("one browser run is enough")
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    first = stack.create(prompt=f"a kite #{uuid.uuid4().hex[:6]}", model="kling-2.6/text-to-video")
+    assert stack.wait(first["id"])["status"] == "succeeded"
+    second = stack.create(
+        model="topaz/video-upscale", inputs=[{"role": "video", "job": first["id"]}]
+    )
+    page = browser.new_page(viewport={"width": 1366, "height": 860})
+    page.goto(f"{stack.local.api_url}/admin")
+    page.fill("input[name=token]", ADMIN_TOKEN)
+    page.click("button[type=submit]")
+    page.goto(f"{stack.local.api_url}/admin/view/{second['id']}")
+    link = page.locator("#job-inputs a.chain")
+    expect(link).to_have_text(first["id"])
+    link.click()  # one step back along the chain
+    expect(page.locator("h1")).to_contain_text(first["id"])
+    page.goto(f"{stack.local.api_url}/admin/models")
+    expect(page.locator("#models tbody tr").first).to_be_visible()
+    expect(page.locator("#models")).to_contain_text("topaz/video-upscale")
+    expect(page.locator("#models")).to_contain_text("97 %")  # Kie's published rate
+    page.screenshot(path=str(tmp_path / "models.png"), full_page=False)
+    print(f"screenshots: {tmp_path}")
