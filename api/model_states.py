@@ -38,6 +38,9 @@ class ModelStates:
         rows = (await session.scalars(select(ModelState))).all()
         for row in rows:
             session.expunge(row)
+        # End the read's transaction: POST /jobs' insert may then commit in one round trip
+        # (models.one_trip takes only a connection with no transaction open).
+        await session.rollback()
         self.rows = {row.model_id: row for row in rows}
 
     async def refresh_rates(self, session: AsyncSession) -> None:

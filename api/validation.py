@@ -493,6 +493,9 @@ async def chain_inputs(
     a model the role continues, within Kie's retention), for a file role its archived file."""
     wanted = sorted({s.job for s in sources if s.job is not None})
     found = {job.id: job for job in (await session.scalars(jobs_of_client(wanted, client_id)))}
+    for earlier_job in found.values():
+        session.expunge(earlier_job)
+    await session.rollback()  # a read only: the insert may still go in one round trip
     chained: dict[int, dict[str, Any]] = {}
     now = utcnow()
     for position, source in enumerate(sources):

@@ -43,7 +43,7 @@ async def fetch_inputs(sb: Sandbox, model: str, prompt: str, task_input: dict[st
             if host not in ("127.0.0.1", "localhost"):
                 continue
             try:
-                response = await sb.http["client"].get(url)
+                response = await sb.http["client"].get(url, follow_redirects=True)
                 digest = hashlib.sha256(response.content).hexdigest()
                 status: int | str = response.status_code
             except httpx.HTTPError as exc:
