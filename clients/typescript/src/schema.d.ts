@@ -66,7 +66,8 @@ export interface paths {
          * The model catalogue
          * @description Every model: its input schema and roles, its price (Kie's when read, else the bundled
          *     table's) and status as Kie's live catalogue last said, and success rates (Kie's published
-         *     one, soraq's own over its last 100 finished jobs).
+         *     one, soraq's own over its last 100 finished jobs). Gzip-encoded when the client takes it;
+         *     serialized once per change of what it shows (about 85 schemas).
          */
         get: operations["models_models_get"];
         put?: never;
@@ -1113,9 +1114,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": Record<string, never>;
                 };
             };
         };
