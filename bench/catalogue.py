@@ -40,11 +40,14 @@ async def run() -> None:
         request = JobCreate.model_validate(body)
         for _ in range(300):
             await validate_request(request, [], settings)
-        started = time.perf_counter()
-        n = 3000
-        for _ in range(n):
-            await validate_request(request, [], settings)
-        print((time.perf_counter() - started) / n * 1e6)
+        best = float("inf")
+        for _ in range(7):  # the fastest of 7 rounds: this machine's noise is in the slow ones
+            started = time.perf_counter()
+            n = 1000
+            for _ in range(n):
+                await validate_request(request, [], settings)
+            best = min(best, (time.perf_counter() - started) / n * 1e6)
+        print(best)
 asyncio.run(run())
 """
 
@@ -108,8 +111,8 @@ def main() -> list[Row]:
     )
     before, after = validation_us(old), validation_us(None)
     print(
-        f"validate_request: ingest body {before[0]:.0f} → {after[0]:.0f} µs, "
-        f"Kling body {before[1]:.0f} → {after[1]:.0f} µs (16 → 85 models)"
+        f"validate_request (fastest of 7 rounds of 1,000): ingest body {before[0]:.0f} → "
+        f"{after[0]:.0f} µs, Kling body {before[1]:.0f} → {after[1]:.0f} µs (16 → 85 models)"
     )
     starts: dict[str, list[float]] = {"16 models": [], "85 models": []}
     sizes: dict[str, float] = {}
