@@ -34,7 +34,8 @@ from models.lifecycle import record_event, retry
 from models.scheduler import SchedulerState
 from models.webhook import DeliveryState, WebhookDelivery
 
-_WINDOW = re.compile(r"^(\d{1,6})([smhd])$")
+WINDOW_PATTERN = r"^(\d{1,6})([smhd])$"  # also declared in the OpenAPI document
+_WINDOW = re.compile(WINDOW_PATTERN)
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -75,6 +76,9 @@ async def list_jobs(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[tuple[Job, str | None]], str | None]:
+    # The bounds are checked first: a filter that matches nobody is no reason to skip them.
+    after_bound = bounded_time("created_after", created_after)
+    before_bound = bounded_time("created_before", created_before)
     client_id = None
     if client:
         client_id = await session.scalar(
@@ -86,8 +90,8 @@ async def list_jobs(
         statuses=statuses,
         model=model,
         client_id=client_id,
-        created_after=bounded_time("created_after", created_after),
-        created_before=bounded_time("created_before", created_before),
+        created_after=after_bound,
+        created_before=before_bound,
         q=q.strip() if q else None,
         limit=limit + 1,
         after=decode_cursor(cursor) if cursor else None,

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from core.errors import InvalidRequest
 
@@ -150,6 +151,19 @@ def pydantic_fields(errors: list[Any]) -> list[dict[str, str]]:
     ] or [{"field": "", "message": "invalid request"}]
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route takes at this path (asked of the router as a request would)."""
+    allowed = []
+    for method in METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -174,14 +188,19 @@ def install(app: FastAPI) -> None:
         return validation_error(pydantic_fields(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route whose path matched; RFC 9110
+            # wants every method the path takes (GET and POST /jobs are two routes).
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request))}
         if exc.status_code == 400:
             # FastAPI's "error parsing the body" (bytes that are not UTF-8 JSON): the same 422
             # as any other unreadable request body, naming the body.
             return validation_error([{"field": "body", "message": str(exc.detail)}])
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers
         )
 
     @app.exception_handler(OperationalError)

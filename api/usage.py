@@ -15,6 +15,8 @@ from models.base import utcnow
 from models.usage_queries import GroupBy, usage
 
 MAX_DAYS = 366
+# Days a report may name: 0001-01-01 or 9999-12-31 would overflow the window's arithmetic.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
 COLUMNS = ("key", "jobs", "credits_estimated", "credits_charged", "credits_reserved", "usd")
 
 
@@ -24,6 +26,9 @@ def period(
     """[from, to] as UTC days, both included; default the last 30 days up to today."""
     today = (now or utcnow()).date()
     last = end or today
+    for name, day in (("from", start), ("to", last)):
+        if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+            raise InvalidRequest(name, f"must be a day from {FIRST_DAY} to {LAST_DAY}")
     first = start or last - timedelta(days=29)
     if first > last:
         raise InvalidRequest("from", "must not be after `to`")

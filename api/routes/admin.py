@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from api import admin_service
+from api.admin_service import WINDOW_PATTERN
 from api.deps import AdminDep, NudgerDep, SessionDep
-from api.params import ERRORS, JobId
+from api.params import ERRORS, IsoTime, JobId
 from api.schemas import AdminJobDetail, AdminJobOut, AdminJobPage, DeliveryOut, EventOut, Stats
 from api.service import cancel_job
 from models.job import JobStatus
@@ -21,8 +21,8 @@ async def list_jobs(
     status: Annotated[list[JobStatus] | None, Query()] = None,
     model: Annotated[str | None, Query(max_length=100)] = None,
     client: Annotated[str | None, Query(max_length=100, description="name or id")] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: IsoTime | None = None,
+    created_before: IsoTime | None = None,
     q: Annotated[
         str | None, Query(max_length=200, description="prompt text, job id or Kie task id")
     ] = None,
@@ -84,6 +84,9 @@ async def replay(
 @router.get("/stats", response_model=Stats, summary="Counts, success rate, timings, Kie errors")
 async def stats(
     session: SessionDep,
-    window: Annotated[str, Query(max_length=10, description="e.g. 60m, 24h, 7d")] = "24h",
+    window: Annotated[
+        str,
+        Query(max_length=10, pattern=WINDOW_PATTERN, description="e.g. 60m, 24h, 7d"),
+    ] = "24h",
 ) -> Stats:
     return Stats(**await admin_service.stats(session, admin_service.parse_window(window)))

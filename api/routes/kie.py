@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 
 from api import service
 from api.deps import NudgerDep, SessionDep, SettingsDep
-from api.errors import NotFound, PayloadTooLarge, Unauthorized
+from api.errors import APIError, NotFound, PayloadTooLarge, Unauthorized
 from models.job import JobStatus
 from upstreams.kie_http import callback_credits, callback_task_id
 
@@ -47,6 +47,8 @@ def _parse(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         return None
+    except RecursionError:  # "[" × 20,000 fits in 64 kB: a hostile body, not a 500
+        raise APIError("the callback body nests too deeply") from None
 
 
 def _signature_ok(key: str, request: Request, task_id: str) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -10,15 +9,16 @@ from fastapi.responses import JSONResponse, Response
 
 from api import usage
 from api.deps import AdminDep, CurrentClient, SessionDep, SettingsDep
-from api.params import ERRORS
+from api.params import ERRORS, IsoDay
 
 router = APIRouter(tags=["usage"], responses=ERRORS)
 
 From = Annotated[
-    date | None, Query(alias="from", description="first UTC day (default: 29 days before `to`)")
+    IsoDay | None,
+    Query(alias="from", description="first UTC day (default: 29 days before `to`)"),
 ]
 To = Annotated[
-    date | None, Query(alias="to", description="last UTC day, included (default: today)")
+    IsoDay | None, Query(alias="to", description="last UTC day, included (default: today)")
 ]
 _CSV = {
     "description": "The groups as CSV with `Accept: text/csv`",

@@ -156,3 +156,14 @@ def test_a_callbacks_credits_settle_the_job_and_the_balance_hostile_ones_do_not(
     ):
         post(hostile)
         assert stored() == (37.0, 37.0, 900.5), hostile
+
+
+def test_a_deeply_nested_callback_body_is_a_400_not_a_500(signed_app: TestClient) -> None:
+    token = job_at_kie("task-deep")
+    response = signed_app.post(
+        f"/kie/callback/{token}",
+        content=b"[" * 20000,
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "the callback body nests too deeply"
