@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ from api.validation import (
     validate_request,
 )
 from core.config import Rate, Settings, parse_rate
+from core.metrics import ORPHAN_TASKS
 from models.account_queries import record_balance, record_charge
 from models.base import utcnow
 from models.event import JobEvent
@@ -53,6 +55,7 @@ from models.webhook import WebhookDelivery
 from views.jobs import PRIORITIES
 
 # Built once: on the API's hottest path, building a statement costs more than running it.
+log = logging.getLogger(__name__)
 _NEW_EVENT = insert(cast(Table, JobEvent.__table__))
 CLIENT_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:client_id, 0))")
 
@@ -378,6 +381,27 @@ async def kie_callback(
             check_now_by_callback(job.id, task_id or None, now=now, debounce=debounce, lease=lease)
         )
     ).first()
+    if job.status in TERMINAL and task_id and task_id != job.kie_task_id:
+        # A task for a job that has ended (its createTask answer was lost past SUBMIT_LEASE,
+        # or it was canceled meanwhile): the job's end is final. The task is recorded in the
+        # history and counted, for an operator to find the paid video.
+        await session.execute(
+            _NEW_EVENT.values(
+                job_id=job.id,
+                at=now,
+                kind="callback",
+                reason=f"Kie called back about task {task_id} after the job had ended "
+                f"({job.status}): recorded, the job does not change",
+                detail={"kie_task_id": task_id},
+            )
+        )
+        ORPHAN_TASKS.inc()
+        log.warning(
+            "job %s (%s) got a callback for task %s after it ended: recorded, not revived",
+            job.id,
+            job.status,
+            task_id,
+        )
     if not job.livemode:
         charged = remaining = None  # the sandbox's figures: nothing was spent at Kie
     if task_id and charged is not None:

@@ -26,6 +26,10 @@ KIE_LATENCY = Histogram(
     ["endpoint"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+ORPHAN_TASKS = Counter(
+    "soraq_orphan_tasks_total",
+    "Kie callbacks naming a task for a job that had already ended (the job did not change)",
+)
 WEBHOOK_ATTEMPTS = Counter(
     "soraq_webhook_attempts_total", "Webhook delivery attempts by outcome", ["outcome"]
 )

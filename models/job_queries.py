@@ -331,15 +331,12 @@ def check_now_by_callback(
     unless another callback did within `debounce` seconds. A job at Kie is claimed for
     `lease` seconds by the callback itself, whose check the API sends straight to a worker
     (the sweep would take a hop longer); a lost message is due again when the lease ends. A
-    job that has no task id of its own — still submitting, or failed as submit_unknown —
-    keeps the named task as a candidate for adoption (worker.adopt), and a failed one becomes
-    due for that check."""
+    job still submitting with no task id of its own keeps the named task as a candidate for
+    adoption (worker.adopt) — at once when its createTask answer is known lost, else when its
+    lease ends. A job that has ended is not touched: its end is final."""
     recent = now - timedelta(seconds=debounce)
     at_kie = Job.status.in_(list(AT_KIE))
-    orphan = Job.kie_task_id.is_(None) & (
-        (Job.status == "submitting")
-        | ((Job.status == "failed") & (Job.error_code == "submit_unknown"))
-    )
+    orphan = Job.kie_task_id.is_(None) & (Job.status == "submitting")
     return (
         update(Job)
         .where(Job.id == job_id)
@@ -351,7 +348,14 @@ def check_now_by_callback(
             # stays finished: a late callback does not bring it back.
             next_check_at=case(
                 (at_kie, now),
-                (orphan & (Job.status == "failed") & literal(task_id is not None), now),
+                # Its createTask answer was lost: adopt the named task now, not at the
+                # lease's end.
+                (
+                    orphan
+                    & (Job.waiting_reason == "kie_answer_lost")
+                    & literal(task_id is not None),
+                    now,
+                ),
                 else_=Job.next_check_at,
             ),
             claimed_until=case((at_kie, now + timedelta(seconds=lease)), else_=Job.claimed_until),

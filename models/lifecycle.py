@@ -331,26 +331,22 @@ def retry(session: Session, job_id: str, *, now: datetime | None = None, reason:
 def adopt_task(
     session: Session, job_id: str, task_id: str, *, now: datetime, deadline: datetime
 ) -> bool:
-    """A job whose createTask answer was lost (still `submitting`, or failed as
-    submit_unknown) takes the task a callback named, once the upstream showed that task
-    carries this job's own callback URL. The one way out of `failed` besides an operator's
-    retry: the task exists and is paid for, so the job follows it."""
+    """A job whose createTask answer was lost (still `submitting`, within its lease) takes
+    the task a callback named, once the upstream showed that task carries this job's own
+    callback URL: the task exists and is paid for, so the job follows it."""
     result = session.execute(
         update(Job)
         .where(
             Job.id == job_id,
             Job.kie_task_id.is_(None),
             Job.adopt_task_id == task_id,
-            (Job.status == JobStatus.SUBMITTING)
-            | ((Job.status == JobStatus.FAILED) & (Job.error_code == "submit_unknown")),
+            Job.status == JobStatus.SUBMITTING,  # an ended job never comes back
         )
         .values(
             status=JobStatus.WAITING,
             kie_task_id=task_id,
             adopt_task_id=None,
-            error_code=None,
-            error_message=None,
-            finished_at=None,
+            waiting_reason=None,
             submitted_at=now,
             deadline_at=deadline,
             stage_lease_until=None,

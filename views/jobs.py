@@ -154,6 +154,8 @@ class JobOut(BaseModel):
         None,
         description="While queued: why admission holds it back, e.g. kie_insufficient_credits "
         "(a fact about the account: every job waits, none fails for it before its timeout). "
+        "While submitting: kie_answer_lost (Kie's answer to createTask was lost; the job waits "
+        "for Kie's callback to name its task until SUBMIT_LEASE, never resubmitting). "
         "While archiving: why the copy is being retried, e.g. storage_unavailable (soraq's "
         "own storage is down; the video is kept at Kie and archived when it is back).",
     )
@@ -218,7 +220,7 @@ class JobOut(BaseModel):
             priority=PRIORITY_NAMES.get(job.priority, "normal"),
             queue_position=queue_position,
             waiting_reason=(job.waiting_reason or waiting_reason)
-            if job.status in (JobStatus.QUEUED, JobStatus.ARCHIVING)
+            if job.status in (JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.ARCHIVING)
             else None,
             usage=JobUsage.of(job),
             livemode=job.livemode,

@@ -1,7 +1,7 @@
 """Closing the window the README used to call unclosable: a createTask whose answer was lost.
 
 Between Kie accepting a createTask and soraq storing the task id, a crash or a lost answer
-leaves a task soraq cannot name (the job is `submitting`, then fails as submit_unknown). But
+leaves a task soraq cannot name (the job stays `submitting` until its lease ends). But
 Kie's callback for that task comes to the job's own callback URL, naming the task. The
 callback route keeps that id as a candidate; this step reads the task from the upstream and
 adopts it only if the upstream shows it was created with this job's callback URL (which holds
@@ -29,13 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def is_orphan_with_candidate(job: Job) -> bool:
+    """Still submitting, with no task of its own and a task a callback named. (A job that has
+    ended never adopts: its end is final.)"""
     return (
         job.adopt_task_id is not None
         and job.kie_task_id is None
-        and (
-            job.status == JobStatus.SUBMITTING
-            or (job.status == JobStatus.FAILED and job.error_code == "submit_unknown")
-        )
+        and job.status == JobStatus.SUBMITTING
     )
 
 
@@ -81,14 +80,16 @@ def adopt(
             extra=context(job, kie_task_id=task_id),
         )
         return
-    # Not this job's task (or not visible): forget the candidate. A failed job goes back to
-    # having no next check; a submitting one keeps its lease.
+    # Not this job's task (or not visible): forget the candidate; the job keeps its lease.
     session.execute(
         update(Job)
         .where(Job.id == job.id, Job.adopt_task_id == task_id)
         .values(
             adopt_task_id=None,
-            next_check_at=case((Job.status == JobStatus.FAILED, None), else_=Job.next_check_at),
+            next_check_at=case(
+                (Job.stage_lease_until.is_not(None), Job.stage_lease_until),
+                else_=Job.next_check_at,
+            ),
             claimed_until=None,
         )
     )

@@ -115,13 +115,19 @@ def _stage_lease_check(
         return
     # Submitting past its lease: a worker died during createTask. Kie may have created a task
     # we cannot name; we never resubmit blindly, because every task is paid for.
+    lost = job.waiting_reason == "kie_answer_lost"
     fail(
         session,
         job.id,
         JobStatus.SUBMITTING,
         "submit_unknown",
-        "The worker stopped while submitting to Kie; the job was not resubmitted so that it "
-        "cannot be paid for twice. Submit it again if no video arrives.",
+        (
+            "Kie's answer to createTask was lost and no callback named the task within SUBMIT_LEASE"
+            if lost
+            else "The worker stopped while submitting to Kie"
+        )
+        + "; the job was not resubmitted so that it cannot be paid for twice. Submit it again "
+        "if no video arrives.",
     )
     session.commit()
     log.warning("job %s failed: submit outcome unknown", job.id, extra=context(job))

@@ -29,6 +29,8 @@ from worker.stage import (
 )
 
 log = logging.getLogger(__name__)
+# A job whose createTask answer was lost, waiting for Kie's callback to name its task.
+ANSWER_LOST = "kie_answer_lost"
 
 
 def to_submitting(
@@ -93,6 +95,29 @@ def submit(
     except ExternalError as exc:
         restamp_create(session, settings, token)
         if exc.maybe_sent:
+            if settings.public_url:
+                # Callbacks are on: Kie's callback will name the task if it was made. The job
+                # waits in `submitting` (never failed, then revived) until its lease ends;
+                # adoption (worker.adopt) happens in that window, submit_unknown after it.
+                lease_end = job.stage_lease_until or utcnow()
+                transition(
+                    session,
+                    job.id,
+                    JobStatus.SUBMITTING,
+                    JobStatus.SUBMITTING,
+                    reason=f"Kie's answer to createTask was lost ({exc.message}); waiting for "
+                    "its callback to name the task, never resubmitting",
+                    waiting_reason=ANSWER_LOST,
+                    next_check_at=lease_end,
+                )
+                # A callback may already have named the task: look at it now.
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job.id, Job.adopt_task_id.is_not(None))
+                    .values(next_check_at=utcnow())
+                )
+                session.commit()
+                return
             fail(
                 session,
                 job.id,
@@ -100,12 +125,6 @@ def submit(
                 "submit_unknown",
                 f"Kie gave no definite answer to createTask ({exc.message}); the job was not "
                 "resubmitted so that it cannot be paid for twice.",
-            )
-            # A callback may already have named the task: look at it now (worker.adopt).
-            session.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.adopt_task_id.is_not(None))
-                .values(next_check_at=utcnow())
             )
             session.commit()
             return

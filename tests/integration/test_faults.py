@@ -127,7 +127,8 @@ def test_postgres_down_answers_503_and_work_resumes(stack: Stack) -> None:
         ("[kie:http503x1]", "succeeded", None, 2),  # a proxy's 503: the request never arrived
         ("[kie:checkfail500x2]", "succeeded", None, 1),  # recordInfo errors are retried
         ("[kie:malformed]", "failed", "submit_unknown", 1),  # an answer we cannot read
-        ("[kie:hang]", "failed", "submit_unknown", 1),  # no answer within KIE_TIMEOUT
+        # No answer within KIE_TIMEOUT, and no callback naming the task: at SUBMIT_LEASE.
+        ("[kie:hang] [kie:nocallback]", "failed", "submit_unknown", 1),
         ("[kie:stuck]", "failed", "timeout", 1),
         # A fact about the account: the job waits, probed once per ACCOUNT_PROBE_INTERVAL (1 s),
         # and fails with the account's code only at its JOB_TIMEOUT (6 s here).

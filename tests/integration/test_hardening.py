@@ -96,16 +96,20 @@ def test_repeated_callbacks_cost_one_upstream_read(stack: Stack) -> None:
 
 
 def test_a_lost_createtask_answer_is_adopted_from_its_callback(stack: Stack) -> None:
-    prompt = unique("the answer is lost [kie:lostreply] [kie:slow=1]")
+    prompt = unique("the answer is lost [kie:lostreply] [kie:slow=2]")
     created = stack.create(prompt=prompt, model="kling-2.6/text-to-video")
-    first = stack.wait(created["id"])  # submit_unknown first: the answer never came
-    assert first["error"]["code"] == "submit_unknown", first
-    deadline = time.monotonic() + 20
-    job = first
+    deadline = time.monotonic() + 30
+    seen: list[tuple[str, str | None]] = []
+    job = created
     while job["status"] != "succeeded" and time.monotonic() < deadline:
-        time.sleep(0.2)
         job = stack.api.get(f"/jobs/{created['id']}").json()
+        seen.append((job["status"], job["waiting_reason"]))
+        time.sleep(0.05)
     assert job["status"] == "succeeded", job  # the callback came, and the task was adopted
+    # Never failed on the way: the job waited in `submitting`, saying why.
+    assert ("failed", None) not in seen
+    assert all(status != "failed" for status, _ in seen), seen
+    assert ("submitting", "kie_answer_lost") in seen, seen
     assert stack.creates_for(prompt) == 1  # never a second createTask
     events = stack.api.get(
         f"/admin/jobs/{job['id']}", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -113,6 +117,36 @@ def test_a_lost_createtask_answer_is_adopted_from_its_callback(stack: Stack) -> 
     reasons = [e["reason"] or "" for e in events]
     assert any("adopted Kie task" in r for r in reasons), reasons
     assert any(e.get("detail") and e["detail"].get("kie_task_id") for e in events)
+
+
+def test_a_callback_after_the_lease_never_revives_a_failed_job(stack: Stack) -> None:
+    # The answer is lost and the callback comes after SUBMIT_LEASE (5 s here): the job has
+    # failed as submit_unknown, and it stays failed; the late task is recorded and counted.
+    prompt = unique("too late [kie:lostreply] [kie:slow=8]")
+    created = stack.create(prompt=prompt, model="kling-2.6/text-to-video")
+    failed = stack.wait(created["id"], timeout=30)
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "submit_unknown"
+    assert "no callback named the task" in failed["error"]["message"]
+    [task] = [c["task_id"] for c in stack.calls("createTask") if c["prompt"] == prompt]
+    deadline = time.monotonic() + 20
+    while not any(c["task_id"] == task for c in stack.calls("callback")):
+        assert time.monotonic() < deadline, "the callback never came"
+        time.sleep(0.2)
+    time.sleep(1.0)  # what the callback would have set off
+    job = stack.api.get(f"/jobs/{created['id']}").json()
+    assert (job["status"], job["error"]["code"]) == ("failed", "submit_unknown")
+    events = stack.api.get(
+        f"/admin/jobs/{job['id']}", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+    ).json()["events"]
+    late = [
+        e
+        for e in events
+        if e["kind"] == "callback" and "after the job had ended" in (e["reason"] or "")
+    ]
+    assert late
+    assert late[0]["detail"]["kie_task_id"] == task
+    assert "soraq_orphan_tasks_total" in stack.api.get("/metrics").text
 
 
 def client_api(stack: Stack, key: str) -> httpx.Client:

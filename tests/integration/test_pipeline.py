@@ -160,7 +160,7 @@ def test_without_a_callback_polling_finds_the_result(stack: Stack) -> None:
 
 
 def test_a_createtask_without_answer_is_never_resubmitted(stack: Stack) -> None:
-    prompt = unique("Kie hangs [kie:hang]")
+    prompt = unique("Kie hangs [kie:hang] [kie:nocallback]")
     job = stack.wait(stack.create(prompt=prompt)["id"], timeout=30)
     assert job["status"] == "failed"
     assert job["error"]["code"] == "submit_unknown"

@@ -452,7 +452,7 @@ export interface components {
             queue_position?: number | null;
             /**
              * Waiting Reason
-             * @description While queued: why admission holds it back, e.g. kie_insufficient_credits (a fact about the account: every job waits, none fails for it before its timeout). While archiving: why the copy is being retried, e.g. storage_unavailable (soraq's own storage is down; the video is kept at Kie and archived when it is back).
+             * @description While queued: why admission holds it back, e.g. kie_insufficient_credits (a fact about the account: every job waits, none fails for it before its timeout). While submitting: kie_answer_lost (Kie's answer to createTask was lost; the job waits for Kie's callback to name its task until SUBMIT_LEASE, never resubmitting). While archiving: why the copy is being retried, e.g. storage_unavailable (soraq's own storage is down; the video is kept at Kie and archived when it is back).
              */
             waiting_reason?: string | null;
             /**
@@ -823,7 +823,7 @@ export interface components {
             queue_position?: number | null;
             /**
              * Waiting Reason
-             * @description While queued: why admission holds it back, e.g. kie_insufficient_credits (a fact about the account: every job waits, none fails for it before its timeout). While archiving: why the copy is being retried, e.g. storage_unavailable (soraq's own storage is down; the video is kept at Kie and archived when it is back).
+             * @description While queued: why admission holds it back, e.g. kie_insufficient_credits (a fact about the account: every job waits, none fails for it before its timeout). While submitting: kie_answer_lost (Kie's answer to createTask was lost; the job waits for Kie's callback to name its task until SUBMIT_LEASE, never resubmitting). While archiving: why the copy is being retried, e.g. storage_unavailable (soraq's own storage is down; the video is kept at Kie and archived when it is back).
              */
             waiting_reason?: string | null;
             /**
