@@ -86,6 +86,10 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="Durable, observable jobs for AI video generation through Kie.ai.",
         lifespan=lifespan,
+        # Starlette's slash redirects build an absolute URL from the request's Host header
+        # (`GET /admin/` with `Host: evil.example` → `Location: http://evil.example/admin`):
+        # none here; the dashboard's own `/admin/` answers with a relative one.
+        redirect_slashes=False,
     )
     errors.install(app)
     app.add_middleware(BodySizeLimit)

@@ -39,7 +39,9 @@ MAX_METADATA_BYTES = 8 * 1024
 MAX_METADATA_DEPTH = 8
 # Control characters other than tab and newline: never meaningful in a prompt or a URL, and
 # a NUL is refused by PostgreSQL's text search (a 503 a client would retry forever).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Unicode's bidirectional overrides and isolates (text that reads one way and shows another)
+# and its line and paragraph separators are refused the same way.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IGNORECASE)
 
 
@@ -302,7 +304,9 @@ def check_text(request: JobCreate) -> None:
     for name, value in fields:
         if _has_control(value):
             raise InvalidRequest(
-                name, "must not contain control characters (other than tab and newline)"
+                name,
+                "must not contain control characters (other than tab and newline), "
+                "bidirectional overrides or line/paragraph separators",
             )
     if request.metadata is not None:
         if _depth(request.metadata) > MAX_METADATA_DEPTH:

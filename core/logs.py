@@ -15,21 +15,27 @@ from pythonjsonlogger.json import JsonFormatter
 _CONFIGURED = "_soraq_configured"
 # A callback token in a URL is a credential for that job's callback: never in a log line.
 _CALLBACK_TOKEN = re.compile(r"(/kie/callback/)[^\s\"'?/]+")
+# A signed content link's `sig` opens that file for an hour: never in a log line either.
+_LINK_SIGNATURE = re.compile(r"([?&]sig=)[^\s\"'&]+")
 
 
 def redact(text: str) -> str:
-    return _CALLBACK_TOKEN.sub(r"\1[redacted]", text)
+    return _LINK_SIGNATURE.sub(r"\1[redacted]", _CALLBACK_TOKEN.sub(r"\1[redacted]", text))
+
+
+def _sensitive(text: str) -> bool:
+    return "/kie/callback/" in text or "sig=" in text
 
 
 class RedactTokens(logging.Filter):
     """Rewrites every record (uvicorn's access log included) before any handler formats it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and "/kie/callback/" in record.msg:
+        if isinstance(record.msg, str) and _sensitive(record.msg):
             record.msg = redact(record.msg)
         if record.args:
             args = record.args if isinstance(record.args, tuple) else (record.args,)
-            if any(isinstance(a, str) and "/kie/callback/" in a for a in args):
+            if any(isinstance(a, str) and _sensitive(a) for a in args):
                 record.args = tuple(redact(a) if isinstance(a, str) else a for a in args)
         return True
 

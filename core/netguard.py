@@ -61,6 +61,9 @@ def check_scheme(url: str, *, allow_http: bool) -> tuple[str, str, int]:
 
 
 _NAT64 = (IPv6Network("64:ff9b::/96"), IPv6Network("64:ff9b:1::/48"))
+# Never a public destination, whatever Python's `is_global` says of them: SIIT's IPv4-translated
+# form (::ffff:0:a.b.c.d, RFC 2765) and the deprecated site-local range (fec0::/10).
+_REFUSED_V6 = (IPv6Network("::ffff:0:0:0/96"), IPv6Network("fec0::/10"))
 
 
 def embedded_ipv4(address: IPv6Address) -> list[IPv4Address]:
@@ -86,6 +89,8 @@ def address_allowed(address: IPv4Address | IPv6Address, allowed: list[Network]) 
     if any(address in network for network in allowed):
         return True
     if isinstance(address, IPv6Address):
+        if any(address in network for network in _REFUSED_V6):
+            return False
         embedded = embedded_ipv4(address)
         if embedded:
             return all(address_allowed(inner, allowed) for inner in embedded)

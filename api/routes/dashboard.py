@@ -116,6 +116,12 @@ def _local(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+@router.get("/", include_in_schema=False)
+async def with_a_slash() -> Response:
+    """`/admin/` as people type it: a relative redirect (never one built from the Host)."""
+    return Response(status_code=307, headers={"location": "/admin"})
+
+
 @router.get("", response_class=HTMLResponse)
 async def jobs_page(
     request: Request,
