@@ -18,18 +18,15 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from standardwebhooks import Webhook
 
 from catalogue import get_catalogue
 from catalogue.drift import Drift, compare, fields_of
 from core.config import Settings
-from core.netguard import UnsafeURL, resolve
-from core.operator_secret import operator_secret
 from models.base import utcnow
 from models.model_state import CatalogueReport, ModelState, hold_queued, last_report, release_queued
 from upstreams.errors import ExternalError
 from upstreams.kie_catalogue import KieCatalogue
-from worker.webhook_send import post_event
+from worker.operator_events import send_operator_event
 
 log = logging.getLogger(__name__)
 
@@ -124,26 +121,7 @@ def notify(drift: dict[str, Any], summary: str, now: datetime, settings: Setting
         },
         separators=(",", ":"),
     )
-    try:
-        checked = resolve(
-            settings.operator_webhook_url,
-            allow_http=settings.webhook_allow_http,
-            allowed=settings.allowed_networks,
-        )
-    except UnsafeURL as exc:
-        log.error("OPERATOR_WEBHOOK_URL refused: %s", exc)
-        return
-    stamp = utcnow()
-    answer = post_event(
-        checked,
-        event_id,
-        int(stamp.timestamp()),
-        body,
-        Webhook(operator_secret(settings)).sign(event_id, stamp, body),
-        deadline=settings.webhook_timeout,
-    )
-    if answer.status is None or not 200 <= answer.status < 300:
-        log.warning("the catalogue.changed event failed: %s", answer.error or answer.status)
+    send_operator_event(settings, event_id, body, "catalogue.changed event")
 
 
 def read_prices(session: Session, kie: KieCatalogue) -> int:

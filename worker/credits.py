@@ -23,11 +23,8 @@ from typing import Any
 import httpx
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
-from standardwebhooks import Webhook
 
 from core.config import Settings
-from core.netguard import UnsafeURL, resolve
-from core.operator_secret import operator_secret
 from models.account_queries import record_balance
 from models.base import utcnow
 from models.job import Job, JobStatus
@@ -35,7 +32,7 @@ from models.job_queries import admitted_not_submitted
 from models.scheduler import SchedulerState
 from upstreams.errors import ExternalError
 from upstreams.kie_http import KieHTTP
-from worker.webhook_send import post_event
+from worker.operator_events import send_operator_event
 
 log = logging.getLogger(__name__)
 
@@ -233,35 +230,9 @@ def _send_alert(
     since = state.low_credits_since or now
     event_id = f"msg_lowcredits_{int(since.timestamp())}"  # one id per episode
     body = alert_body(event_id, credits, since, settings)
-    outcome = "failed"
-    try:
-        checked = resolve(
-            settings.operator_webhook_url,
-            allow_http=settings.webhook_allow_http,
-            allowed=settings.allowed_networks,
-        )
-    except UnsafeURL as exc:
-        log.error("OPERATOR_WEBHOOK_URL refused: %s", exc)
-        checked = None
-    if checked is not None:
-        stamp = utcnow()
-        answer = post_event(
-            checked,
-            event_id,
-            int(stamp.timestamp()),
-            body,
-            Webhook(operator_secret(settings)).sign(event_id, stamp, body),
-            deadline=settings.webhook_timeout,
-            transport=transport,
-        )
-        if answer.status is not None and 200 <= answer.status < 300:
-            outcome = "sent"
-        else:
-            log.warning(
-                "the low-credits alert to OPERATOR_WEBHOOK_URL failed: %s",
-                answer.error or f"HTTP {answer.status}",
-            )
-    final = outcome == "sent" or attempts + 1 >= ALERT_ATTEMPTS or checked is None
+    sent = send_operator_event(settings, event_id, body, "low-credits alert", transport)
+    outcome = "sent" if sent else "failed"
+    final = outcome == "sent" or attempts + 1 >= ALERT_ATTEMPTS or sent is None
     # The attempt is over: its hold goes (a failed one may be retried by the next reader).
     session.execute(
         update(SchedulerState)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from core.config import Settings
 from models.base import utcnow
 from models.scheduler import SchedulerState
-from worker import credits
+from worker import credits, operator_events
 from worker.admission import STATE
 from worker.webhook_send import Answer
 
@@ -35,8 +35,8 @@ def test_a_second_reader_sends_nothing_while_the_first_attempt_is_on_its_way(
                 credits.note_episode(other, 30.0, utcnow(), settings())
         return Answer(200)
 
-    monkeypatch.setattr(credits, "resolve", lambda url, **_: object())
-    monkeypatch.setattr(credits, "post_event", post)
+    monkeypatch.setattr(operator_events, "resolve", lambda url, **_: object())
+    monkeypatch.setattr(operator_events, "post_event", post)
     with Session(engine) as session:
         credits.note_episode(session, 30.0, utcnow(), settings())
         state = session.get(SchedulerState, STATE, populate_existing=True)
@@ -56,8 +56,8 @@ def test_a_failed_attempt_is_retried_by_the_next_reader(
         sent.append(event_id)
         return answers.pop(0)
 
-    monkeypatch.setattr(credits, "resolve", lambda url, **_: object())
-    monkeypatch.setattr(credits, "post_event", post)
+    monkeypatch.setattr(operator_events, "resolve", lambda url, **_: object())
+    monkeypatch.setattr(operator_events, "post_event", post)
     with Session(engine) as session:
         now = utcnow()
         credits.note_episode(session, 30.0, now, settings())
