@@ -16,6 +16,7 @@ from catalogue.pricing import case_credits
 # not soraq's (the live list is asked for `type=video`, and this keeps a stray one out).
 ACTIVE = ("active", "live", "online", "available", "normal")
 _RULE_KEYS = ("type", "enum", "minimum", "maximum", "minLength", "maxLength", "maxItems")
+MAX_ENUM = 200  # values kept of one field's enum in Kie's schema
 PRICE_TOLERANCE = 0.01  # a relative difference below this is rounding, not a move
 
 
@@ -39,6 +40,8 @@ def fields_of(schema: dict[str, Any] | None) -> dict[str, dict[str, Any]] | None
         if not isinstance(name, str) or not isinstance(raw, dict):
             continue
         rule = {k: raw[k] for k in _RULE_KEYS if k in raw}
+        if isinstance(rule.get("enum"), list):  # Kie's answer is hostile input: bounded
+            rule["enum"] = [v for v in rule["enum"][:MAX_ENUM] if isinstance(v, str | int | float)]
         if isinstance(raw.get("items"), dict) and isinstance(raw["items"].get("type"), str):
             rule["items"] = raw["items"]["type"]
         if name in required:

@@ -197,3 +197,11 @@ def test_without_public_url_a_chained_video_is_uploaded_to_kie_byte_for_byte() -
     assert url == "https://files.example/x.mp4"
     assert sent == [(data, "job_b-0.mp4", "video/mp4")]
     store.delete(key)
+
+
+def test_a_hostile_enum_in_kies_schema_is_bounded() -> None:
+    huge = {"type": "string", "enum": [str(n) for n in range(100_000)] + [{"x": 1}]}
+    fields = fields_of({"properties": {"input": {"properties": {"mode": huge}}}})
+    assert fields is not None
+    assert len(fields["mode"]["enum"]) == 200
+    assert all(isinstance(v, str) for v in fields["mode"]["enum"])
