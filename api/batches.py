@@ -22,11 +22,11 @@ from api.validation import check_webhook_url, validate_request
 from core.config import Settings, parse_rate
 from core.errors import InvalidRequest
 from models.base import utcnow
-from models.batch import Batch, batch_by_id, batch_counts, cancelable_jobs, new_batch_id
+from models.batch import Batch, batch_by_id, batch_counts, new_batch_id
 from models.event import JobEvent
 from models.job import Job, JobStatus
 from models.job_queries import active_job_count, job_columns, recent_job_count
-from models.lifecycle import NEW_DELIVERIES, transition
+from models.lifecycle import NEW_DELIVERIES, cancel_open_jobs
 from models.spend import add_spend, day_of
 
 _JOBS = cast(Table, Job.__table__)
@@ -185,21 +185,9 @@ async def cancel_batch(
     """Cancel every job of the batch not yet sent to Kie, in one transaction; the others
     finish as they would."""
     await get_batch(session, batch_id, client_id)
-    rows = (await session.execute(cancelable_jobs(batch_id))).all()
-
-    def cancel_all(sync_session: Any) -> int:
-        return sum(
-            transition(
-                sync_session,
-                row.id,
-                JobStatus(row.status),
-                JobStatus.CANCELED,
-                reason="canceled with its batch by the client",
-            )
-            for row in rows
-        )
-
-    canceled = await session.run_sync(cancel_all)
+    canceled = await session.run_sync(
+        cancel_open_jobs, batch_id, reason="canceled with its batch by the client"
+    )
     await session.commit()
     session.sync_session.info.pop(NEW_DELIVERIES, None)  # the nudge's sweep sends them
     if canceled:

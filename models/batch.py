@@ -72,7 +72,12 @@ def batch_by_id(batch_id: str, client_id: str | None) -> Select[Any]:
 
 def cancelable_jobs(batch_id: str) -> Select[str, str]:
     """The batch's jobs Kie has not been asked about yet (a createTask in flight may have
-    made a task: those finish as they would)."""
-    return select(Job.id, Job.status).where(
-        Job.batch_id == batch_id, Job.status.in_(("queued", "uploading"))
+    made a task: those finish as they would), write-locked in id order: admission and a
+    paused model's hold lock queued jobs in the same order (models.job.in_lock_order), so a
+    cancel racing them waits rather than deadlocks."""
+    return (
+        select(Job.id, Job.status)
+        .where(Job.batch_id == batch_id, Job.status.in_(("queued", "uploading")))
+        .order_by(Job.id)
+        .with_for_update(key_share=True)
     )

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     Float,
     ForeignKey,
     Index,
@@ -16,6 +17,10 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    and_,
+    any_,
+    func,
+    select,
     text,
     true,
 )
@@ -172,3 +177,17 @@ class JobImage(Base):
     role: Mapped[str] = mapped_column(String(16), default="first_frame")
     content_type: Mapped[str] = mapped_column(String(32))
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+def in_lock_order(dialect: str, *criteria: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The WHERE of an update of many jobs that takes their row locks in id order (PostgreSQL).
+
+    Two multi-row updates over the same jobs (a batch's cancel, admission, a paused model's
+    hold) that lock in whatever order their plans visit the rows can each hold a row the
+    other waits for: PostgreSQL then kills one as a deadlock. Locking in one order makes the
+    later one wait instead. The criteria stay on the update too: a row that changed while we
+    waited is re-checked. SQLite has one writer at a time."""
+    if dialect != "postgresql":
+        return and_(*criteria)
+    ids = select(Job.id).where(*criteria).order_by(Job.id).with_for_update(key_share=True)
+    return and_(Job.id == any_(func.array(ids.scalar_subquery())), *criteria)

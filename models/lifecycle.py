@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from models.account_queries import record_charge
 from models.base import utcnow
-from models.batch import Batch, close_one_job
+from models.batch import Batch, cancelable_jobs, close_one_job
 from models.event import JobEvent
 from models.job import Job, JobStatus, new_callback_token
 from models.spend import sync_spend
@@ -263,6 +263,19 @@ def transition(
     if moved and new != expected:
         _queue_webhooks(session, job_id, expected, new, row, now)
     return moved
+
+
+def cancel_open_jobs(session: Session, batch_id: str, *, reason: str) -> int:
+    """Cancel the batch's jobs not yet at Kie; how many. The caller commits.
+
+    Every such job is locked before the first is moved: a move takes the client's spend row
+    and the batch's, and a worker ending one of these jobs meanwhile holds the job and wants
+    those rows — waiting for its job while holding them would be a deadlock."""
+    rows = session.execute(cancelable_jobs(batch_id)).all()
+    return sum(
+        transition(session, row.id, JobStatus(row.status), JobStatus.CANCELED, reason=reason)
+        for row in rows
+    )
 
 
 def fail(

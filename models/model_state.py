@@ -13,7 +13,7 @@ from sqlalchemy import JSON, Float, Integer, String, Text, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
-from models.job import Job, JobStatus
+from models.job import Job, JobStatus, in_lock_order
 
 PAUSED = "model_paused"  # a queued job's waiting_reason while its model is paused at Kie
 
@@ -50,23 +50,31 @@ def unavailable_models() -> Any:
     )
 
 
-def hold_queued(model_ids: list[str], *, only_unmarked: bool = False) -> Any:
+def hold_queued(dialect: str, model_ids: list[str], *, only_unmarked: bool = False) -> Any:
     """Queued jobs of paused models wait, saying why (`only_unmarked`: those not saying so
     yet — the dispatcher's every round, a cheap no-op when all do)."""
-    query = update(Job).where(Job.status == JobStatus.QUEUED, Job.model.in_(model_ids))
+    criteria = [Job.status == JobStatus.QUEUED, Job.model.in_(model_ids)]
     if only_unmarked:
-        query = query.where(or_(Job.waiting_reason.is_(None), Job.waiting_reason != PAUSED))
-    return query.values(waiting_reason=PAUSED).execution_options(synchronize_session=False)
+        criteria.append(or_(Job.waiting_reason.is_(None), Job.waiting_reason != PAUSED))
+    return (
+        update(Job)
+        .where(in_lock_order(dialect, *criteria))
+        .values(waiting_reason=PAUSED)
+        .execution_options(synchronize_session=False)
+    )
 
 
-def release_queued(model_ids: list[str], now: datetime) -> Any:
+def release_queued(dialect: str, model_ids: list[str], now: datetime) -> Any:
     """A model is back: its waiting jobs are due now."""
     return (
         update(Job)
         .where(
-            Job.status == JobStatus.QUEUED,
-            Job.model.in_(model_ids),
-            Job.waiting_reason == PAUSED,
+            in_lock_order(
+                dialect,
+                Job.status == JobStatus.QUEUED,
+                Job.model.in_(model_ids),
+                Job.waiting_reason == PAUSED,
+            )
         )
         .values(waiting_reason=None, next_check_at=now)
         .execution_options(synchronize_session=False)

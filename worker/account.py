@@ -121,7 +121,13 @@ def expire_waiting(
         return 0
     cutoff = now - timedelta(seconds=settings.job_timeout)
     expired = session.scalars(
-        select(Job.id).where(Job.status == JobStatus.QUEUED, Job.created_at < cutoff).limit(100)
+        select(Job.id)
+        .where(Job.status == JobStatus.QUEUED, Job.created_at < cutoff)
+        .order_by(Job.id)
+        .limit(100)
+        .with_for_update(
+            key_share=True
+        )  # in id order, as every many-job writer (models.job.in_lock_order)
     ).all()
     why = (
         "Kie's balance could not cover this job"

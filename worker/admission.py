@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from core.config import Settings
 from models.base import utcnow
 from models.client import Client
-from models.job import Job, JobStatus
+from models.job import Job, JobStatus, in_lock_order
 from models.job_queries import admitted_not_submitted
 from models.lifecycle import AT_KIE, fail
 from models.model_state import PAUSED, hold_queued, unavailable_models
@@ -114,12 +114,18 @@ def held_models(session: Session, now: datetime, settings: Settings) -> list[str
     past their JOB_TIMEOUT, never having been sent: nothing was charged)."""
     held = [row.model_id for row in session.execute(unavailable_models())]
     if held:
-        session.execute(hold_queued(held, only_unmarked=True))  # e.g. queued since the pause
+        dialect = session.get_bind().dialect.name
+        # Also the jobs queued since the pause.
+        session.execute(hold_queued(dialect, held, only_unmarked=True))
         cutoff = now - timedelta(seconds=settings.job_timeout)
         expired = session.scalars(
             select(Job.id)
             .where(Job.status == JobStatus.QUEUED, Job.model.in_(held), Job.created_at < cutoff)
+            .order_by(Job.id)
             .limit(100)
+            .with_for_update(
+                key_share=True
+            )  # in id order, as every many-job writer (models.job.in_lock_order)
         ).all()
         for job_id in expired:
             fail(
@@ -181,9 +187,10 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
             elif state.account_reason is not None and admitted:
                 state.account_probe_job = admitted[0]
         if admitted:
+            dialect = session.get_bind().dialect.name
             session.execute(
                 update(Job)
-                .where(Job.id.in_(admitted), Job.status == JobStatus.QUEUED)
+                .where(in_lock_order(dialect, Job.id.in_(admitted), Job.status == JobStatus.QUEUED))
                 .values(next_check_at=now + lease, admitted_at=now)
                 .execution_options(synchronize_session=False)
             )

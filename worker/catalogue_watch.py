@@ -86,10 +86,11 @@ def apply(session: Session, drift: Drift, ours: set[str], now: datetime) -> None
         log.warning(
             "model %s is now %s at Kie%s", model_id, status, f": {reason}" if reason else ""
         )
+    dialect = session.get_bind().dialect.name
     if held:
-        session.execute(hold_queued(held))
+        session.execute(hold_queued(dialect, held))
     if released:
-        session.execute(release_queued(released, now))
+        session.execute(release_queued(dialect, released, now))
     session.commit()
 
 
