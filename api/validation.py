@@ -356,7 +356,7 @@ async def check_public_url(url: str, field: str, settings: Settings) -> None:
     webhooks: `https://2130706433/`, `https://0x7f.1/` and `localhost.` are loopback."""
     try:
         await anyio.to_thread.run_sync(
-            lambda: resolve(url, allow_http=False, allowed=settings.allowed_networks)
+            lambda: resolve(url, allow_http=False, allowed=settings.client_networks)
         )
     except UnsafeURL as exc:
         raise InvalidRequest(field, str(exc)) from None
@@ -366,7 +366,7 @@ async def check_webhook_url(url: str, settings: Settings) -> str:
     try:
         await anyio.to_thread.run_sync(
             lambda: resolve(
-                url, allow_http=settings.webhook_allow_http, allowed=settings.allowed_networks
+                url, allow_http=settings.webhook_allow_http, allowed=settings.client_networks
             )
         )
     except UnsafeURL as exc:

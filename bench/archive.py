@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace) -> list[Row]:
                 started = time.monotonic()
                 subprocess.run(["curl", "-s", "-o", os.devnull, url], check=True)
                 curl_seconds = time.monotonic() - started
-            common = {"webhook_allowed_networks": "127.0.0.1/32", "var_dir": Path(folder)}
+            common = {"upstream_allowed_networks": "127.0.0.1/32", "var_dir": Path(folder)}
             targets: list[tuple[str, dict[str, object]]] = [
                 ("file store", {"storage_url": f"file://{folder}/media"})
             ]

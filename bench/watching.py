@@ -28,6 +28,7 @@ def run(callbacks: bool, jobs: int, duration: float, size: str = "") -> dict[str
         "LOG_LEVEL": "WARNING",
         "WEBHOOK_ALLOW_HTTP": "true",
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+        "UPSTREAM_ALLOWED_NETWORKS": "127.0.0.1/32",
         # The defaults of the check schedule, whatever the fast test clocks say.
         "CHECK_INITIAL_DELAY": "5",
         "CHECK_BACKOFF": "1.6",

@@ -6,10 +6,10 @@ import re
 import socket
 from dataclasses import dataclass
 from functools import lru_cache
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Network, IPv6Network, collapse_addresses, ip_address, ip_network
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,8 +26,25 @@ WEBHOOK_QUEUE = "webhooks"
 QUEUES = (JOBS_QUEUE, WEBHOOK_QUEUE)
 
 MIN_ADMIN_TOKEN = 32
+# A random 32-character token has ~25 distinct characters; "aaaa…" or "abab…" is not one.
+MIN_DISTINCT_SECRET_CHARACTERS = 10
 EXAMPLE_PASSWORDS = {"change-me"}
 _ALL_MAPPED_IPV4 = ip_network("::ffff:0:0/96")
+# What no allowance may open in production: this machine, link-local addresses (cloud
+# metadata services live there: 169.254.169.254, fd00:ec2::254 on AWS's IPv6) and Alibaba's.
+_NEVER_ALLOWED = tuple(
+    ip_network(n)
+    for n in (
+        "127.0.0.0/8",
+        "::1/128",
+        "169.254.0.0/16",
+        "fe80::/10",
+        "fd00:ec2::254/128",
+        "100.100.100.200/32",
+        "0.0.0.0/8",
+        "::/128",
+    )
+)
 
 
 def _upstream_url_problem(url: str) -> str | None:
@@ -44,6 +61,60 @@ def _upstream_url_problem(url: str) -> str | None:
         address = ip_address(info[4][0])
         if not address_allowed(address, []):
             return f"points at a loopback or private address ({address}), not the real service"
+    return None
+
+
+def _networks(text: str) -> list[IPv4Network | IPv6Network]:
+    return [ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()]
+
+
+def _as_ipv4(network: IPv4Network | IPv6Network) -> IPv4Network | IPv6Network:
+    """An IPv4-mapped IPv6 range (::ffff:a.b.c.d/n) as the IPv4 range it reaches."""
+    if isinstance(network, IPv6Network) and network.subnet_of(_ALL_MAPPED_IPV4):  # type: ignore[arg-type]
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None
+        return IPv4Network((mapped, network.prefixlen - 96))
+    return network
+
+
+def network_problems(name: str, text: str) -> list[str]:
+    """Why an allowance is unsafe in production: what its ranges cover *together* (two
+    halves are everything), mapped IPv6 read as the IPv4 it reaches, and any overlap with
+    this machine or link-local/metadata addresses."""
+    networks = [_as_ipv4(network) for network in _networks(text)]
+    problems = []
+    v4 = [n for n in networks if isinstance(n, IPv4Network)]
+    v6 = [n for n in networks if isinstance(n, IPv6Network)]
+    if any(n.prefixlen == 0 for n in collapse_addresses(v4)) or any(
+        n.prefixlen == 0 for n in collapse_addresses(v6)
+    ):
+        problems.append(f"{name} allows every address ({text})")
+    for network in networks:
+        if any(network.version == bad.version and network.overlaps(bad) for bad in _NEVER_ALLOWED):
+            problems.append(f"{name} opens loopback, link-local or metadata addresses ({network})")
+    return problems
+
+
+def weak_secret(secret: str) -> bool:
+    """Trivially guessable: blank, or a handful of characters repeated."""
+    return not secret.strip() or len(set(secret)) < MIN_DISTINCT_SECRET_CHARACTERS
+
+
+def _test_mode_url_problem(url: str) -> str | None:
+    """The test-mode sandbox is a service of its own (compose: sandbox:8765), never this
+    machine or a link-local/metadata address."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http(s):// URL, not {url!r}"
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 80, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError):
+        return None  # no DNS at start-up (the service may come later): the call will tell
+    for info in infos:
+        address = ip_address(info[4][0])
+        mapped = getattr(address, "ipv4_mapped", None) or address
+        if any(mapped in network for network in _NEVER_ALLOWED):
+            return f"points at this machine or a link-local address ({address})"
     return None
 
 
@@ -134,11 +205,18 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(5.0, ge=0)  # a disabled key stops working within this
     idempotency_ttl: float = Field(86400.0, gt=0)
     webhook_allow_http: bool = False  # plain http receivers: development only
-    webhook_allowed_networks: str = ""  # CIDRs exempt from the private-address guard
+    # CIDRs exempt from the private-address guard for URLs a *client* gives (webhooks, input
+    # URLs). soraq's own outbound calls have their own allowance (UPSTREAM_ALLOWED_NETWORKS):
+    # opening the compose network for the sandbox must not open Postgres to every webhook.
+    webhook_allowed_networks: str = ""
     webhook_timeout: float = Field(10.0, gt=0)  # the whole exchange, not each read
     webhook_max_in_flight_per_host: int = Field(4, ge=1)  # across every worker
     # Seconds before each attempt: the spec's schedule (immediately, 5 s, 5 min, 30 min, 2 h, …).
     webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+
+    # CIDRs soraq itself may reach past the private-address guard: result downloads (the
+    # sandbox's or a storage server's files on a private network) and the operator's webhook.
+    upstream_allowed_networks: str = ""
 
     # Operators: the admin API and dashboard take this token; unset or blank, they are closed.
     admin_token: SecretStr | None = None
@@ -148,6 +226,8 @@ class Settings(BaseSettings):
     # /metrics: a bearer token (unset: open, as Prometheus scrapes usually are on a private
     # network) and how long the figures read from the database are reused.
     metrics_token: SecretStr | None = None
+    # Production refuses an open /metrics (client names, Kie's balance) unless this says so.
+    metrics_public: bool = False
     metrics_cache_seconds: float = Field(10.0, ge=0)
     # Set when ADMIN_TOKEN was present but blank: production refuses that (see below).
     admin_token_blank: bool = Field(False, exclude=True, repr=False)
@@ -249,8 +329,11 @@ class Settings(BaseSettings):
                 f"or set {MIN_ADMIN_TOKEN} or more random characters"
             )
         elif self.admin_token is not None:
-            if len(self.admin_token.get_secret_value()) < MIN_ADMIN_TOKEN:
+            token = self.admin_token.get_secret_value()
+            if len(token) < MIN_ADMIN_TOKEN:
                 problems.append(f"ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN} characters")
+            elif weak_secret(token):
+                problems.append("ADMIN_TOKEN is trivially weak (a few characters repeated)")
         secret = self.session_secret.get_secret_value() if self.session_secret else ""
         if len(secret) < MIN_ADMIN_TOKEN:
             # It keys dashboard sessions and the signed content links every process must
@@ -259,16 +342,30 @@ class Settings(BaseSettings):
                 f"SESSION_SECRET must be set ({MIN_ADMIN_TOKEN}+ random characters, the same "
                 "on every API and worker process)"
             )
+        elif weak_secret(secret):
+            problems.append("SESSION_SECRET is trivially weak (blank or a few characters repeated)")
+        if self.metrics_token is None and not self.metrics_public:
+            problems.append(
+                "METRICS_TOKEN is not set: /metrics would show every client's name and Kie's "
+                "balance to anyone (set it, or METRICS_PUBLIC=true to say it is meant)"
+            )
+        elif self.metrics_token is not None and weak_secret(self.metrics_token.get_secret_value()):
+            problems.append("METRICS_TOKEN is trivially weak (a few characters repeated)")
+        if self.test_mode_kie_url:
+            problem = _test_mode_url_problem(self.test_mode_kie_url)
+            if problem:
+                problems.append(f"TEST_MODE_KIE_URL {problem}")
         if self.webhook_allow_http:
             problems.append("WEBHOOK_ALLOW_HTTP must be false (webhooks go over https)")
-        for network in self.allowed_networks:
-            if network.prefixlen == 0 or network == _ALL_MAPPED_IPV4:
-                problems.append(f"WEBHOOK_ALLOWED_NETWORKS allows every address ({network})")
-        for name, url in (
-            ("DATABASE_URL", self.database_url),
-            ("POSTGRES_PASSWORD", f"postgresql://x:{self.postgres_password}@x/x"),
+        problems += network_problems("WEBHOOK_ALLOWED_NETWORKS", self.webhook_allowed_networks)
+        problems += network_problems("UPSTREAM_ALLOWED_NETWORKS", self.upstream_allowed_networks)
+        url_password = urlsplit(self.database_url).password
+        for name, password in (
+            # A URL's password is percent-encoded: change%2Dme is change-me.
+            ("DATABASE_URL", unquote(url_password) if url_password is not None else None),
+            ("POSTGRES_PASSWORD", self.postgres_password),
         ):
-            if urlsplit(url).password in EXAMPLE_PASSWORDS:
+            if password is not None and password.strip() in EXAMPLE_PASSWORDS:
                 problems.append(f"{name} uses the example password from .env.example")
         return problems
 
@@ -277,12 +374,14 @@ class Settings(BaseSettings):
         return [float(part) for part in self.webhook_retry_schedule.split(",") if part.strip()]
 
     @property
-    def allowed_networks(self) -> list[IPv4Network | IPv6Network]:
-        return [
-            ip_network(part.strip(), strict=False)
-            for part in self.webhook_allowed_networks.split(",")
-            if part.strip()
-        ]
+    def client_networks(self) -> list[IPv4Network | IPv6Network]:
+        """Private networks a client's URLs (webhooks, inputs) may point into."""
+        return _networks(self.webhook_allowed_networks)
+
+    @property
+    def upstream_networks(self) -> list[IPv4Network | IPv6Network]:
+        """Private networks soraq's own downloads and operator events may reach."""
+        return _networks(self.upstream_allowed_networks)
 
     @property
     def resolved_database_url(self) -> str:

@@ -19,6 +19,10 @@ class UnsafeURL(ValueError):
     pass
 
 
+class Unresolved(UnsafeURL):
+    """The host has no address now: DNS may answer later (not a verdict on the URL)."""
+
+
 @dataclass(frozen=True)
 class CheckedURL:
     url: str
@@ -103,10 +107,10 @@ def resolve(url: str, *, allow_http: bool, allowed: list[Network]) -> CheckedURL
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise UnsafeURL(f"host {host} does not resolve") from None
+        raise Unresolved(f"host {host} does not resolve") from None
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     if not addresses:
-        raise UnsafeURL(f"host {host} does not resolve")
+        raise Unresolved(f"host {host} does not resolve")
     for address in addresses:
         if not address_allowed(address, allowed):
             raise UnsafeURL(f"points at a private, loopback or link-local address ({address})")

@@ -53,6 +53,8 @@ def sandbox_env(sandbox_url: str, api_url: str) -> dict[str, str]:
         "PUBLIC_URL": api_url,
         # The sandbox serves its result files from this machine: let the archive step fetch
         # them (the SSRF guard refuses loopback otherwise).
+        "UPSTREAM_ALLOWED_NETWORKS": "127.0.0.1/32",
+        # …and webhook receivers you try it with are likely to be on this machine too.
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
     }
 

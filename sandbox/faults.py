@@ -18,6 +18,7 @@
 [kie:expire=5]   the result file's link 404s 5 s after the task finished (download-url
                  still hands out a fresh link)
 [kie:purged]     the result file is gone for good, download-url included
+[kie:inside]     the result URL points inside a private network (http://10.0.0.7/…)
 [kie:slowfile=4] the result file takes 4 s to download
 [kie:lag=3]      the callback comes on time, but the read endpoints show the result 3 s later
 [kie:charge=consumeCredits]  the task reports its charge as consumeCredits (creditsConsumed,

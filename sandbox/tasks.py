@@ -116,7 +116,9 @@ class Task:
         return {self.charge_field(): 0 if state == "fail" else self.charged}
 
     def video_url(self, watermarked: bool = False) -> str:
-        return f"{self.base_url}v/{self.id}{'-wm' if watermarked else ''}.mp4"
+        # [kie:inside]: a hostile or broken upstream hands out an address inside our network.
+        base = "http://10.0.0.7/" if self.has("inside") else self.base_url
+        return f"{base}v/{self.id}{'-wm' if watermarked else ''}.mp4"
 
     def view(self, now: float) -> dict[str, Any]:
         """The task as the jobs API's recordInfo shows it."""

@@ -57,10 +57,19 @@ def archive(
         try:
             video = _archive_one(job, index, url, settings, outbound)
         except FetchError as exc:
-            if exc.gone:
+            if exc.gone or exc.refused:
                 # The source expired before we got to it (a worker was down past Kie's
-                # expiry): the video was made and paid for, so the job still succeeds, and
-                # says plainly that soraq has no copy.
+                # expiry), or points where soraq never fetches from (a private address): the
+                # video was made and paid for, so the job still succeeds, says plainly that
+                # soraq has no copy, and keeps the URL as the upstream gave it.
+                if exc.refused:
+                    log.warning(
+                        "job %s: result %d not archived: %s",
+                        job.id,
+                        index,
+                        exc.message,
+                        extra=context(job),
+                    )
                 videos.append(
                     {
                         "index": index,

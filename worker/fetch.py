@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from core.config import Settings
-from core.netguard import UnsafeURL, resolve
+from core.netguard import Unresolved, UnsafeURL, resolve
 from upstreams.http import USER_AGENT, tls_context
 
 MAX_REDIRECTS = 5
@@ -24,9 +24,16 @@ CHUNK = 256 * 1024
 
 
 class FetchError(Exception):
-    def __init__(self, code: str, message: str, *, retryable: bool, gone: bool = False) -> None:
+    """`gone`: the source no longer has the file; `refused`: the SSRF guard will not fetch
+    from where the upstream pointed. Neither is retried, and neither throws away a paid
+    result: the job succeeds without soraq's copy (worker.archive)."""
+
+    def __init__(
+        self, code: str, message: str, *, retryable: bool, gone: bool = False, refused: bool = False
+    ) -> None:
         super().__init__(f"{code}: {message}")
-        self.code, self.message, self.retryable, self.gone = code, message, retryable, gone
+        self.code, self.message, self.retryable = code, message, retryable
+        self.gone, self.refused = gone, refused
 
 
 @dataclass(frozen=True)
@@ -72,9 +79,13 @@ def _fetch(
 ) -> Fetched:
     for _ in range(MAX_REDIRECTS + 1):
         try:
-            checked = resolve(url, allow_http=True, allowed=settings.allowed_networks)
+            checked = resolve(url, allow_http=True, allowed=settings.upstream_networks)
+        except Unresolved as exc:
+            raise FetchError("archive_failed", f"source URL {exc}", retryable=True) from None
         except UnsafeURL as exc:
-            raise FetchError("archive_failed", f"source URL {exc}", retryable=False) from None
+            raise FetchError(
+                "archive_refused", f"source URL {exc}", retryable=False, refused=True
+            ) from None
         with http.stream(
             "GET",
             checked.pinned_url,

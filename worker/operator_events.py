@@ -33,7 +33,7 @@ def send_operator_event(
         checked = resolve(
             settings.operator_webhook_url,
             allow_http=settings.webhook_allow_http,
-            allowed=settings.allowed_networks,
+            allowed=settings.upstream_networks,
         )
     except UnsafeURL as exc:
         log.error("OPERATOR_WEBHOOK_URL refused: %s", exc)

@@ -162,7 +162,7 @@ def _attempt(
         return
     try:
         checked = resolve(
-            delivery.url, allow_http=settings.webhook_allow_http, allowed=settings.allowed_networks
+            delivery.url, allow_http=settings.webhook_allow_http, allowed=settings.client_networks
         )
     except UnsafeURL as exc:
         _record(session, delivery, state=DeliveryState.FAILED, error=f"refused: URL {exc}")

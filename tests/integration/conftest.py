@@ -166,6 +166,8 @@ def running_stack(
         # Webhook receivers in tests are plain http on this machine, with a short schedule.
         "WEBHOOK_ALLOW_HTTP": "true",
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+        # The sandbox's result files are on this machine too: soraq's own allowance.
+        "UPSTREAM_ALLOWED_NETWORKS": "127.0.0.1/32",
         "WEBHOOK_RETRY_SCHEDULE": "0,0.5,0.5,0.5",
         "WEBHOOK_TIMEOUT": "3",
         "ADMIN_TOKEN": ADMIN_TOKEN,

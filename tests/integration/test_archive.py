@@ -97,6 +97,17 @@ def test_a_source_gone_for_good_still_succeeds_and_says_so(stack: Stack) -> None
     assert job["result"]["video_urls"] == [video["source_url"]]
 
 
+def test_a_result_the_guard_refuses_is_still_a_success_with_its_source_url(stack: Stack) -> None:
+    job = stack.wait(stack.create(prompt=unique("points inside [kie:inside]"))["id"])
+    assert job["status"] == "succeeded", job  # made and paid for: never thrown away
+    [video] = job["result"]["videos"]
+    assert video["archived"] is False
+    assert "private" in video["archive_error"]
+    assert video["source_url"].startswith("http://10.0.0.7/")
+    assert video["url"] is None
+    assert job["result"]["video_urls"] == [video["source_url"]]
+
+
 def test_files_past_their_retention_are_deleted_and_the_job_says_so(stack: Stack) -> None:
     from datetime import timedelta
 

@@ -101,3 +101,17 @@ def test_the_image_has_every_package_the_distribution_installs() -> None:
     for package in re.findall(r'"(\w+)\*"', include.group(1)):
         assert package in copied, f"the Dockerfile does not copy {package}/"
     assert "clients/python" in copied  # the CLI's `soraq submit` uses the Python client
+
+
+def test_soraq_s_own_downloads_reach_the_sandbox_alone_and_clients_reach_nothing_private(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    sandbox_address = services["sandbox"]["networks"]["default"]["ipv4_address"]
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    for name in ("api", "worker", "webhook-worker", "beat"):
+        environment = services[name]["environment"]
+        upstream = environment["UPSTREAM_ALLOWED_NETWORKS"]
+        assert upstream == "${UPSTREAM_ALLOWED_NETWORKS:-" + sandbox_address + "/32}"
+        assert "WEBHOOK_ALLOWED_NETWORKS" not in environment
+    assert sandbox_address.startswith(subnet.rsplit(".", 1)[0] + ".")

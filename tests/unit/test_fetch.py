@@ -16,7 +16,7 @@ PUBLIC = "https://93.184.216.34"  # an address literal: no DNS needed
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(webhook_allowed_networks="", archive_max_bytes=1000)
+    return Settings(upstream_allowed_networks="", archive_max_bytes=1000)
 
 
 @pytest.mark.parametrize(
@@ -36,9 +36,34 @@ def test_a_redirect_out_of_bounds_is_refused(
     respx.get(f"{PUBLIC}/v.mp4").respond(302, headers={"location": location})
     with pytest.raises(FetchError) as refused:
         fetch(f"{PUBLIC}/v.mp4", tmp_path / "v", settings)
-    assert refused.value.code == "archive_failed"
+    assert refused.value.code == "archive_refused"
+    assert refused.value.refused
     assert not refused.value.retryable
     assert fragment in refused.value.message
+
+
+def test_a_host_that_does_not_resolve_is_tried_again_not_refused(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with pytest.raises(FetchError) as unresolved:
+        fetch("https://no-such-host.invalid/v.mp4", tmp_path / "v", settings)
+    assert unresolved.value.retryable
+    assert not unresolved.value.refused
+
+
+def test_soraq_s_own_allowance_is_not_the_clients(tmp_path: Path) -> None:
+    """Allowing a network for clients' webhooks does not let result downloads in, and the
+    other way round (issue 24, item 2)."""
+    from core.netguard import UnsafeURL, resolve
+
+    clients_only = Settings(webhook_allowed_networks="10.0.0.0/8")
+    with pytest.raises(FetchError) as refused:
+        fetch("http://10.0.0.7/v.mp4", tmp_path / "v", clients_only)
+    assert refused.value.refused
+    upstream_only = Settings(upstream_allowed_networks="10.0.0.0/8")
+    with pytest.raises(UnsafeURL):
+        resolve("https://10.0.0.7/hook", allow_http=False, allowed=upstream_only.client_networks)
+    assert resolve("http://10.0.0.7/v", allow_http=True, allowed=upstream_only.upstream_networks)
 
 
 @respx.mock

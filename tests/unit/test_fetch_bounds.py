@@ -78,7 +78,7 @@ def gzipped(conn: socket.socket, stop: threading.Event) -> None:
 
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    monkeypatch.setenv("UPSTREAM_ALLOWED_NETWORKS", "127.0.0.1/32")
     monkeypatch.setenv("ARCHIVE_TIMEOUT", "2")
     get_settings.cache_clear()
     yield get_settings()
