@@ -86,7 +86,9 @@ def run(
             accepted = sum(pool.map(submit, sizes))
         assert accepted == total, f"only {accepted} of {total} jobs accepted"
         give_up = started + (span or 60 + total / ((rate or 20) / window) * 2) + 30
-        with httpx.Client(base_url=stack.sandbox_url, timeout=60) as sandbox:
+        with httpx.Client(
+            base_url=stack.sandbox_url, timeout=60, headers=stack.sandbox_headers
+        ) as sandbox:
             while True:
                 created = [
                     c

@@ -76,7 +76,9 @@ def run(callbacks: bool, jobs: int, duration: float, size: str = "") -> dict[str
                 ]
                 for i in ids
             ]
-        calls = httpx.get(f"{stack.sandbox_url}/_sandbox/calls").json()["calls"]
+        calls = httpx.get(
+            f"{stack.sandbox_url}/_sandbox/calls", headers=stack.sandbox_headers
+        ).json()["calls"]
     created = {
         c["task_id"]: c["at"] for c in calls if c["endpoint"] == "createTask" and c["code"] == 200
     }

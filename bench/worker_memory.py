@@ -44,11 +44,11 @@ def group_rss(pgid: int) -> int:
     return total
 
 
-def seed(database_url: str, sandbox_url: str, count: int) -> None:
+def seed(database_url: str, sandbox_url: str, headers: dict[str, str], count: int) -> None:
     """`count` jobs at Kie, due for a check spread over the next minute."""
     now = utcnow()
     ids = [f"task_rss_{i}" for i in range(count)]
-    with httpx.Client(base_url=sandbox_url, timeout=60) as sandbox:
+    with httpx.Client(base_url=sandbox_url, timeout=60, headers=headers) as sandbox:
         sandbox.post("/_sandbox/tasks", json={"ids": ids, "duration": 3600}).raise_for_status()
     rows = [
         {
@@ -80,14 +80,16 @@ def run(count: int, seconds: float) -> dict[str, object]:
         "CHECK_MAX_INTERVAL": "5",
     }
     with production_stack(callbacks=False, **overrides) as (stack, label):
-        seed(stack.env["DATABASE_URL"], stack.sandbox_url, count)
+        seed(stack.env["DATABASE_URL"], stack.sandbox_url, stack.sandbox_headers, count)
         worker = stack.processes["worker"].pid
         samples: list[int] = []
         started = time.monotonic()
         while time.monotonic() - started < seconds:
             samples.append(group_rss(worker))
             time.sleep(2)
-        with httpx.Client(base_url=stack.sandbox_url, timeout=60) as sandbox:
+        with httpx.Client(
+            base_url=stack.sandbox_url, timeout=60, headers=stack.sandbox_headers
+        ) as sandbox:
             calls = sandbox.get("/_sandbox/calls").json()["calls"]
     settled = samples[len(samples) // 2 :]  # the second half: past start-up
     return {

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from core.config import Settings
+from core.private import private_folder
 
 _SECRET_FILE = "session-secret"
 
@@ -18,7 +19,7 @@ def server_secret(settings: Settings) -> bytes:
     if settings.session_secret is not None:
         return settings.session_secret.get_secret_value().encode()
     path = Path(settings.var_dir) / _SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     try:
         # O_EXCL: of several processes starting at once, exactly one writes the secret.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -9,6 +9,7 @@ interactive wrapper over the same pieces (`sandbox_env`, `LocalStack.start`, `su
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -41,9 +42,11 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
 
 
-def sandbox_env(sandbox_url: str, api_url: str) -> dict[str, str]:
-    """What a soraq needs to run against the bundled sandbox instead of Kie and imgbb."""
+def sandbox_env(sandbox_url: str, api_url: str, control_token: str) -> dict[str, str]:
+    """What a soraq needs to run against the bundled sandbox instead of Kie and imgbb (and
+    the token the sandbox's `/_sandbox/` control routes take, for tests and benchmarks)."""
     return {
+        "SANDBOX_CONTROL_TOKEN": control_token,
         "KIE_BASE_URL": sandbox_url,
         "IMGBB_BASE_URL": sandbox_url,
         "KIE_FILE_UPLOAD_URL": sandbox_url,
@@ -78,6 +81,11 @@ class LocalStack:
     env: dict[str, str]
     var_dir: Path
     processes: dict[str, subprocess.Popen[bytes]]
+
+    @property
+    def sandbox_headers(self) -> dict[str, str]:
+        """What a call to the sandbox's control routes carries."""
+        return {"authorization": f"Bearer {self.env.get('SANDBOX_CONTROL_TOKEN', '')}"}
 
     def start(self, name: str, *args: str, to_file: bool = True) -> subprocess.Popen[bytes]:
         """`soraq <args>` as a child: its output in logs/<name>.log, or (to_file=False) on
@@ -194,7 +202,7 @@ def local_stack(var_dir: Path, *, callbacks: bool = True, **overrides: str) -> I
         "VAR_DIR": str(var_dir),
         "DATABASE_URL": f"sqlite:///{var_dir / 'soraq.db'}",
         "CELERY_BROKER_URL": "",
-        **sandbox_env(sandbox_url, api_url),
+        **sandbox_env(sandbox_url, api_url, secrets.token_urlsafe(24)),
         "PROMETHEUS_MULTIPROC_DIR": str(var_dir / "metrics"),
         **FAST,
         **overrides,

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import get_settings
+from core.private import private_database
 from models.fair_pool import FairAsyncQueuePool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -45,11 +46,15 @@ def _is_sqlite(url: str) -> bool:
 
 
 def _ensure_sqlite_dir(url: str) -> None:
+    """The database's folder and file, private (prompts, webhook secrets, callback tokens and
+    uploads live in it): a folder soraq creates is 0700, the file 0600 wherever it is."""
     database = make_url(url).database
-    if database and database != ":memory:":
+    if database and database != ":memory:" and not database.startswith("file:"):
         from pathlib import Path
 
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(database)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_database(path)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

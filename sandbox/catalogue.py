@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from catalogue.drift import json_schema_of
@@ -117,7 +117,7 @@ def routes(sb: Any) -> APIRouter:
         data = {"model": model_id, "success_rate": entry["success_rate"], "window": "7d"}
         return JSONResponse(kie_body(200, "success", data))
 
-    @router.post("/_sandbox/catalogue")
+    @router.post("/_sandbox/catalogue", dependencies=[Depends(sb.guard_control)])
     async def change(changes: dict[str, Any]) -> dict[str, Any]:
         """{"pause": [ids]}, {"resume": [ids]}, {"remove": [ids]}, {"add": {id: {"fields":
         {...}, "cases": [...]}}}, {"field": {"model", "name", "rule"}} (a changed or new

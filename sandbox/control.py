@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from sandbox.catalogue import LiveCatalogue
 from sandbox.state import Sandbox
@@ -15,8 +15,9 @@ from sandbox.tasks import Task
 
 def routes(sb: Sandbox) -> APIRouter:
     router = APIRouter()
+    control = APIRouter(dependencies=[Depends(sb.guard_control)])
 
-    @router.post("/_sandbox/topup")
+    @control.post("/_sandbox/topup")
     async def topup(change: dict[str, float]) -> dict[str, float]:
         """{"credits": N} adds N; {"set": N} sets the balance."""
         if "set" in change:
@@ -24,22 +25,22 @@ def routes(sb: Sandbox) -> APIRouter:
         sb.account.refund(float(change.get("credits", 0)))
         return {"credits": sb.account.credits}
 
-    @router.get("/_sandbox/calls")
+    @control.get("/_sandbox/calls")
     async def call_log() -> dict[str, Any]:
         return {"calls": sb.calls.log, "create_by_prompt": dict(sb.calls.create_by_prompt)}
 
-    @router.get("/_sandbox/config")
+    @control.get("/_sandbox/config")
     async def get_config() -> dict[str, Any]:
         return asdict(sb.config)
 
-    @router.post("/_sandbox/config")
+    @control.post("/_sandbox/config")
     async def set_config(changes: dict[str, Any]) -> dict[str, Any]:
         for name, value in changes.items():
             if hasattr(sb.config, name):
                 setattr(sb.config, name, type(getattr(sb.config, name))(value))
         return asdict(sb.config)
 
-    @router.post("/_sandbox/tasks")
+    @control.post("/_sandbox/tasks")
     async def seed_tasks(seed: dict[str, Any]) -> dict[str, int]:
         """Tasks that exist at "Kie" without a createTask (for jobs a benchmark writes as rows):
         {"ids": [...], "model": "...", "duration": seconds}. Not counted as creates."""
@@ -58,7 +59,7 @@ def routes(sb: Sandbox) -> APIRouter:
             )
         return {"tasks": len(sb.tasks)}
 
-    @router.post("/_sandbox/reset")
+    @control.post("/_sandbox/reset")
     async def reset() -> dict[str, bool]:
         sb.created_at.clear()
         sb.tasks.clear()
@@ -73,4 +74,5 @@ def routes(sb: Sandbox) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    router.include_router(control)
     return router

@@ -5,6 +5,7 @@ create and read go through (auth, faults, the account, the schema, Kie's limits,
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import time
 from collections import deque
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from fastapi import Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from core.config import parse_rate
@@ -34,9 +35,24 @@ class Sandbox:
     background: set[asyncio.Task[None]] = field(default_factory=set)
     http: dict[str, httpx.AsyncClient] = field(default_factory=dict)
     account: Account = field(default_factory=lambda: Account(0.0))
+    # The bearer token of the `/_sandbox/` control routes (SANDBOX_CONTROL_TOKEN); unset, they
+    # are closed: the call log holds prompts and callback URLs with their tokens.
+    control_token: str = field(default_factory=lambda: os.environ.get("SANDBOX_CONTROL_TOKEN", ""))
 
     def __post_init__(self) -> None:
         self.account = Account(self.config.credits)
+
+    def guard_control(self, request: Request) -> None:
+        """A dependency of every `/_sandbox/` route: the holder of the token alone."""
+        if not self.control_token:
+            raise HTTPException(403, "the control routes are closed: set SANDBOX_CONTROL_TOKEN")
+        given = request.headers.get("authorization", "").encode()
+        if not secrets.compare_digest(given, f"Bearer {self.control_token}".encode()):
+            raise HTTPException(
+                401,
+                "Authorization: Bearer <SANDBOX_CONTROL_TOKEN> is needed",
+                {"WWW-Authenticate": "Bearer"},
+            )
 
     def authorized(self, request: Request) -> bool:
         return request.headers.get("authorization", "") == f"Bearer {self.config.kie_key}"

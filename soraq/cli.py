@@ -22,6 +22,7 @@ from core.config import (
 )
 from core.logs import setup_logging
 from core.metrics import prepare_multiprocess_dir
+from core.private import private_folder, write_private
 from devstack.stack import LocalStack, sandbox_env, wait_http, wait_port
 from models.migrate import migrate
 
@@ -126,8 +127,7 @@ def ensure_demo_client(settings_var_dir: Path) -> str:
             if not demo.active or not key or hash_api_key(key) != demo.key_hash:
                 clients.set_active(session, "demo", True)
                 key = clients.rotate_key(session, "demo").api_key
-    key_file.write_text(key + "\n")
-    key_file.chmod(0o600)
+    write_private(key_file, key + "\n")
     return key
 
 
@@ -204,10 +204,20 @@ def run_beat() -> None:
     )
 
 
-def run_sandbox(host: str, port: int) -> None:
+def run_sandbox(host: str, port: int, *, test_mode: bool, settings: Settings) -> int:
+    """The stand-in for Kie and imgbb. Under ENVIRONMENT=production only as the target of
+    test-mode keys, said with --test-mode: a sandbox by mistake would answer for Kie."""
+    if settings.environment == "production" and not test_mode:
+        print(
+            "soraq sandbox refuses to run under ENVIRONMENT=production: it fakes Kie and "
+            "imgbb. For test-mode keys (TEST_MODE_KIE_URL), run `soraq sandbox --test-mode`.",
+            file=sys.stderr,
+        )
+        return 2
     import uvicorn
 
     uvicorn.run("sandbox.app:create_app", factory=True, host=host, port=port, log_level="warning")
+    return 0
 
 
 def dev_admin_token(settings: Settings) -> str | None:
@@ -217,9 +227,8 @@ def dev_admin_token(settings: Settings) -> str | None:
         return None
     path = settings.var_dir / "admin-token"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32) + "\n")
-        path.chmod(0o600)
+        private_folder(path.parent)
+        write_private(path, secrets.token_urlsafe(32) + "\n")
     return path.read_text().strip()
 
 
@@ -241,7 +250,10 @@ def dev(host: str, port: int, sandbox_port: int) -> int:
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
         stack.sandbox_url = sandbox_url
         given_public_url = env.get("PUBLIC_URL")
-        env.update(sandbox_env(sandbox_url, api_url))
+        control_path = settings.var_dir / "sandbox-control-token"
+        if not control_path.exists():
+            write_private(control_path, secrets.token_urlsafe(24) + "\n")
+        env.update(sandbox_env(sandbox_url, api_url, control_path.read_text().strip()))
         if given_public_url:
             env["PUBLIC_URL"] = given_public_url  # e.g. a tunnel, for callbacks from afar
         log.warning(
@@ -309,6 +321,10 @@ def _start_up_block(
         )
     lines += [f"  Kie        {kie}", ""]
     return "\n".join(lines)
+
+
+# The verbs whose process keeps state under VAR_DIR.
+_USES_VAR = frozenset({"migrate", "api", "worker", "beat", "clients", "admin", "dev"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,6 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = verbs.add_parser("sandbox", help="run the Kie + imgbb stand-in")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8765)
+    sandbox.add_argument(
+        "--test-mode",
+        action="store_true",
+        help="serve test-mode keys' jobs (the only way it runs under ENVIRONMENT=production)",
+    )
     dev_parser = verbs.add_parser("dev", help="migrate, then sandbox + api + worker together")
     dev_parser.add_argument("--host", default="127.0.0.1")
     dev_parser.add_argument("--port", type=int, default=8000)
@@ -416,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = get_settings()
     setup_logging(settings.log_level, settings.resolved_log_format)
+    if args.verb in _USES_VAR:
+        private_folder(settings.var_dir)  # the database, uploads, videos, generated secrets
     if args.verb == "migrate":
         migrate()
     elif args.verb == "api":
@@ -457,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             return catalogue_cli.check()
         return catalogue_cli.sync(args.write)
     elif args.verb == "sandbox":
-        run_sandbox(args.host, args.port)
+        return run_sandbox(args.host, args.port, test_mode=args.test_mode, settings=settings)
     elif args.verb == "dev":
         return dev(args.host, args.port, args.sandbox_port)
     return 0

@@ -208,7 +208,9 @@ def running_stack(
                 httpx.Client(
                     base_url=running.api_url, timeout=10, headers={"authorization": f"Bearer {key}"}
                 ) as api,
-                httpx.Client(base_url=running.sandbox_url, timeout=10) as sandbox,
+                httpx.Client(
+                    base_url=running.sandbox_url, timeout=10, headers=running.sandbox_headers
+                ) as sandbox,
             ):
                 yield Stack(
                     api,
