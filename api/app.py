@@ -60,7 +60,13 @@ def create_app() -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_async_engine(settings.resolved_database_url)
         app.state.sessionmaker = async_session_factory(engine)
-        app.state.events = EventHub(app.state.sessionmaker, settings.resolved_database_url)
+        app.state.events = EventHub(
+            app.state.sessionmaker,
+            settings.resolved_database_url,
+            client_max_held=settings.client_max_held,
+            max_held=settings.max_held,
+            key_check_interval=settings.auth_cache_seconds,
+        )
         app.state.nudger = Nudger(_send_nudge, send_check=_send_check)
         # Key changes are announced on Redis (a listening thread), else through a file that
         # every request stats.

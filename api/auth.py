@@ -25,6 +25,7 @@ class ClientIdentity:
     daily_credits: int | None = None  # budgets in Kie credits; None: no cap
     monthly_credits: int | None = None
     livemode: bool = True  # False: a test-mode key (its jobs go to the sandbox)
+    key_hash: str = ""  # the key this identity was looked up by (held requests watch it)
 
 
 class KeyCache:
@@ -89,6 +90,7 @@ class KeyCache:
             client.daily_credits,
             client.monthly_credits,
             client.livemode,
+            digest,
         )
         if self.ttl > 0 and generation == self._generation:
             if len(self._known) > 10_000:  # bounded: a flood of keys cannot grow it forever

@@ -75,14 +75,13 @@ def admin_token_matches(candidate: str, settings: Settings) -> bool:
 
 
 async def require_admin(request: Request, settings: SettingsDep, session: SessionDep) -> None:
-    """`Authorization: Bearer $ADMIN_TOKEN`. Client keys never work here; an address that
-    keeps guessing is throttled."""
-    from api.throttle import count_failure, refuse_if_throttled
+    """`Authorization: Bearer $ADMIN_TOKEN`. Client keys never work here; guessing is
+    throttled (api.throttle), the right token never."""
+    from api.throttle import refuse_failure
 
-    await refuse_if_throttled(session, request)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not admin_token_matches(token.strip(), settings):
-        await count_failure(session, request)
+        await refuse_failure(session, request)
         raise Unauthorized("A valid admin token is required.")
 
 

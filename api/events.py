@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.errors import TooManyWaiters
+from models.client import Client
 from models.event import JobEvent
 from models.job import Job
 
@@ -35,15 +36,18 @@ T = TypeVar("T")
 CHANNEL = "soraq_job_events"
 POLL_INTERVAL = 0.2  # seconds, embedded only
 RECONNECT_DELAY = 1.0
-MAX_HELD_PER_CLIENT = 1000  # waiting requests and open streams, per client, per API process
+RETRY_HELD_AFTER = 30  # seconds a client refused a held place is told to wait
 
 
 class Waiter:
-    """One request's wake-up flag. `wait` returns when something may have happened."""
+    """One request's wake-up flag. `wait` returns when something may have happened (or its
+    hold was revoked)."""
 
-    def __init__(self, hub: EventHub, keys: tuple[str, ...]) -> None:
-        self._hub, self.keys = hub, keys
+    def __init__(self, hub: EventHub, keys: tuple[str, ...], hold: Hold | None = None) -> None:
+        self._hub, self.keys, self.hold = hub, keys, hold
         self._flag = asyncio.Event()
+        if hold is not None:
+            hold.waiters.add(self)
 
     def wake(self) -> None:
         self._flag.set()
@@ -54,6 +58,8 @@ class Waiter:
         self._flag.clear()
 
     def close(self) -> None:
+        if self.hold is not None:
+            self.hold.waiters.discard(self)
         self._hub.unsubscribe(self)
 
     def __enter__(self) -> Waiter:
@@ -64,15 +70,24 @@ class Waiter:
 
 
 class Hold:
-    """A client's place for one waiting request or stream; `release` (or `with`) frees it."""
+    """A client's place for one waiting request or stream; `release` (or `with`) frees it.
+    `revoked` once the key that opened it is disabled or rotated: its stream ends, its wait
+    answers 401."""
 
-    def __init__(self, hub: EventHub, client_id: str) -> None:
-        self._hub, self._client_id, self._held = hub, client_id, True
+    def __init__(self, hub: EventHub, client_id: str, key_hash: str) -> None:
+        self._hub, self.client_id, self.key_hash, self._held = hub, client_id, key_hash, True
+        self.revoked = False
+        self.waiters: set[Waiter] = set()
+
+    def revoke(self) -> None:
+        self.revoked = True
+        for waiter in list(self.waiters):
+            waiter.wake()
 
     def release(self) -> None:
         if self._held:
             self._held = False
-            self._hub._release(self._client_id)
+            self._hub._release(self)
 
     def __enter__(self) -> Hold:
         return self
@@ -82,8 +97,24 @@ class Hold:
 
 
 class EventHub:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], database_url: str) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        database_url: str,
+        *,
+        client_max_held: int = 20,
+        max_held: int = 1000,
+        key_check_interval: float = 5.0,
+    ) -> None:
         self._sessionmaker = sessionmaker
+        # Held requests (streams, `Prefer: wait`) per client and in all, in this process: a
+        # few clients' thousands of streams once left none of uvicorn's connections for
+        # /healthz or anyone's POST /jobs.
+        self.client_max_held, self.max_held = client_max_held, max_held
+        self._holds: dict[str, set[Hold]] = defaultdict(set)  # by key hash
+        self._held_total = 0
+        self._key_check_interval = max(key_check_interval, 0.5)
+        self._key_check: asyncio.Task[None] | None = None
         self._url = make_url(database_url)
         self._waiters: dict[str, set[Waiter]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
@@ -94,27 +125,78 @@ class EventHub:
         self._reads: dict[str, tuple[int, asyncio.Task[Any]]] = {}
         self._held: dict[str, int] = defaultdict(int)
 
-    def hold(self, client_id: str) -> Hold:
+    def hold(self, client_id: str, key_hash: str = "") -> Hold:
         """One of the client's places for a held request or an open stream in this process,
-        or TooManyWaiters: a client cannot pin the server with thousands of them."""
-        if self._held[client_id] >= MAX_HELD_PER_CLIENT:
+        or TooManyWaiters (429): a client cannot pin the server with its streams, nor can all
+        of them together take the connections ordinary requests need."""
+        if self._held[client_id] >= self.client_max_held:
             raise TooManyWaiters(
-                f"{MAX_HELD_PER_CLIENT} of your requests are already waiting or streaming here; "
-                "close some, or poll GET /jobs/{id}"
+                f"{self.client_max_held} of your requests are already waiting or streaming "
+                "here; close some, or poll GET /jobs/{id}",
+                headers={"Retry-After": str(RETRY_HELD_AFTER)},
+            )
+        if self._held_total >= self.max_held:
+            raise TooManyWaiters(
+                "this server holds as many waiting requests and streams as it takes; "
+                "try again shortly, or poll GET /jobs/{id}",
+                headers={"Retry-After": str(RETRY_HELD_AFTER)},
             )
         self._held[client_id] += 1
-        return Hold(self, client_id)
+        self._held_total += 1
+        hold = Hold(self, client_id, key_hash)
+        if key_hash:
+            self._holds[key_hash].add(hold)
+            self._ensure_key_check()
+        return hold
 
-    def _release(self, client_id: str) -> None:
-        self._held[client_id] -= 1
-        if self._held[client_id] <= 0:
-            del self._held[client_id]
+    def _release(self, hold: Hold) -> None:
+        self._held_total -= 1
+        self._held[hold.client_id] -= 1
+        if self._held[hold.client_id] <= 0:
+            del self._held[hold.client_id]
+        holds = self._holds.get(hold.key_hash)
+        if holds is not None:
+            holds.discard(hold)
+            if not holds:
+                del self._holds[hold.key_hash]
 
-    def subscribe(self, *, job_id: str | None = None, client_id: str | None = None) -> Waiter:
+    def _ensure_key_check(self) -> None:
+        if self._key_check is None or self._key_check.done():
+            self._key_check = asyncio.get_running_loop().create_task(
+                self._check_keys(), name="soraq-held-keys"
+            )
+
+    async def _check_keys(self) -> None:
+        """While anything is held: every AUTH_CACHE_SECONDS, one query for the keys that hold
+        something; the holds of a key disabled or rotated since are revoked (a key stops
+        working for streams as soon as for ordinary requests)."""
+        while self._holds:
+            await asyncio.sleep(self._key_check_interval)
+            held = list(self._holds)
+            try:
+                async with self._sessionmaker() as session:
+                    alive = set(
+                        await session.scalars(
+                            select(Client.key_hash).where(
+                                Client.key_hash.in_(held), Client.active.is_(True)
+                            )
+                        )
+                    )
+            except Exception as exc:  # a busy database: the next round looks again
+                log.warning("could not check the keys of held requests: %s", exc)
+                continue
+            for key_hash in held:
+                if key_hash not in alive:
+                    for hold in list(self._holds.get(key_hash, ())):
+                        hold.revoke()
+
+    def subscribe(
+        self, *, job_id: str | None = None, client_id: str | None = None, hold: Hold | None = None
+    ) -> Waiter:
         """Subscribe before reading what is already there: whatever commits after the read
         then wakes the waiter."""
         keys = tuple(k for k in (job_id and f"j:{job_id}", client_id and f"c:{client_id}") if k)
-        waiter = Waiter(self, keys)
+        waiter = Waiter(self, keys, hold)
         for key in keys:
             self._waiters[key].add(waiter)
         self._ensure_running()
@@ -163,10 +245,11 @@ class EventHub:
             )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in (self._task, self._key_check):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def _listen(self) -> None:
         conninfo = self._url.set(drivername="postgresql").render_as_string(hide_password=False)

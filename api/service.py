@@ -311,8 +311,9 @@ async def queue_position(session: AsyncSession, job: Job) -> int | None:
 
 
 async def account_waiting_reason(session: AsyncSession, job: Job) -> str | None:
-    """While the account is refused, every queued job waits for the same reason."""
-    if job.status != JobStatus.QUEUED:
+    """While the account is refused, every queued live job waits for the same reason (a
+    test-mode job's account is the sandbox)."""
+    if job.status != JobStatus.QUEUED or not job.livemode:
         return None
     state = await session.get(SchedulerState, "kie", populate_existing=True)
     return state.account_reason if state is not None else None

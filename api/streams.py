@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.errors import Unauthorized
 from api.events import EventHub, Hold
 from models.event import JobEvent
 from models.event_queries import public_events
@@ -66,12 +67,16 @@ async def wait_for_end(
     sessionmaker: async_sessionmaker[AsyncSession],
     job_id: str,
     seconds: float,
+    hold: Hold,
 ) -> JobOut | None:
     """The finished job's view as soon as it has ended, or None after `seconds`. Waiters of
-    one job share each read (EventHub.read_shared)."""
+    one job share each read (EventHub.read_shared). Unauthorized once the key that asked is
+    disabled or rotated."""
     deadline = time.monotonic() + seconds
-    with hub.subscribe(job_id=job_id) as waiter:
+    with hub.subscribe(job_id=job_id, hold=hold) as waiter:
         while True:
+            if hold.revoked:
+                raise Unauthorized("This API key was disabled or replaced while waiting.")
             ended = await hub.read_shared(waiter.keys[0], lambda: _ended_view(sessionmaker, job_id))
             if ended is not None:
                 return ended
@@ -149,12 +154,13 @@ async def job_stream(
     sessionmaker: async_sessionmaker[AsyncSession],
     job_id: str,
     last_event_id: int,
+    hold: Hold,
 ) -> AsyncIterator[dict[str, Any]]:
     """The job's history after `last_event_id`, then each new event; ends after the
-    terminal one."""
-    with hub.subscribe(job_id=job_id) as waiter:
+    terminal one, or when the key that opened it is disabled or rotated."""
+    with hub.subscribe(job_id=job_id, hold=hold) as waiter:
         after = last_event_id
-        while True:
+        while not hold.revoked:
             # Ended before the read: the read then has the terminal event if it is still due.
             ended = await _has_ended(sessionmaker, job_id)
             for event in await _read(sessionmaker, after, job_id=job_id):
@@ -178,15 +184,16 @@ async def client_stream(
     sessionmaker: async_sessionmaker[AsyncSession],
     client_id: str,
     last_event_id: int | None,
+    hold: Hold,
 ) -> AsyncIterator[dict[str, Any]]:
-    """Every event of the client's jobs from now on (or after `last_event_id`); never ends
-    by itself."""
-    with hub.subscribe(client_id=client_id) as waiter:
+    """Every event of the client's jobs from now on (or after `last_event_id`); ends only
+    when the key that opened it is disabled or rotated (a reconnect then gets 401)."""
+    with hub.subscribe(client_id=client_id, hold=hold) as waiter:
         if last_event_id is None:
             async with sessionmaker() as session:
                 last_event_id = await _newest_event_id(session)
         after = last_event_id
-        while True:
+        while not hold.revoked:
             for event in await _read(sessionmaker, after, client_id=client_id):
                 after = int(event["id"])
                 yield event

@@ -66,7 +66,7 @@ def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
 def archive_once(url: str, settings: object) -> tuple[float, float]:
     """(seconds, peak RSS growth in MB) for one archive of `url`, as the worker does it."""
     from media import store
-    from media.probe import poster, probe
+    from media.bounded import inspect
     from worker.fetch import fetch
 
     store.store.cache_clear()
@@ -75,8 +75,8 @@ def archive_once(url: str, settings: object) -> tuple[float, float]:
         started = time.monotonic()
         path = Path(folder) / "video"
         fetched = fetch(url, path, settings)  # type: ignore[arg-type]
-        info = probe(path)
-        store.put_bytes(f"bench/{fetched.sha256}.jpg", poster(path), "image/jpeg")
+        info, poster_jpeg = inspect(path)
+        store.put_bytes(f"bench/{fetched.sha256}.jpg", poster_jpeg, "image/jpeg")
         store.put_file(f"bench/{fetched.sha256}.mp4", path, info.content_type)
         seconds = time.monotonic() - started
     return seconds, peak.peak - peak.start

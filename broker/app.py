@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery
 
-from core.config import JOBS_QUEUE, WEBHOOK_QUEUE, Settings, get_settings
+from core.config import ARCHIVE_QUEUE, JOBS_QUEUE, WEBHOOK_QUEUE, Settings, get_settings
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -39,7 +39,10 @@ def create_celery(settings: Settings) -> Celery:
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,
         task_default_queue=JOBS_QUEUE,
-        task_routes={"soraq.deliver": {"queue": WEBHOOK_QUEUE}},
+        task_routes={
+            "soraq.deliver": {"queue": WEBHOOK_QUEUE},
+            "soraq.archive": {"queue": ARCHIVE_QUEUE},
+        },
         task_acks_late=True,  # every task is idempotent: redelivery is safe, loss is not
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

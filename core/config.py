@@ -23,9 +23,13 @@ SANDBOX_IMGBB_KEY = "sandbox-imgbb-key"
 # slow receiver never delays a job (`soraq worker --queues`).
 JOBS_QUEUE = "soraq"
 WEBHOOK_QUEUE = "webhooks"
-QUEUES = (JOBS_QUEUE, WEBHOOK_QUEUE)
+# Result downloads too: a slow source holds an archive worker's thread, never a job step's.
+ARCHIVE_QUEUE = "archive"
+QUEUES = (JOBS_QUEUE, WEBHOOK_QUEUE, ARCHIVE_QUEUE)
 
 MIN_ADMIN_TOKEN = 32
+# Connections one API process serves at once (uvicorn's limit_concurrency; past it, 503).
+API_CONNECTION_LIMIT = 2000
 # A random 32-character token has ~25 distinct characters; "aaaa…" or "abab…" is not one.
 MIN_DISTINCT_SECRET_CHARACTERS = 10
 EXAMPLE_PASSWORDS = {"change-me"}
@@ -203,6 +207,11 @@ class Settings(BaseSettings):
     # New jobs per client (a client's own `create_rate` overrides it): a flood gets 429s.
     client_create_rate: str = "60/1m"
     auth_cache_seconds: float = Field(5.0, ge=0)  # a disabled key stops working within this
+    # Requests a client may hold open per API process (event streams, `Prefer: wait`), and
+    # all clients together: well under the server's API_CONNECTION_LIMIT, so /healthz, POST
+    # /jobs and the admin side always find a connection.
+    client_max_held: int = Field(20, ge=1)
+    max_held: int = Field(1000, ge=1, le=API_CONNECTION_LIMIT // 2)
     idempotency_ttl: float = Field(86400.0, gt=0)
     webhook_allow_http: bool = False  # plain http receivers: development only
     # CIDRs exempt from the private-address guard for URLs a *client* gives (webhooks, input
@@ -220,6 +229,9 @@ class Settings(BaseSettings):
 
     # Operators: the admin API and dashboard take this token; unset or blank, they are closed.
     admin_token: SecretStr | None = None
+    # Proxies whose X-Forwarded-For/-Proto are believed (addresses or CIDRs, comma-separated;
+    # e.g. the load balancer's). Empty: none — the peer's own address is the client's.
+    trusted_proxies: str = ""
     # Server-side half of the dashboard's session-signing key (the other half is the admin
     # token). Unset on the embedded default: generated once into var/session-secret.
     session_secret: SecretStr | None = None

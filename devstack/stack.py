@@ -22,7 +22,13 @@ from pathlib import Path
 
 import httpx
 
-from core.config import JOBS_QUEUE, SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, WEBHOOK_QUEUE
+from core.config import (
+    ARCHIVE_QUEUE,
+    JOBS_QUEUE,
+    SANDBOX_IMGBB_KEY,
+    SANDBOX_KIE_KEY,
+    WEBHOOK_QUEUE,
+)
 
 
 def free_port() -> int:
@@ -102,11 +108,13 @@ class LocalStack:
         return process
 
     def start_soraq(self, api_port: int, host: str = "127.0.0.1", **kwargs: bool) -> None:
-        """The API, a worker for job steps and the sweep, and one for webhook deliveries (a
-        slow receiver never holds a thread a job needs); beat too on Redis."""
+        """The API, a worker for job steps and the sweep, one for webhook deliveries (a slow
+        receiver never holds a thread a job needs) and one for result downloads (nor does a
+        slow source); beat too on Redis."""
         self.start("api", "api", "--host", host, "--port", str(api_port), **kwargs)
         self.start("worker", "worker", "--queues", JOBS_QUEUE, **kwargs)
         self.start("webhooks", "worker", "--queues", WEBHOOK_QUEUE, "--no-beat", **kwargs)
+        self.start("archive", "worker", "--queues", ARCHIVE_QUEUE, "--no-beat", **kwargs)
         if self.env.get("CELERY_BROKER_URL", "").startswith("redis"):
             self.start("beat", "beat", **kwargs)  # the embedded broker's worker runs beat itself
 

@@ -31,13 +31,30 @@ class VideoInfo:
 _CONTENT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/webm"}
 
 
+# Codecs a generated video comes in (h264 from most models; the others are real video codecs
+# too): an image codec wrapped in an MP4 (a 12000×12000 PNG "frame" once took 2.7 GB to
+# decode) is not a result. No frame side past the catalogue's largest output, 4K.
+RESULT_VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4"})
+MAX_RESULT_SIDE = 4096
+POSTER_SIDE = 1280  # the poster is scaled to this side, whatever the video's size
+
+
 def probe(path: Path) -> VideoInfo:
+    """What the video is, from its headers, and one frame decoded (on one thread) to prove it
+    is video. Run it through media.bounded, which bounds its time and memory."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise NotAVideo("the file has no video stream")
             video = container.streams.video[0]
             audio = container.streams.audio[0] if container.streams.audio else None
+            codec = video.codec_context.name
+            if codec not in RESULT_VIDEO_CODECS:
+                raise NotAVideo(f"the video codec {codec} is not a video codec soraq keeps")
+            side = max(video.codec_context.width or 0, video.codec_context.height or 0)
+            if side > MAX_RESULT_SIDE:
+                raise NotAVideo(f"frames of {side} px are larger than {MAX_RESULT_SIDE} px")
+            video.thread_type, video.thread_count = "SLICE", 1
             # Decoding one frame proves the stream is video, not a container around garbage.
             next(container.decode(video=0))
             duration = (
@@ -68,14 +85,20 @@ def probe(path: Path) -> VideoInfo:
 
 
 def poster(path: Path) -> bytes:
-    """The first frame as a JPEG (FFmpeg's mjpeg encoder: no image library needed)."""
+    """The first frame as a JPEG no larger than POSTER_SIDE (FFmpeg's mjpeg encoder: no
+    image library needed). Call it after `probe` accepted the file."""
     with av.open(str(path)) as container:
+        container.streams.video[0].thread_count = 1
         frame = next(container.decode(video=0))
+        scale = min(1.0, POSTER_SIDE / max(frame.width, frame.height, 1))
+        # Even sides: yuv420 halves them.
+        width = max(2, int(frame.width * scale) // 2 * 2)
+        height = max(2, int(frame.height * scale) // 2 * 2)
         encoder = av.CodecContext.create("mjpeg", "w")
-        encoder.width, encoder.height = frame.width, frame.height
+        encoder.width, encoder.height = width, height
         encoder.pix_fmt = "yuvj420p"
         encoder.time_base = frame.time_base or Fraction(1, 25)
-        packets = encoder.encode(frame.reformat(format="yuvj420p"))
+        packets = encoder.encode(frame.reformat(width=width, height=height, format="yuvj420p"))
         packets += encoder.encode(None)
         return b"".join(bytes(p) for p in packets)
 

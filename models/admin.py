@@ -13,6 +13,7 @@ from sqlalchemy import (
     Table,
     Update,
     case,
+    func,
     insert,
     select,
     update,
@@ -50,7 +51,10 @@ class AdminAuthFailures(Base):
 
 SESSION_TTL = timedelta(hours=8)
 FAILURE_WINDOW = timedelta(minutes=1)
-MAX_FAILURES = 10
+MAX_FAILURES = 10  # from one address
+# From every address together: a guesser with many addresses (or a rotating proxy) is capped
+# as well; the right token still passes (api.throttle).
+MAX_FAILURES_EVERYWHERE = 100
 
 
 def new_session(session_id: str, now: datetime) -> Insert:
@@ -87,6 +91,12 @@ def recent_failures(address: str, now: datetime) -> Select[Any]:
     return select(AdminAuthFailures.failures).where(
         AdminAuthFailures.address == address,
         AdminAuthFailures.window_start > now - FAILURE_WINDOW,
+    )
+
+
+def failures_everywhere(now: datetime) -> Select[Any]:
+    return select(func.coalesce(func.sum(AdminAuthFailures.failures), 0)).where(
+        AdminAuthFailures.window_start > now - FAILURE_WINDOW
     )
 
 

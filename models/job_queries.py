@@ -103,7 +103,12 @@ def admitted_not_submitted(now: datetime) -> ColumnElement[bool]:
     """Jobs the dispatcher admitted that have not reached their createTask yet: still queued,
     with an admission time, and held until `next_check_at` (a claim on the create window a
     requeue gives up). The one definition admission and the credits guard share."""
-    return (Job.status == "queued") & Job.admitted_at.is_not(None) & (Job.next_check_at > now)
+    return (
+        (Job.status == "queued")
+        & Job.admitted_at.is_not(None)
+        & (Job.next_check_at > now)
+        & Job.livemode.is_(True)  # a test-mode job's createTask goes to the sandbox
+    )
 
 
 def jobs_ahead(job: Job) -> Select[Any]:

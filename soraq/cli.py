@@ -14,6 +14,8 @@ from pathlib import Path
 
 from core.auth_events import announce
 from core.config import (
+    API_CONNECTION_LIMIT,
+    ARCHIVE_QUEUE,
     JOBS_QUEUE,
     QUEUES,
     WEBHOOK_QUEUE,
@@ -146,6 +148,7 @@ def disable_demo_client() -> None:
 def run_api(host: str, port: int) -> None:
     import uvicorn
 
+    trusted = get_settings().trusted_proxies.strip()
     uvicorn.run(
         "api.app:create_app",
         log_config=None,  # uvicorn's loggers go through ours (JSON in production)
@@ -153,8 +156,11 @@ def run_api(host: str, port: int) -> None:
         host=host,
         port=port,
         log_level="info",
-        proxy_headers=True,
-        limit_concurrency=2000,
+        # X-Forwarded-For / -Proto only from the proxies the operator names: anyone else
+        # could pick the address the admin throttle counts (uvicorn would trust 127.0.0.1).
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+        limit_concurrency=API_CONNECTION_LIMIT,
     )
 
 
@@ -347,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         "--queues",
         default=None,
         help=f"comma-separated queues to consume: {JOBS_QUEUE} (job steps, the sweep), "
-        f"{WEBHOOK_QUEUE} (deliveries); default both",
+        f"{WEBHOOK_QUEUE} (deliveries), {ARCHIVE_QUEUE} (result downloads); default all",
     )
     verbs.add_parser("beat", help="run the beat schedule (exactly one per deployment)")
     submit = verbs.add_parser(

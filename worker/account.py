@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.config import Settings
+from models.account_queries import STATE
 from models.job import Job, JobStatus
 from models.lifecycle import fail
 from models.model_state import PAUSED
@@ -24,7 +25,6 @@ from upstreams import ACCOUNT_CODES
 from upstreams.errors import ExternalError
 
 log = logging.getLogger(__name__)
-STATE = "kie"
 
 
 def is_account_fact(exc: ExternalError) -> bool:
@@ -122,7 +122,7 @@ def expire_waiting(
     cutoff = now - timedelta(seconds=settings.job_timeout)
     expired = session.scalars(
         select(Job.id)
-        .where(Job.status == JobStatus.QUEUED, Job.created_at < cutoff)
+        .where(Job.status == JobStatus.QUEUED, Job.livemode.is_(True), Job.created_at < cutoff)
         .order_by(Job.id)
         .limit(100)
         .with_for_update(

@@ -22,6 +22,7 @@ from sqlalchemy import Float, Select, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from core.config import Settings
+from models.account_queries import STATE
 from models.base import utcnow
 from models.client import Client
 from models.job import Job, JobStatus, in_lock_order
@@ -32,7 +33,6 @@ from models.scheduler import SchedulerState
 from worker import account, credits
 from worker.limiter import Token, check_window, create_window
 
-STATE = "kie"
 # The dispatcher's timed wake-up comes this long before the token it is for frees, and admits
 # every token freeing within COALESCE_SECONDS after that one: each admitted job's message
 # carries a countdown to its own token's instant. The round's own work and the hop to a worker
@@ -69,8 +69,14 @@ def lock_state(session: Session, now: datetime) -> SchedulerState:
 
 
 def in_flight(session: Session) -> int:
-    """Jobs between their upload and their end at Kie."""
-    return int(session.scalar(select(func.count()).where(Job.status.in_(_IN_FLIGHT))) or 0)
+    """Live jobs between their upload and their end at Kie (test-mode jobs are the
+    sandbox's, not Kie's)."""
+    return int(
+        session.scalar(
+            select(func.count()).where(Job.status.in_(_IN_FLIGHT), Job.livemode.is_(True))
+        )
+        or 0
+    )
 
 
 def fair_order(now: datetime, limit: int, waiting_models: list[str] | None = None) -> Select:
@@ -100,6 +106,7 @@ def fair_order(now: datetime, limit: int, waiting_models: list[str] | None = Non
         .outerjoin(held, held.c.client_id == Job.client_id)
         .where(
             Job.status == JobStatus.QUEUED,
+            Job.livemode.is_(True),  # test-mode jobs: admit_test_mode
             Job.next_check_at.is_not(None),
             Job.next_check_at <= now,
             *([Job.model.not_in(waiting_models)] if waiting_models else []),
@@ -107,6 +114,36 @@ def fair_order(now: datetime, limit: int, waiting_models: list[str] | None = Non
         .subquery()
     )
     return select(queue.c.id).order_by(queue.c.turn, queue.c.created_at).limit(limit)
+
+
+def admit_test_mode(session: Session, now: datetime, settings: Settings) -> list[str]:
+    """Test-mode jobs (the sandbox stands in for Kie) are admitted on their own: Kie's
+    windows, the live account's pause, its probe and its balance are none of theirs, and
+    what they meet never pauses or resumes live admission (worker.stage, worker.submit)."""
+    due = session.scalars(
+        select(Job.id)
+        .where(
+            Job.status == JobStatus.QUEUED,
+            Job.livemode.is_(False),
+            Job.next_check_at.is_not(None),
+            Job.next_check_at <= now,
+        )
+        .order_by(Job.next_check_at)
+        .limit(settings.sweep_batch)
+    ).all()
+    if not due:
+        return []
+    dialect = session.get_bind().dialect.name
+    lease = timedelta(seconds=settings.claim_lease)
+    return list(
+        session.scalars(
+            update(Job)
+            .where(in_lock_order(dialect, Job.id.in_(due), Job.status == JobStatus.QUEUED))
+            .values(next_check_at=now + lease, admitted_at=now)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 def held_models(session: Session, now: datetime, settings: Settings) -> list[str]:
@@ -197,13 +234,14 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
     read_balance = credits.claim_balance_read(state, now, settings)
     following = frees[len(admitted)] if len(frees) > len(admitted) else None
     wake_in = _wake_up(session, state, settings, now, paused, window_bound, admitted, following)
+    testing = admit_test_mode(session, now, settings)
     return Budget(
-        admitted,
+        [*admitted, *testing],
         check_window(settings).room(state, now),
         state,
         read_balance,
         wake_in,
-        starts_in=frees[: len(admitted)],
+        starts_in=[*frees[: len(admitted)], *([0.0] * len(testing))],
     )
 
 
@@ -228,6 +266,7 @@ def _wake_up(
         select(Job.id)
         .where(
             Job.status == JobStatus.QUEUED,
+            Job.livemode.is_(True),
             Job.next_check_at.is_not(None),
             Job.next_check_at <= now,
             Job.admitted_at.is_(None),

@@ -15,11 +15,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from core.config import Settings
 from media import store
-from media.probe import NotAVideo, poster, probe
+from media.bounded import inspect
+from media.probe import NotAVideo
 from models.base import utcnow
 from models.client import Client
 from models.job import Job, JobStatus
@@ -37,6 +39,49 @@ def lease(settings: Settings, now: datetime) -> datetime:
     """How long a worker holds a job's archiving: its whole download, plus the claim lease.
     A worker killed mid-download leaves the job to be archived again after this."""
     return now + timedelta(seconds=settings.archive_timeout + settings.claim_lease)
+
+
+def claim(session: Session, job_id: str, settings: Settings, now: datetime) -> Job | None:
+    """The job, when this worker may archive it now: it is archiving and nobody's lease on
+    the stage is running (one compare-and-set: two deliveries of one message archive once)."""
+    held = lease(settings, now)
+    claimed = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status == JobStatus.ARCHIVING,
+            or_(Job.stage_lease_until.is_(None), Job.stage_lease_until <= now),
+        )
+        .values(stage_lease_until=held, next_check_at=held, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return session.get(Job, job_id, populate_existing=True) if claimed else None
+
+
+def archive_now(
+    session: Session,
+    job_id: str,
+    settings: Settings,
+    outbound: UpstreamClients | None = None,
+) -> None:
+    """The archive queue's task: claim the job's archiving, then archive it."""
+    now = utcnow()
+    job = claim(session, job_id, settings, now)
+    if job is None:
+        return
+    if not job.livemode and outbound is not None and outbound.test_mode is not None:
+        outbound = outbound.test_mode  # a fresh link for a sandbox file comes from it
+    archive(session, job, settings, now, outbound)
+
+
+def start(session: Session, job: Job, settings: Settings, outbound: UpstreamClients) -> None:
+    """A job has reached `archiving` (or is due there again): to the archive workers when
+    there are some, else archived here."""
+    if outbound.archive_elsewhere is not None:
+        outbound.archive_elsewhere(job.id)
+    else:
+        archive_now(session, job.id, settings, outbound)
 
 
 def archive(
@@ -146,14 +191,15 @@ def _archive_one(
             if fresh is None:
                 raise
             fetched = fetch(fresh, path, settings)
-        info = probe(path)
+        # In a child process with a time and memory bound: FFmpeg reads what Kie sent.
+        info, poster_jpeg = inspect(path)
         extension = _EXTENSIONS.get(info.content_type, "mp4")
         # Addressed by job and content: a repeated attempt writes the same object, and one
         # job's retention never deletes another's file.
         key = f"videos/{job.id}/{index}-{fetched.sha256}.{extension}"
         poster_key = f"posters/{job.id}/{index}-{fetched.sha256}.jpg"
         if not store.exists(poster_key):
-            store.put_bytes(poster_key, poster(path), "image/jpeg")
+            store.put_bytes(poster_key, poster_jpeg, "image/jpeg")
         if not store.exists(key):
             store.put_file(key, path, info.content_type)  # last: a file store moves it
     return {

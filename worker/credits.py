@@ -25,7 +25,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.config import Settings
-from models.account_queries import record_balance
+from models.account_queries import STATE, record_balance
 from models.base import utcnow
 from models.job import Job, JobStatus
 from models.job_queries import admitted_not_submitted
@@ -36,7 +36,6 @@ from worker.operator_events import send_operator_event
 
 log = logging.getLogger(__name__)
 
-STATE = "kie"
 LOW_CREDITS = "kie_low_credits"
 ALERT_ATTEMPTS = 5
 

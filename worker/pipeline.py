@@ -20,8 +20,7 @@ from models.base import utcnow
 from models.job import Job, JobImage, JobStatus
 from models.lifecycle import AT_KIE, TERMINAL, fail
 from worker.adopt import adopt, is_orphan_with_candidate
-from worker.archive import archive
-from worker.archive import lease as archive_lease
+from worker.archive import start as start_archive
 from worker.stage import UpstreamClients, claim_stage, context
 from worker.submit import to_submitting
 from worker.upload import needs_upload, upload
@@ -65,9 +64,7 @@ def advance(session: Session, job_id: str, outbound: UpstreamClients, settings: 
     elif status == JobStatus.ARCHIVING:
         if job.stage_lease_until is not None and now < job.stage_lease_until:
             return  # another worker is archiving it
-        held = archive_lease(settings, now)
-        if claim_stage(session, job, JobStatus.ARCHIVING, JobStatus.ARCHIVING, held, now):
-            archive(session, job, settings, now, outbound)
+        start_archive(session, job, settings, outbound)
 
 
 def _upload_lease(settings: Settings, now: datetime) -> datetime:

@@ -38,6 +38,9 @@ class UpstreamClients:
     kie_upload: KieFileUpload | None = None  # Kie's File Upload API (videos, audio)
     # The sandbox that test-mode jobs use instead (TEST_MODE_KIE_URL); None: not set up.
     test_mode: UpstreamClients | None = None
+    # Sends a job to the archive queue's own workers (worker.tasks): downloading a result
+    # never holds a thread that submits or watches jobs. None: archive in this task.
+    archive_elsewhere: Callable[[str], None] | None = None
 
 
 def context(job: Job, **more: object) -> dict[str, object]:

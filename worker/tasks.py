@@ -25,6 +25,7 @@ from upstreams.kie_catalogue import KieCatalogue
 from upstreams.kie_files import KieFileUpload
 from worker import catalogue_watch, credits, webhooks
 from worker.admission import acquire_check, admit, record_checks
+from worker.archive import archive_now
 from worker.media_sweep import clear_abandoned_downloads, expire_media
 from worker.pipeline import UpstreamClients, advance
 from worker.warmup import warm_up
@@ -77,7 +78,12 @@ def _clients(
             expiration=settings.imgbb_expiration,
         ),
         test_mode=test_mode,
+        archive_elsewhere=_to_archive_queue,
     )
+
+
+def _to_archive_queue(job_id: str) -> None:
+    archive_job.apply_async((job_id,))
 
 
 @signals.worker_init.connect
@@ -225,6 +231,13 @@ def expire_media_task() -> int:
 def advance_job(job_id: str) -> None:
     with session_scope() as session:
         advance(session, job_id, upstream_clients(), get_settings())
+
+
+@celery_app.task(name="soraq.archive")
+def archive_job(job_id: str) -> None:
+    """Download, check and store a job's result (the archive queue: its own workers)."""
+    with session_scope() as session:
+        archive_now(session, job_id, get_settings(), upstream_clients())
 
 
 @celery_app.task(name="soraq.deliver")

@@ -18,8 +18,7 @@ from upstreams import TaskInfo
 from upstreams.errors import ExternalError
 from views import estimates
 from worker import policy
-from worker.archive import archive
-from worker.archive import lease as archive_lease
+from worker.archive import start as start_archive
 from worker.stage import UpstreamClients, context, upstream_call
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ def apply(
     info: TaskInfo,
     settings: Settings,
     now: datetime,
-    outbound: UpstreamClients | None = None,
+    outbound: UpstreamClients,
 ) -> None:
     if info.state == "success":
         if not info.video_urls:
@@ -85,8 +84,10 @@ def apply(
             # A callback may never come: recordInfo's figure settles the charge then.
             record_reported_charge(session, job.id, job.kie_task_id or "", info.charge)
         # The video exists and is paid for. Copy it into storage before anyone is told: the
-        # archive step (worker.archive) runs at once, in this same task, after this commit.
-        held = archive_lease(settings, now)
+        # archive step (worker.archive) starts at once, after this commit — on the archive
+        # queue's workers (or in this task without them). Due again after a claim's lease if
+        # the hand-off is lost.
+        due = now + timedelta(seconds=settings.claim_lease)
         moved = transition(
             session,
             job.id,
@@ -100,17 +101,12 @@ def apply(
                 "source_urls": info.video_urls,
                 "watermarked_source_urls": info.watermarked_video_urls,
             },
-            stage_lease_until=held,
-            next_check_at=held,
+            stage_lease_until=None,
+            next_check_at=due,
         )
         if moved:
             session.commit()
-            job.status, job.failures = JobStatus.ARCHIVING, 0
-            job.result = {
-                "source_urls": info.video_urls,
-                "watermarked_source_urls": info.watermarked_video_urls,
-            }
-            archive(session, job, settings, now, outbound)
+            start_archive(session, job, settings, outbound)
     elif info.state == "fail":
         fail(
             session,

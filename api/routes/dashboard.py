@@ -26,7 +26,7 @@ from api.model_states import STATES
 from api.params import JobId
 from api.schemas import AdminJobOut, DeliveryOut, EventOut
 from api.service import cancel_job
-from api.throttle import count_failure, refuse_if_throttled
+from api.throttle import refuse_failure
 from catalogue import get_catalogue
 from core.config import get_settings
 from models.admin import live_session, new_session, revoke_session
@@ -180,9 +180,8 @@ async def login(
     session: SessionDep,
     token: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    await refuse_if_throttled(session, request)
     if not admin_token_matches(token, settings):
-        await count_failure(session, request)
+        await refuse_failure(session, request)
         return _page(
             request,
             "login.html",

@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import service, streams, validation
+from api.auth import ClientIdentity
 from api.deps import (
     CurrentClient,
     EventsDep,
@@ -181,9 +182,7 @@ async def create_job(
             hub.publish(job.id, client.id)  # this process's event streams see it at once
         wait = streams.parse_prefer_wait(prefer)
         if wait is not None:
-            return await _after_waiting(
-                session, sessionmaker, hub, response, job.id, client.id, wait
-            )
+            return await _after_waiting(session, sessionmaker, hub, response, job.id, client, wait)
         return JobOut.of(job)  # queue_position: GET /jobs/{id} (one query less per submission)
 
 
@@ -193,20 +192,20 @@ async def _after_waiting(
     hub: EventHub,
     response: Response,
     job_id: str,
-    client_id: str,
+    client: ClientIdentity,
     seconds: int,
 ) -> JobOut:
     """`Prefer: wait`: hold the answer until the job ends or `seconds` pass, with no
     connection held meanwhile; 200 if it ended, else 202 (the job goes on either way)."""
     await session.close()
-    with hub.hold(client_id):
-        ended = await streams.wait_for_end(hub, sessionmaker, job_id, seconds)
+    with hub.hold(client.id, client.key_hash) as hold:
+        ended = await streams.wait_for_end(hub, sessionmaker, job_id, seconds, hold)
     response.headers["Preference-Applied"] = f"wait={seconds}"
     if ended is not None:
         response.status_code = 200
         return ended
     response.status_code = 202
-    return await _job_view(session, await service.get_job(session, job_id, client_id))
+    return await _job_view(session, await service.get_job(session, job_id, client.id))
 
 
 @router.get(
@@ -223,9 +222,9 @@ async def client_events(
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> EventSourceResponse:
     await session.close()
-    hold = hub.hold(client.id)
+    hold = hub.hold(client.id, client.key_hash)
     after = streams.parse_last_event_id(last_event_id)
-    return _sse(hold, streams.client_stream(hub, sessionmaker, client.id, after))
+    return _sse(hold, streams.client_stream(hub, sessionmaker, client.id, after, hold))
 
 
 @router.get(
@@ -244,11 +243,11 @@ async def job_events(
 ) -> EventSourceResponse:
     await service.get_job(session, job_id, client.id)  # 404 unless it is the client's own
     await session.close()
-    hold = hub.hold(client.id)
+    hold = hub.hold(client.id, client.key_hash)
     return _sse(
         hold,
         streams.job_stream(
-            hub, sessionmaker, job_id, streams.parse_last_event_id(last_event_id) or 0
+            hub, sessionmaker, job_id, streams.parse_last_event_id(last_event_id) or 0, hold
         ),
     )
 
@@ -281,7 +280,7 @@ async def get_job(
     job = await service.get_job(session, job_id, client.id)
     wait = streams.parse_prefer_wait(prefer)
     if wait is not None and JobStatus(job.status) not in TERMINAL:
-        return await _after_waiting(session, sessionmaker, hub, response, job.id, client.id, wait)
+        return await _after_waiting(session, sessionmaker, hub, response, job.id, client, wait)
     return await _job_view(session, job)
 
 

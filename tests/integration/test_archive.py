@@ -203,6 +203,7 @@ def test_a_video_still_plays_after_every_soraq_process_restarts(stack: Stack) ->
         "api": ("api", "--port", port),
         "worker": ("worker", "--queues", "soraq"),
         "webhooks": ("worker", "--queues", "webhooks", "--no-beat"),
+        "archive": ("worker", "--queues", "archive", "--no-beat"),
     }
     if "beat" in stack.local.processes:
         restarts["beat"] = ("beat",)
@@ -227,12 +228,33 @@ def test_a_worker_killed_mid_download_leaves_nothing_half_written(stack: Stack) 
     while stack.api.get(f"/jobs/{created['id']}").json()["status"] != "archiving":
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    time.sleep(1)  # mid-download
-    stack.local.stop("worker", signal.SIGKILL)
-    stack.local.start("worker", "worker", "--queues", "soraq")
+    time.sleep(1)  # mid-download, on the archive queue's worker
+    stack.local.stop("archive", signal.SIGKILL)
+    stack.local.start("archive", "worker", "--queues", "archive", "--no-beat")
     job = stack.wait(created["id"], timeout=60)  # after the stage's lease, archived again
     assert job["status"] == "succeeded", job
     [video] = job["result"]["videos"]
     whole = fetch(stack, video["url"])
     assert hashlib.sha256(whole.content).hexdigest() == video["sha256"]
     assert len(whole.content) == 2 * 1024 * 1024
+
+
+def test_slow_downloads_never_hold_the_threads_that_submit_and_watch_jobs(stack: Stack) -> None:
+    """Issue 24, item 5: results that trickle in occupy the archive queue's workers; a new
+    job is still submitted and watched at once."""
+    slow = [stack.create(prompt=unique(f"trickling {i} [kie:slowfile=8]"))["id"] for i in range(10)]
+    deadline = time.monotonic() + 30
+    while any(stack.api.get(f"/jobs/{j}").json()["status"] != "archiving" for j in slow):
+        assert time.monotonic() < deadline, "the slow jobs never reached archiving"
+        time.sleep(0.2)
+    started = time.monotonic()
+    quick = stack.create(prompt=unique("meanwhile"))["id"]
+    while stack.api.get(f"/jobs/{quick}").json()["status"] not in ("archiving", "succeeded"):
+        assert time.monotonic() - started < 15, "a job step waited behind the downloads"
+        time.sleep(0.1)
+    took = time.monotonic() - started
+    still = [stack.api.get(f"/jobs/{j}").json()["status"] for j in slow]
+    assert "archiving" in still, "the downloads should still be running"
+    assert took < 8  # submitted and watched while every download still trickled
+    for job_id in [*slow, quick]:
+        assert stack.wait(job_id, timeout=90)["status"] == "succeeded"

@@ -188,18 +188,59 @@ def test_a_client_over_its_creation_rate_gets_429_with_retry_after(stack: Stack)
 
 
 def test_admin_authentication_is_throttled_per_address(stack: Stack) -> None:
-    # A fresh stack address would be best; the suite's API is on 127.0.0.1, so this test
-    # ends with a successful login after the minute has been cleared of its failures.
+    """Ten wrong tokens from an address, then 429 for its guesses (the login form too) — but
+    never for the right token (issue 24, item 10: the operator was locked out)."""
     wrong = {"authorization": "Bearer wrong-token"}
-    codes = [stack.api.get("/admin/jobs", headers=wrong).status_code for _ in range(11)]
-    assert codes[:10] == [401] * 10
-    assert codes[10] == 429
-    login = stack.api.post("/admin/login", data={"token": ADMIN_TOKEN})
-    assert login.status_code == 429  # the login form counts and refuses the same way
     right = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-    assert stack.api.get("/admin/jobs", headers=right).status_code == 429
-    _forget_auth_failures(stack)
-    assert stack.api.get("/admin/jobs", headers=right).status_code == 200
+    try:
+        codes = [stack.api.get("/admin/jobs", headers=wrong).status_code for _ in range(11)]
+        assert codes[:10] == [401] * 10
+        assert codes[10] == 429
+        refused = stack.api.post("/admin/login", data={"token": "still-wrong"})
+        assert refused.status_code == 429  # the login form counts and refuses the same way
+        assert stack.api.get("/admin/jobs", headers=right).status_code == 200
+        login = stack.api.post("/admin/login", data={"token": ADMIN_TOKEN})
+        assert login.status_code == 303
+    finally:
+        _forget_auth_failures(stack)
+
+
+def test_a_forwarded_address_does_not_escape_the_throttle(stack: Stack) -> None:
+    """No TRUSTED_PROXIES: X-Forwarded-For is not believed, so rotating it changes nothing."""
+    try:
+        codes = [
+            stack.api.get(
+                "/admin/jobs",
+                headers={"authorization": "Bearer wrong", "x-forwarded-for": f"203.0.113.{i}"},
+            ).status_code
+            for i in range(12)
+        ]
+        assert codes[10:] == [429, 429]
+    finally:
+        _forget_auth_failures(stack)
+
+
+def test_many_addresses_meet_the_throttle_for_all_addresses(stack: Stack) -> None:
+    """Guessing from many addresses (here 127.0.0.2–11, each under its own limit) meets the
+    cap for every address together; the right token still passes."""
+    try:
+        for host in range(2, 12):
+            transport = httpx.HTTPTransport(local_address=f"127.0.0.{host}")
+            with httpx.Client(base_url=stack.api.base_url, transport=transport) as guesser:
+                codes = {
+                    guesser.get("/admin/jobs", headers={"authorization": "Bearer no"}).status_code
+                    for _ in range(10)
+                }
+                assert codes == {401}
+        transport = httpx.HTTPTransport(local_address="127.0.0.12")
+        with httpx.Client(base_url=stack.api.base_url, transport=transport) as newcomer:
+            first = newcomer.get("/admin/jobs", headers={"authorization": "Bearer no"})
+            assert first.status_code == 429
+            assert "all addresses" in first.json()["error"]["message"]
+            right = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+            assert newcomer.get("/admin/jobs", headers=right).status_code == 200
+    finally:
+        _forget_auth_failures(stack)
 
 
 def _forget_auth_failures(stack: Stack) -> None:

@@ -88,6 +88,93 @@ def test_an_account_fault_in_test_mode_fails_that_job_and_pauses_nothing(
     assert stats.json()["kie_credits"]["remaining"] is None
 
 
+def _set_live_pause(stack: Stack, reason: str | None, probe_in: float = 0.0) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from models.account_queries import STATE
+    from models.base import utcnow
+    from models.db import make_engine
+    from models.scheduler import SchedulerState
+
+    engine = make_engine(stack.env["DATABASE_URL"])
+    try:
+        with engine.begin() as connection:
+            now = utcnow()
+            connection.execute(
+                update(SchedulerState)
+                .where(SchedulerState.name == STATE)
+                .values(
+                    account_reason=reason,
+                    account_paused_at=now if reason else None,
+                    account_probe_at=now + timedelta(seconds=probe_in) if reason else None,
+                    account_probe_job=None,
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def _live_pause(stack: Stack) -> tuple[str | None, str | None]:
+    from sqlalchemy import select
+
+    from models.account_queries import STATE
+    from models.db import make_engine
+    from models.scheduler import SchedulerState
+
+    engine = make_engine(stack.env["DATABASE_URL"])
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(
+                select(SchedulerState.account_reason, SchedulerState.account_probe_job).where(
+                    SchedulerState.name == STATE
+                )
+            ).one()
+            return row.account_reason, row.account_probe_job
+    finally:
+        engine.dispose()
+
+
+def test_test_mode_jobs_run_through_a_live_pause_and_never_end_it(dead_kie_stack: Stack) -> None:
+    """Issue 24, item 8: while the live account is paused (no credits), test-mode jobs are
+    admitted on their own, are never the account's probe, and succeeding on the sandbox
+    does not resume live admission."""
+    stack = dead_kie_stack
+    api, _ = client_with_a_test_key(stack)
+    stack.api.get("/healthz")
+    _set_live_pause(stack, "kie_insufficient_credits", probe_in=3600)  # no live probe soon
+    live: dict[str, str] = {}
+    try:
+        live = stack.api.post("/jobs", json={"prompt": f"Live {uuid.uuid4().hex[:6]}"}).json()
+        tried = api.post(
+            "/jobs", json={"prompt": "Through the pause"}, headers={"prefer": "wait=30"}, timeout=40
+        )
+        assert tried.status_code == 200, tried.text
+        assert tried.json()["status"] == "succeeded"
+        assert tried.json().get("waiting_reason") is None
+        # The live account is still paused, and its job still waits for it.
+        reason, probe = _live_pause(stack)
+        assert reason == "kie_insufficient_credits"
+        assert probe != tried.json()["id"]
+        waiting = stack.api.get(f"/jobs/{live['id']}").json()
+        assert waiting["status"] == "queued"
+        assert waiting["waiting_reason"] == "kie_insufficient_credits"
+        # A probe is due now: it goes to a live job, never to a test-mode one.
+        _set_live_pause(stack, "kie_insufficient_credits", probe_in=0)
+        again = api.post(
+            "/jobs", json={"prompt": "Beside the probe"}, headers={"prefer": "wait=30"}, timeout=40
+        )
+        assert again.json()["status"] == "succeeded"
+        reason, probe = _live_pause(stack)
+        assert reason == "kie_insufficient_credits"
+        assert probe in (None, live["id"])
+    finally:
+        _set_live_pause(stack, None)
+        if live:
+            stack.api.post(f"/jobs/{live['id']}/cancel")
+
+
 def test_a_server_without_a_sandbox_refuses_test_keys(
     services: Services | None, tmp_path: Path
 ) -> None:

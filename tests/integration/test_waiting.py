@@ -3,6 +3,7 @@ the event streams deliver a job's history in order, resumable without gaps or re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -139,3 +140,103 @@ def test_the_client_stream_sees_its_own_jobs_and_no_one_elses(stack: Stack) -> N
     assert statuses[-1] == "succeeded", statuses
     assert theirs["id"] not in {e["data"]["job_id"] for e in seen}
     assert stack.api.get("/jobs/job_000000000000000000000000/events").status_code == 404
+
+
+def _new_client(stack: Stack) -> tuple[str, str]:
+    name = f"held-{uuid.uuid4().hex[:6]}"
+    key, _ = stack.local.create_client(name)
+    return name, key
+
+
+def test_a_client_holds_at_most_client_max_held_requests_and_others_still_get_in(
+    stack: Stack,
+) -> None:
+    """Issue 24, item 4: held connections (streams, `Prefer: wait`) are capped per client
+    (CLIENT_MAX_HELD, 20) with 429 and Retry-After; ordinary requests still answer."""
+    _, key = _new_client(stack)
+    base = str(stack.api.base_url)
+    headers = {"authorization": f"Bearer {key}"}
+
+    async def run() -> tuple[list[int], int, str, int, int]:
+        async with httpx.AsyncClient(
+            base_url=base,
+            headers=headers,
+            timeout=30,
+            limits=httpx.Limits(max_connections=40),
+        ) as api:
+            opened = []
+            for _ in range(20):
+                request = api.build_request("GET", "/jobs/events")
+                opened.append(await api.send(request, stream=True))
+            refused = await api.get("/jobs/events")
+            ordinary = await api.get("/jobs?limit=1")
+            health = await api.get("/healthz")
+            for response in opened:
+                await response.aclose()
+            return (
+                [r.status_code for r in opened],
+                refused.status_code,
+                refused.headers.get("retry-after", ""),
+                ordinary.status_code,
+                health.status_code,
+            )
+
+    statuses, refused, retry_after, ordinary, health = asyncio.run(run())
+    assert statuses == [200] * 20
+    assert refused == 429
+    assert int(retry_after) > 0
+    assert ordinary == 200
+    assert health == 200
+    # The places are given back when the streams close.
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as api:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with api.stream("GET", "/jobs/events") as again:
+                if again.status_code == 200:
+                    break
+            time.sleep(0.2)
+        assert again.status_code == 200
+
+
+def test_a_disabled_key_s_streams_and_waits_end(stack: Stack) -> None:
+    """Issue 24, item 15: disabling (or rotating) a key closes what it holds open, within
+    AUTH_CACHE_SECONDS, as its ordinary requests stop working."""
+    name, key = _new_client(stack)
+    headers = {"authorization": f"Bearer {key}"}
+    base = str(stack.api.base_url)
+    ended: dict[str, float] = {}
+    waited: dict[str, int] = {}
+
+    def stream() -> None:
+        with (
+            httpx.Client(base_url=base, headers=headers, timeout=60) as api,
+            api.stream("GET", "/jobs/events") as response,
+        ):
+            assert response.status_code == 200
+            for _ in response.iter_lines():
+                pass
+        ended["stream"] = time.monotonic()
+
+    def wait() -> None:
+        with httpx.Client(base_url=base, headers=headers, timeout=70) as api:
+            job = api.post("/jobs", json={"prompt": unique("held [kie:stuck]")}).json()
+            waited["status"] = api.get(
+                f"/jobs/{job['id']}", headers={"prefer": "wait=60"}
+            ).status_code
+        ended["wait"] = time.monotonic()
+
+    threads = [threading.Thread(target=stream), threading.Thread(target=wait)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)  # both are held now
+    assert not ended
+    disabled_at = time.monotonic()
+    stack.local.cli("clients", "disable", name)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert set(ended) == {"stream", "wait"}
+    assert waited["status"] == 401
+    # AUTH_CACHE_SECONDS is 1 on the test stacks: the hub's next look at the keys.
+    assert max(ended.values()) - disabled_at < 10
+    with httpx.Client(base_url=base, headers=headers, timeout=10) as api:
+        assert api.get("/jobs/events").status_code == 401

@@ -31,7 +31,7 @@ def test_databases_have_healthchecks_and_the_app_waits_for_them(compose: dict[st
     services = compose["services"]
     for name in ("postgres", "redis"):
         assert services[name]["healthcheck"]["test"]
-    for name in ("api", "worker", "webhook-worker", "beat"):
+    for name in ("api", "worker", "webhook-worker", "archive-worker", "beat"):
         depends = services[name]["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy"
         assert depends["redis"]["condition"] == "service_healthy"
@@ -57,6 +57,7 @@ def test_worker_and_beat_run_the_cli_verbs(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["worker"]["command"] == ["soraq", "worker", "--queues", "soraq"]
     assert services["webhook-worker"]["command"] == ["soraq", "worker", "--queues", "webhooks"]
+    assert services["archive-worker"]["command"] == ["soraq", "worker", "--queues", "archive"]
     assert "deploy" not in services["worker"] or "replicas" not in services["worker"]["deploy"]
     assert services["beat"]["command"] == ["soraq", "beat"]
     assert services["beat"]["deploy"]["replicas"] == 1  # exactly one scheduler

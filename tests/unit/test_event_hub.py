@@ -7,7 +7,6 @@ import asyncio
 
 import pytest
 
-from api import events
 from api.errors import TooManyWaiters
 from api.events import EventHub
 from api.streams import parse_last_event_id, parse_prefer_wait
@@ -60,18 +59,46 @@ def test_waiters_of_one_job_share_one_read_per_notification() -> None:
     assert reads == 2
 
 
-def test_a_client_has_a_bounded_number_of_held_places(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(events, "MAX_HELD_PER_CLIENT", 3)
-    h = hub()
+def test_a_client_has_a_bounded_number_of_held_places() -> None:
+    h = EventHub(None, "sqlite:///unused.db", client_max_held=3)  # type: ignore[arg-type]
     holds = [h.hold("c1") for _ in range(3)]
-    with pytest.raises(TooManyWaiters):
+    with pytest.raises(TooManyWaiters) as refused:
         h.hold("c1")
+    assert int(refused.value.headers["Retry-After"]) > 0
     h.hold("c2").release()  # another client is not affected
     holds[0].release()
     holds[0].release()  # releasing twice frees one place, once
     h.hold("c1")
     with pytest.raises(TooManyWaiters):
         h.hold("c1")
+
+
+def test_all_clients_together_are_bounded_too() -> None:
+    h = EventHub(None, "sqlite:///unused.db", client_max_held=3, max_held=5)  # type: ignore[arg-type]
+    held = [h.hold(f"c{i}") for i in range(5)]
+    with pytest.raises(TooManyWaiters) as refused:
+        h.hold("c9")
+    assert "this server" in refused.value.message
+    held[0].release()
+    h.hold("c9")
+
+
+def test_a_revoked_hold_wakes_its_waiters_at_once() -> None:
+    async def run() -> tuple[bool, float]:
+        h = hub()
+        h._ensure_running = lambda: None  # type: ignore[method-assign]
+        h._ensure_key_check = lambda: None  # type: ignore[method-assign]
+        hold = h.hold("c1", "digest")
+        waiter = h.subscribe(client_id="c1", hold=hold)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        loop.call_later(0.05, hold.revoke)
+        await waiter.wait(5)
+        return hold.revoked, loop.time() - started
+
+    revoked, took = asyncio.run(run())
+    assert revoked
+    assert took < 1
 
 
 @pytest.mark.parametrize(
