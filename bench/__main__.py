@@ -20,6 +20,7 @@ from bench import (
     catalogue,
     clients,
     e2e_embedded,
+    held,
     ingest,
     kie_capacity,
     sweep_scale,
@@ -54,6 +55,7 @@ def main() -> None:
             ),
         ),
         ("batches and waiting clients", lambda: clients.main(["--batches", "2"] if quick else [])),
+        ("held connections", lambda: held.main(["--streams", "100"] if quick else [])),
         ("the whole catalogue", catalogue.main),
     ]
     rows: list[Row] = []
