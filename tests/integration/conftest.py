@@ -97,6 +97,21 @@ class Stack:
         finally:
             engine.dispose()
 
+    def forget_auth_failures(self) -> None:
+        """The admin throttle's count, cleared: a test that sent wrong admin tokens must not
+        leave the next one a 429 for the rest of the minute."""
+        from sqlalchemy import delete
+
+        from models.admin import AdminAuthFailures
+        from models.db import make_engine
+
+        engine = make_engine(self.env["DATABASE_URL"])
+        try:
+            with engine.begin() as connection:
+                connection.execute(delete(AdminAuthFailures))
+        finally:
+            engine.dispose()
+
     def creates_for(self, prompt: str) -> int:
         return int(self.sandbox.get("/_sandbox/calls").json()["create_by_prompt"].get(prompt, 0))
 

@@ -202,7 +202,7 @@ def test_admin_authentication_is_throttled_per_address(stack: Stack) -> None:
         login = stack.api.post("/admin/login", data={"token": ADMIN_TOKEN})
         assert login.status_code == 303
     finally:
-        _forget_auth_failures(stack)
+        stack.forget_auth_failures()
 
 
 def test_a_forwarded_address_does_not_escape_the_throttle(stack: Stack) -> None:
@@ -217,7 +217,7 @@ def test_a_forwarded_address_does_not_escape_the_throttle(stack: Stack) -> None:
         ]
         assert codes[10:] == [429, 429]
     finally:
-        _forget_auth_failures(stack)
+        stack.forget_auth_failures()
 
 
 def test_many_addresses_meet_the_throttle_for_all_addresses(stack: Stack) -> None:
@@ -240,21 +240,7 @@ def test_many_addresses_meet_the_throttle_for_all_addresses(stack: Stack) -> Non
             right = {"authorization": f"Bearer {ADMIN_TOKEN}"}
             assert newcomer.get("/admin/jobs", headers=right).status_code == 200
     finally:
-        _forget_auth_failures(stack)
-
-
-def _forget_auth_failures(stack: Stack) -> None:
-    from sqlalchemy import delete
-
-    from models.admin import AdminAuthFailures
-    from models.db import make_engine
-
-    engine = make_engine(stack.env["DATABASE_URL"])
-    try:
-        with engine.begin() as connection:
-            connection.execute(delete(AdminAuthFailures))
-    finally:
-        engine.dispose()
+        stack.forget_auth_failures()
 
 
 def test_logout_and_revoke_sessions_end_dashboard_sessions(stack: Stack) -> None:
