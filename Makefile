@@ -18,12 +18,13 @@ install: $(STAMP)
 run: install
 	$(BIN)/soraq dev
 
-## services: what the integration suite needs (Redis; PostgreSQL if absent; chromium)
+## services: what the integration suite needs (Redis; PostgreSQL if absent; chromium; kubectl)
 services:
 	@command -v redis-server >/dev/null 2>&1 || $(MAKE) --no-print-directory apt PKG=redis-server
 	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
 		|| $(MAKE) --no-print-directory apt PKG=postgresql
 	@test -x /usr/bin/chromium || $(MAKE) --no-print-directory apt PKG=chromium
+	@command -v kubectl >/dev/null 2>&1 || $(MAKE) --no-print-directory apt PKG=kubectl
 	@command -v redis-server >/dev/null 2>&1 || echo "!!! redis-server is missing: the Postgres+Redis run will be skipped"
 
 apt:

@@ -10,10 +10,12 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import Engine, func, select
 
-from models.admin_queries import oldest_due, queue_depth, storage_by_client
+from core.config import get_settings
+from models.admin_queries import jobs_past_lease, oldest_due, queue_depth, storage_by_client
 from models.base import utcnow
 from models.db import get_engine
 from models.job import Job
+from models.model_state import ModelState
 from models.scheduler import SchedulerState
 from models.webhook import WebhookDelivery
 
@@ -53,6 +55,24 @@ class DatabaseCollector:
             "1 while Kie refuses the account and admission is paused, by reason",
             labels=["reason"],
         )
+        models_out = GaugeMetricFamily(
+            "soraq_models_unavailable",
+            "Catalogue models Kie's live catalogue says are paused or gone (their jobs wait)",
+            labels=["status"],
+        )
+        past_lease = GaugeMetricFamily(
+            "soraq_jobs_past_lease",
+            "Unfinished jobs whose worker's lease on their step has ended (the sweep should "
+            "take them back within a claim lease: more than a few for minutes is a stuck worker)",
+        )
+        sweep_age = GaugeMetricFamily(
+            "soraq_last_sweep_age_seconds",
+            "Seconds since the dispatcher last ran (beat and a worker are needed for it)",
+        )
+        create_limit = GaugeMetricFamily(
+            "soraq_kie_create_limit_per_second",
+            "Kie's createTask limit for the account as configured (KIE_CREATE_RATE)",
+        )
         with engine.connect() as connection:
             rows: list[Any] = list(
                 connection.execute(
@@ -71,14 +91,31 @@ class DatabaseCollector:
             ):
                 webhooks.add_metric([state], count)
             account = connection.execute(
-                select(SchedulerState.account_reason, SchedulerState.kie_credits).where(
-                    SchedulerState.name == "kie"
-                )
+                select(
+                    SchedulerState.account_reason,
+                    SchedulerState.kie_credits,
+                    SchedulerState.touched_at,
+                ).where(SchedulerState.name == "kie")
             ).first()
+            if account is not None and account.touched_at is not None:
+                sweep_age.add_metric([], max(0.0, (now - account.touched_at).total_seconds()))
+            unavailable = dict(
+                connection.execute(
+                    select(ModelState.status, func.count())
+                    .where(ModelState.status != "live")
+                    .group_by(ModelState.status)
+                ).all()
+            )
+            for status in ("paused", "gone"):
+                models_out.add_metric([status], float(unavailable.get(status, 0)))
+            past_lease.add_metric([], float(connection.execute(jobs_past_lease(now)).scalar() or 0))
             reason = account.account_reason if account else None
             paused.add_metric([reason or ""], 1.0 if reason else 0.0)
             if account is not None and account.kie_credits is not None:
                 credits.add_metric([], float(account.kie_credits))
             for client, total in connection.execute(storage_by_client()):
                 storage.add_metric([client], float(total or 0))
+        rate = get_settings().create_rate
+        create_limit.add_metric([], rate.count / rate.window)
         yield from (jobs, depth, oldest, webhooks, paused, storage, credits)
+        yield from (models_out, past_lease, sweep_age, create_limit)

@@ -266,6 +266,9 @@ class Settings(BaseSettings):
     kie_file_upload_url: str = "https://kieai.redpandaai.co"
     result_retention_days: float = Field(30.0, gt=0)  # archived files are deleted after this
 
+    # A worker's own /metrics port (Kubernetes: workers do not share the API's metrics
+    # folder, so Prometheus scrapes each worker pod). Unset: none.
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     worker_concurrency: int = Field(8, ge=1)
     log_level: str = "INFO"

@@ -113,6 +113,15 @@ def oldest_due(now: datetime) -> Select:
     )
 
 
+def jobs_past_lease(now: datetime) -> Select:
+    """Unfinished jobs whose step's lease (uploading, submitting, archiving) has ended."""
+    return select(func.count()).where(
+        Job.stage_lease_until.is_not(None),
+        Job.stage_lease_until < now,
+        Job.status.in_(("uploading", "submitting", "archiving")),
+    )
+
+
 def storage_by_client() -> Select[Any, Any]:
     """Bytes of archived files each client's jobs hold now (expired ones hold none)."""
     return (

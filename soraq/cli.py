@@ -191,6 +191,10 @@ def run_worker(with_beat: bool | None = None, queues: str | None = None) -> None
         # No banner: every line on stderr is a JSON object in production, and in development
         # `soraq dev` prints its own start-up block (LOG_LEVEL=debug shows the banner).
         args.insert(0, "--quiet")
+    if settings.worker_metrics_port:
+        from core.metrics import serve_worker_metrics
+
+        serve_worker_metrics(settings.worker_metrics_port)
     celery_app.start(args)
 
 

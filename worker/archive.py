@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from core.config import Settings
+from core.metrics import ARCHIVE_SECONDS, ARCHIVED_BYTES
 from media import store
 from media.bounded import inspect
 from media.probe import NotAVideo
@@ -178,6 +180,16 @@ def archive(
 
 
 def _archive_one(
+    job: Job, index: int, url: str, settings: Settings, outbound: UpstreamClients | None
+) -> dict[str, Any]:
+    started = time.monotonic()
+    video = _download_and_store(job, index, url, settings, outbound)
+    ARCHIVE_SECONDS.observe(time.monotonic() - started)
+    ARCHIVED_BYTES.inc(int(video["bytes"]))
+    return video
+
+
+def _download_and_store(
     job: Job, index: int, url: str, settings: Settings, outbound: UpstreamClients | None
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(

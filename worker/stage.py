@@ -86,7 +86,7 @@ def upstream_call(
         raise
     finally:
         latency = time.monotonic() - started
-        KIE_CALLS.labels(endpoint, code).inc()
+        KIE_CALLS.labels(endpoint, code, upstream).inc()
         KIE_LATENCY.labels(endpoint).observe(latency)
         record_event(
             session,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from catalogue import get_catalogue
 from core.config import Settings
+from core.metrics import ADMISSION_WAIT
 from models.base import utcnow
 from models.job import Job, JobStatus
 from models.lifecycle import fail, transition
@@ -161,6 +162,8 @@ def submit(
     )
     if job.livemode:  # the sandbox accepting a test-mode job says nothing of Kie's account
         account.resume(session)  # an accepted createTask ends any account pause
+        if recorded:
+            ADMISSION_WAIT.observe(max(0.0, (now - job.created_at).total_seconds()))
     if not recorded:
         # The job moved on while we were at Kie (e.g. failed as submit_unknown after a long
         # stall). Keep the task id for the record so an operator can find the paid task.

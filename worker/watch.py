@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from catalogue import get_catalogue
 from core.config import Settings
+from core.metrics import KIE_RESULTS
 from models.job import Job, JobStatus
 from models.lifecycle import fail, record_progress, record_reported_charge, transition
 from upstreams import TaskInfo
@@ -70,6 +71,9 @@ def apply(
     now: datetime,
     outbound: UpstreamClients,
 ) -> None:
+    if info.state in ("success", "fail"):
+        # How soraq learnt of the end: a callback came for the job first, or polling found it.
+        KIE_RESULTS.labels("callback" if job.callback_at else "poll", info.state).inc()
     if info.state == "success":
         if not info.video_urls:
             fail(

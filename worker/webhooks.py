@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
 from core.config import Settings
-from core.metrics import WEBHOOK_ATTEMPTS
+from core.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
 from core.netguard import UnsafeURL, resolve
 from models.base import utcnow
 from models.batch import Batch, batch_counts
@@ -237,6 +237,9 @@ def _record(
     }
     if delivered:
         values["delivered_at"] = utcnow()
+        WEBHOOK_LATENCY.observe(
+            max(0.0, (values["delivered_at"] - delivery.created_at).total_seconds())
+        )
     session.execute(
         update(WebhookDelivery).where(WebhookDelivery.id == delivery.id).values(**values)
     )
