@@ -116,6 +116,8 @@ async def retry_job(session: AsyncSession, job_id: str, *, nudger: Nudger) -> Jo
     job = await get_job(session, job_id, None)
     if job.status != JobStatus.FAILED:
         raise NotRetryable(f"only a failed job can be retried; this one is {job.status}")
+    if job.deleted_at is not None:
+        raise NotRetryable("this job's data was erased: there is nothing left to retry")
     reason = f"retried by an operator (was {job.error_code})"
     moved = await session.run_sync(retry, job_id, reason=reason)
     await session.commit()

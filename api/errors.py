@@ -77,6 +77,11 @@ class TooManyJobs(APIError):
     code = "too_many_active_jobs"
 
 
+class JobNotFinished(APIError):
+    status_code = 409
+    code = "job_not_finished"
+
+
 class Conflict(APIError):
     """The row kept changing under a request that acts on its state: look again."""
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import anyio
 from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +19,7 @@ from api.cursors import decode_cursor, encode_cursor
 from api.errors import (
     Conflict,
     JobFinished,
+    JobNotFinished,
     NotFound,
     RateLimited,
     TestModeUnavailable,
@@ -34,8 +36,10 @@ from api.validation import (
 )
 from core.config import Rate, Settings, parse_rate
 from core.metrics import ORPHAN_TASKS
+from media import store
 from models.account_queries import record_balance, record_charge
 from models.base import utcnow
+from models.erasure import Erased, erase, media_keys
 from models.event import JobEvent
 from models.job import Job, JobImage, JobStatus, new_callback_token, new_job_id
 from models.job_queries import (
@@ -267,6 +271,27 @@ async def _idempotent_replay(
     if record.job_id is None:  # the key made a batch
         raise idempotency.reused_for_another_kind()
     return await get_job(session, record.job_id, client_id)
+
+
+async def erase_job(session: AsyncSession, client_id: str | None, job_id: str, *, by: str) -> Job:
+    """Erase a finished job's data (models.erasure); an unfinished job is refused, never
+    canceled behind the caller's back: cancel it first. `client_id` None is an operator."""
+    job = await get_job(session, job_id, client_id)  # 404 unless it is the caller's
+    if job.deleted_at is None and job.status in TERMINAL:
+        # The archived files first (blocking calls: off the event loop); a storage outage
+        # leaves the job whole, and the error says to try again.
+        for key in media_keys(job):
+            await anyio.to_thread.run_sync(store.delete, key)
+    erasure = await session.run_sync(
+        lambda sync: erase(sync, job_id, utcnow(), by=by, delete_objects=False)
+    )
+    if erasure.outcome == Erased.NOT_FINISHED:
+        raise JobNotFinished(
+            f"job {job_id} has not ended: cancel it first (POST /jobs/{job_id}/cancel), "
+            "then delete it"
+        )
+    await session.commit()
+    return await get_job(session, job_id, client_id)
 
 
 async def cancel_job(

@@ -265,6 +265,9 @@ class Settings(BaseSettings):
     # files, reach Kie through it); its own host in Kie's docs.
     kie_file_upload_url: str = "https://kieai.redpandaai.co"
     result_retention_days: float = Field(30.0, gt=0)  # archived files are deleted after this
+    # Finished jobs' data (prompt, inputs, metadata, files) is erased after this many days,
+    # the row kept as a tombstone for usage. Unset: kept until DELETE /jobs/{id} or a purge.
+    job_retention_days: float | None = Field(None, gt=0)
 
     # A worker's own /metrics port (Kubernetes: workers do not share the API's metrics
     # folder, so Prometheus scrapes each worker pod). Unset: none.

@@ -79,6 +79,8 @@ class Job(Base):
     # Archived result files: when they are deleted (RESULT_RETENTION), and what they take.
     media_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     media_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # When the job's data was erased (models.erasure): the row is a tombstone from then on.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # Kie credits. The estimate comes from the catalogue's price table at creation; `reported`
     # is Kie's own figure (creditsConsumed or consumeCredits); `reserved` is what counts against the
     # client's budgets: the estimate until the job settles, then the charge (reported, else

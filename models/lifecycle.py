@@ -324,7 +324,7 @@ def retry(session: Session, job_id: str, *, now: datetime | None = None, reason:
                 "started_at": None,
                 "finished_at": None,
             },
-        )
+        ).where(Job.deleted_at.is_(None))  # an erased job is a tombstone
     )
     moved = bool(result.rowcount)  # type: ignore[attr-defined]
     if moved:

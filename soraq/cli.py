@@ -333,6 +333,44 @@ def _start_up_block(
     return "\n".join(lines)
 
 
+def parse_age(text: str) -> timedelta:
+    """ "90d", "12h", "30m", "45s" → a timedelta."""
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit():
+        raise argparse.ArgumentTypeError(f"an age looks like 90d, 12h, 30m or 45s, not {text!r}")
+    return timedelta(**{units[unit]: int(number)})
+
+
+def purge_jobs(older_than: timedelta, client_name: str | None) -> int:
+    """Erase the data of every finished job that ended before now − `older_than` (one
+    client's, or all), in rounds; print how many."""
+    from models.base import utcnow
+    from models.db import session_scope
+    from models.erasure import erase_finished_before
+    from soraq import client_admin as clients
+
+    total = 0
+    with session_scope() as session:
+        client_id = None
+        if client_name is not None:
+            try:
+                client_id = clients.get(session, client_name).id
+            except clients.ClientError as exc:
+                print(exc, file=sys.stderr)
+                return 1
+        now = utcnow()
+        while True:
+            erased = erase_finished_before(
+                session, now - older_than, now, by="soraq jobs purge", client_id=client_id
+            )
+            total += erased
+            if erased == 0:
+                break
+    print(f"{total} job(s) erased")
+    return 0
+
+
 # The verbs whose process keeps state under VAR_DIR.
 _USES_VAR = frozenset({"migrate", "api", "worker", "beat", "clients", "admin", "dev"})
 
@@ -370,9 +408,24 @@ def main(argv: list[str] | None = None) -> int:
     verbs.add_parser(
         "openapi", help="print the API's OpenAPI document (clients/typescript generates from it)"
     )
-    jobs_parser = verbs.add_parser("jobs", help="list your recent jobs on a running soraq")
+    jobs_parser = verbs.add_parser(
+        "jobs", help="list your recent jobs on a running soraq; `jobs purge` erases old ones"
+    )
+    jobs_parser.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "purge"],
+        default="list",
+        help="list (a running soraq's, through SORAQ_URL) or purge (this database's)",
+    )
     jobs_parser.add_argument("--status")
     jobs_parser.add_argument("--limit", type=int, default=20)
+    jobs_parser.add_argument(
+        "--older-than",
+        type=parse_age,
+        help="purge: erase the data of jobs that ended longer ago than this (90d, 12h, 30m)",
+    )
+    jobs_parser.add_argument("--client", help="purge: only this client's jobs")
     clients_parser = verbs.add_parser("clients", help="manage API clients")
     client_actions = clients_parser.add_subparsers(dest="action", required=True)
     create = client_actions.add_parser("create", help="create a client; prints its key once")
@@ -475,6 +528,10 @@ def main(argv: list[str] | None = None) -> int:
         from api.app import create_app
 
         print(json.dumps(create_app().openapi(), indent=2, ensure_ascii=False))
+    elif args.verb == "jobs" and args.action == "purge":
+        if args.older_than is None:
+            parser.error("jobs purge needs --older-than (e.g. 90d)")
+        return purge_jobs(args.older_than, args.client)
     elif args.verb == "jobs":
         from soraq import remote
 

@@ -169,6 +169,11 @@ class JobOut(BaseModel):
     livemode: bool = Field(
         True, description="False for a test-mode key's job: it ran on the sandbox, free."
     )
+    deleted: bool = Field(
+        False,
+        description="True once the job's data was erased (DELETE /jobs/{id}): its prompt, "
+        "inputs, metadata and files are gone; status, times and usage remain.",
+    )
 
     @classmethod
     def of(
@@ -179,6 +184,7 @@ class JobOut(BaseModel):
         waiting_reason: str | None = None,
     ) -> JobOut:
         shown = dict(job.input)
+        erased = job.deleted_at is not None
         if job.images:
             shown["images"] = [
                 {"role": i.get("role"), "url": i.get("url")} for i in job.images if i.get("url")
@@ -224,4 +230,5 @@ class JobOut(BaseModel):
             else None,
             usage=JobUsage.of(job),
             livemode=job.livemode,
+            deleted=erased,
         ).model_copy(update=estimate(job))

@@ -16,6 +16,7 @@ from core.metrics import SWEEP_SECONDS
 from core.once import per_process
 from models.base import utcnow
 from models.db import get_engine, get_session_factory, session_scope
+from models.erasure import erase_finished_before
 from models.idempotency import IdempotencyKey
 from models.job_queries import claim_due, claim_due_deliveries
 from models.lifecycle import NEW_DELIVERIES
@@ -219,11 +220,17 @@ def cleanup() -> int:
 
 @celery_app.task(name="soraq.expire_media")
 def expire_media_task() -> int:
-    """Delete archived files past their retention, and downloads a killed worker left."""
+    """Delete archived files past their retention, downloads a killed worker left, and (with
+    JOB_RETENTION_DAYS) erase finished jobs past that age."""
     settings = get_settings()
     clear_abandoned_downloads(settings, older_than=settings.archive_timeout * 2 + 60)
     with session_scope() as session:
-        return expire_media(session, utcnow())
+        now = utcnow()
+        expired = expire_media(session, now)
+        if settings.job_retention_days is not None:
+            cutoff = now - timedelta(days=settings.job_retention_days)
+            erase_finished_before(session, cutoff, now, by="JOB_RETENTION_DAYS")
+        return expired
 
 
 # No time limits: every outbound call in a step has its own timeout.

@@ -9,7 +9,7 @@ from api.admin_service import WINDOW_PATTERN
 from api.deps import AdminDep, NudgerDep, SessionDep
 from api.params import ERRORS, IsoTime, JobId
 from api.schemas import AdminJobDetail, AdminJobOut, AdminJobPage, DeliveryOut, EventOut, Stats
-from api.service import cancel_job
+from api.service import cancel_job, erase_job
 from models.job import JobStatus
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses=ERRORS)
@@ -64,6 +64,14 @@ async def retry_job(job_id: JobId, session: SessionDep, nudger: NudgerDep) -> Ad
 @router.post("/jobs/{job_id}/cancel", response_model=AdminJobOut, summary="Cancel any job")
 async def cancel(job_id: JobId, session: SessionDep, nudger: NudgerDep) -> AdminJobOut:
     job = await cancel_job(session, None, job_id, nudger=nudger, by="an operator")
+    return AdminJobOut.of_admin(job, None)
+
+
+@router.delete(
+    "/jobs/{job_id}", response_model=AdminJobOut, summary="Erase any finished job's data"
+)
+async def erase(job_id: JobId, session: SessionDep) -> AdminJobOut:
+    job = await erase_job(session, None, job_id, by="an operator")
     return AdminJobOut.of_admin(job, None)
 
 

@@ -29,6 +29,11 @@ class ContentExpired(APIError):
     code = "content_expired"
 
 
+class ContentDeleted(APIError):
+    status_code = 410
+    code = "content_deleted"
+
+
 Index = Annotated[int, Query(ge=0, le=31)]
 Expires = Annotated[int | None, Query(ge=0)]
 Signature = Annotated[str | None, Query(max_length=64)]
@@ -48,6 +53,8 @@ async def _video(
     else:
         client = await current_client(request)
         job = await service.get_job(session, job_id, client.id)
+    if job.deleted_at is not None:
+        raise ContentDeleted(f"job {job_id}'s data was erased")
     videos = (job.result or {}).get("videos") or []
     if (
         job.status != JobStatus.SUCCEEDED

@@ -303,6 +303,22 @@ async def cancel_job(
     return JobOut.of(job)
 
 
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    responses=ERRORS,
+    summary="Erase a finished job's data",
+    description="Its prompt, inputs, metadata, uploaded files and archived videos are erased; "
+    "the job stays as a tombstone (`deleted: true`: status, times and usage) so usage and "
+    "budgets still add up, and its content links stop working at once (410). A job that has "
+    "not ended is refused with 409 `job_not_finished`: cancel it first. Deleting it again "
+    "answers the same.",
+)
+async def delete_job(job_id: JobId, client: CurrentClient, session: SessionDep) -> JobOut:
+    job = await service.erase_job(session, client.id, job_id, by="the client")
+    return JobOut.of(job)
+
+
 @router.get("/jobs", response_model=JobPage, responses=ERRORS, summary="List jobs, newest first")
 async def list_jobs(
     client: CurrentClient,

@@ -207,6 +207,11 @@ class Jobs:
     def cancel(self, job_id: str) -> Job:
         return self._client._send(_Call("POST", f"/jobs/{job_id}/cancel", Job))
 
+    def delete(self, job_id: str) -> Job:
+        """Erase a finished job's data; the answer is its tombstone (`deleted` True). A job
+        that has not ended raises (409 job_not_finished): cancel it first."""
+        return self._client._send(_Call("DELETE", f"/jobs/{job_id}", Job))
+
     def stream(self, job_id: str, *, last_event_id: str | None = None) -> Iterator[Event]:
         """The job's events (its history first) until the `completed` one; a dropped
         connection is resumed from the last event seen."""
@@ -357,6 +362,10 @@ class AsyncJobs:
 
     async def cancel(self, job_id: str) -> Job:
         return await self._client._send(_Call("POST", f"/jobs/{job_id}/cancel", Job))
+
+    async def delete(self, job_id: str) -> Job:
+        """Erase a finished job's data; the answer is its tombstone (`deleted` True)."""
+        return await self._client._send(_Call("DELETE", f"/jobs/{job_id}", Job))
 
     async def stream(
         self, job_id: str, *, last_event_id: str | None = None

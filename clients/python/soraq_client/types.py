@@ -46,6 +46,7 @@ class Job(_Open):
     metadata: dict[str, Any] | None = None
     livemode: bool = True
     usage: JobUsage = JobUsage()
+    deleted: bool = False  # True once its data was erased (jobs.delete)
 
     @property
     def done(self) -> bool:

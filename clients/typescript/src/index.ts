@@ -83,6 +83,17 @@ export async function getJob(client: SoraqClient, id: string, wait?: number): Pr
   return data;
 }
 
+/** Erase a finished job's data (prompt, inputs, metadata, files); the answer is its tombstone,
+ * `deleted: true`. A job that has not ended is refused (409 `job_not_finished`): cancel it
+ * first. */
+export async function deleteJob(client: SoraqClient, id: string): Promise<Job> {
+  const { data, error, response } = await client.DELETE("/jobs/{job_id}", {
+    params: { path: { job_id: id } },
+  });
+  if (data === undefined) fail(response, error);
+  return data;
+}
+
 export async function createBatch(
   client: SoraqClient,
   body: BatchCreate,
