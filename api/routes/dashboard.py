@@ -25,7 +25,7 @@ from api.errors import CsrfFailed, Unauthorized
 from api.model_states import STATES
 from api.params import JobId
 from api.schemas import AdminJobOut, DeliveryOut, EventOut
-from api.service import cancel_job
+from api.service import cancel_job, erase_job
 from api.throttle import refuse_failure
 from catalogue import get_catalogue
 from core.config import get_settings
@@ -308,4 +308,17 @@ async def cancel_from_page(
     await _check_csrf(request, session, csrf)
     await cancel_job(session, None, job_id, nudger=nudger, by="an operator")
     request.session["flash"] = "Canceled."
+    return RedirectResponse(f"/admin/view/{job_id}", status_code=303)
+
+
+@router.post("/view/{job_id}/erase")
+async def erase_from_page(
+    request: Request,
+    job_id: JobId,
+    session: SessionDep,
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    await _check_csrf(request, session, csrf)
+    await erase_job(session, None, job_id, by="an operator")
+    request.session["flash"] = "Erased: its prompt, inputs, metadata and files are gone."
     return RedirectResponse(f"/admin/view/{job_id}", status_code=303)

@@ -84,6 +84,11 @@ def test_log_in_filter_failed_open_retry(stack: Stack, browser: object, tmp_path
     shot = tmp_path / "dashboard-job.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshots: {tmp_path / 'dashboard-jobs.png'} {shot}")
+    # The finished job's data can be erased from its page; the tombstone says so.
+    page.click("form[action$='/erase'] button")
+    expect(page.locator(".flash")).to_contain_text("Erased")
+    expect(page.locator("#job-erased")).to_contain_text("erased")
+    assert stack.api.get(f"/jobs/{job['id']}").json()["deleted"] is True
     # A test-mode key's job says so on its page.
     test_job = stack.insert_job(livemode=False, input={"prompt": "Tried in test mode"})
     page.goto(f"{stack.local.api_url}/admin/view/{test_job}")
