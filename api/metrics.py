@@ -14,10 +14,13 @@ from core.config import get_settings
 from models.admin_queries import jobs_past_lease, oldest_due, queue_depth, storage_by_client
 from models.base import utcnow
 from models.db import get_engine
-from models.job import Job
+from models.job import Job, JobStatus
+from models.lifecycle import TERMINAL
 from models.model_state import ModelState
 from models.scheduler import SchedulerState
 from models.webhook import WebhookDelivery
+
+UNFINISHED = [status.value for status in JobStatus if status not in TERMINAL]
 
 
 class DatabaseCollector:
@@ -81,7 +84,9 @@ class DatabaseCollector:
             )
             for status, model, count in rows:
                 jobs.add_metric([status, model], count)
-            for state, count in connection.execute(queue_depth()):
+            # Every unfinished state, zeros included: a dashboard shows 0, not "no data".
+            depths = dict.fromkeys(UNFINISHED, 0) | dict(connection.execute(queue_depth()).all())
+            for state, count in depths.items():
                 depth.add_metric([state], count)
             now = utcnow()
             due = connection.execute(oldest_due(now)).scalar()

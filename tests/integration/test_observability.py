@@ -26,11 +26,9 @@ def test_the_dashboard_and_the_alerts_name_only_served_metrics(stack: Stack) -> 
             time.sleep(0.1)
     deadline = time.monotonic() + 20
     while True:
-        served = {
-            sample.name
-            for family in text_string_to_metric_families(stack.api.get("/metrics").text)
-            for sample in family.samples
-        }
+        families = list(text_string_to_metric_families(stack.api.get("/metrics").text))
+        # A family's own name (a gauge with no series yet) or its samples' (_total, _bucket).
+        served = {f.name for f in families} | {s.name for f in families for s in f.samples}
         wanted = set().union(*(metric_names(expr) for expr in expressions()))
         missing = wanted - served
         if not missing or time.monotonic() > deadline:
