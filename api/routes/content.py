@@ -17,6 +17,7 @@ from api import service
 from api.deps import SessionDep, SettingsDep, current_client
 from api.errors import APIError, NotFound
 from api.params import ERRORS, JobId
+from api.schemas import ErrorBody
 from core.config import Settings
 from media import links, store
 from models.job import JobStatus
@@ -33,6 +34,10 @@ class ContentDeleted(APIError):
     status_code = 410
     code = "content_deleted"
 
+
+# 410: the files were deleted after their retention (content_expired) or with the job's data
+# (content_deleted).
+GONE: dict[int | str, dict[str, Any]] = {**ERRORS, 410: {"model": ErrorBody}}
 
 Index = Annotated[int, Query(ge=0, le=31)]
 Expires = Annotated[int | None, Query(ge=0)]
@@ -85,7 +90,7 @@ def _serve(request: Request, settings: Settings, key: str, etag: str, media_type
 @router.get(
     "/jobs/{job_id}/content",
     summary="A job's archived video (Range requests, ETag)",
-    responses={**ERRORS, 206: {"description": "a byte range"}, 304: {"description": "unchanged"}},
+    responses={**GONE, 206: {"description": "a byte range"}, 304: {"description": "unchanged"}},
     response_class=Response,
 )
 async def content(
@@ -105,7 +110,7 @@ async def content(
 @router.get(
     "/jobs/{job_id}/poster",
     summary="A JPEG frame of a job's archived video",
-    responses=ERRORS,
+    responses=GONE,
     response_class=Response,
 )
 async def poster(

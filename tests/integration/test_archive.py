@@ -242,7 +242,7 @@ def test_a_worker_killed_mid_download_leaves_nothing_half_written(stack: Stack) 
 def test_slow_downloads_never_hold_the_threads_that_submit_and_watch_jobs(stack: Stack) -> None:
     """Issue 24, item 5: results that trickle in occupy the archive queue's workers; a new
     job is still submitted and watched at once."""
-    slow = [stack.create(prompt=unique(f"trickling {i} [kie:slowfile=8]"))["id"] for i in range(10)]
+    slow = [stack.create(prompt=unique(f"trickling {i} [kie:slowfile=6]"))["id"] for i in range(10)]
     deadline = time.monotonic() + 30
     while any(stack.api.get(f"/jobs/{j}").json()["status"] != "archiving" for j in slow):
         assert time.monotonic() < deadline, "the slow jobs never reached archiving"
@@ -255,6 +255,6 @@ def test_slow_downloads_never_hold_the_threads_that_submit_and_watch_jobs(stack:
     took = time.monotonic() - started
     still = [stack.api.get(f"/jobs/{j}").json()["status"] for j in slow]
     assert "archiving" in still, "the downloads should still be running"
-    assert took < 8  # submitted and watched while every download still trickled
+    assert took < 6  # submitted and watched while every download still trickled
     for job_id in [*slow, quick]:
         assert stack.wait(job_id, timeout=90)["status"] == "succeeded"
