@@ -337,7 +337,7 @@ def parse_age(text: str) -> timedelta:
     """ "90d", "12h", "30m", "45s" → a timedelta."""
     units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
     number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.isdigit():
+    if unit not in units or not number.isascii() or not number.isdigit() or len(number) > 6:
         raise argparse.ArgumentTypeError(f"an age looks like 90d, 12h, 30m or 45s, not {text!r}")
     return timedelta(**{units[unit]: int(number)})
 

@@ -75,3 +75,14 @@ def test_only_what_ended_before_the_cutoff_and_only_the_client_asked(engine: Eng
         # An erased failed job is a tombstone: an operator's retry cannot revive it.
         assert retry(session, old_failed, reason="test") is False
         assert erase_finished_before(session, cutoff, now, by="test") == 1  # bob's, now
+
+
+@pytest.mark.parametrize("text", ["90", "d", "9x", "١٢d", "99999999999d", "-5d"])
+def test_purge_ages_are_refused_unless_plain(text: str) -> None:
+    import argparse
+
+    from soraq.cli import parse_age
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_age(text)
+    assert parse_age("90d") == timedelta(days=90)
