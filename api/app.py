@@ -20,6 +20,7 @@ from api.routes import admin, batches, content, dashboard, jobs, kie, meta, usag
 from api.scoped import UnderPrefix
 from api.security_headers import DashboardHeaders
 from api.sessions import session_signing_key
+from core import tracing
 from core.auth_events import file_epoch, listen
 from core.config import get_settings
 from core.logs import setup_logging
@@ -55,6 +56,7 @@ async def _open_connections(engine: AsyncEngine, at_most: int = 5) -> None:
 def create_app() -> FastAPI:
     settings = get_settings()
     setup_logging(settings.log_level, settings.resolved_log_format)
+    tracing.setup("soraq-api")  # before the engine and any HTTP client are made
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -98,6 +100,7 @@ def create_app() -> FastAPI:
         redirect_slashes=False,
     )
     errors.install(app)
+    tracing.instrument_app(app)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(DashboardHeaders)
     app.add_middleware(

@@ -34,6 +34,7 @@ from api.validation import (
     request_fingerprint,
     validate_request,
 )
+from core import tracing
 from core.config import Rate, Settings, parse_rate
 from core.metrics import ORPHAN_TASKS
 from media import store
@@ -123,8 +124,9 @@ def build_job(
     images, shown_input, to_upload = valid.stored_images()
     estimate = valid.estimate if client.livemode else 0.0
     first_url = next((i["url"] for i in images if i["role"] == "first_frame" and "url" in i), None)
+    job_id = new_job_id()
     job = Job(
-        id=new_job_id(),
+        id=job_id,
         callback_token=new_callback_token(),
         client_id=client.id,
         status=JobStatus.QUEUED,
@@ -148,6 +150,7 @@ def build_job(
         created_at=now,
         updated_at=now,
         next_check_at=now,
+        traceparent=tracing.start_job(job_id, client.id, valid.spec.id),
     )
     return job, to_upload
 
@@ -393,6 +396,34 @@ async def kie_callback(
     charged: tuple[float, str] | None = None,
     remaining: float | None = None,
     lease: float = 60.0,
+) -> bool:
+    """Kie's callback, a step of the job's trace (linked to the request Kie made): the check
+    it sends to a worker carries the job's context in its headers."""
+    task = task_id or job.kie_task_id
+    attributes = tracing.job_attributes(job.id, job.client_id, job.model, task)
+    with tracing.job_span("soraq.job.callback", job.traceparent, attributes):
+        return await _kie_callback(
+            session,
+            job,
+            task_id,
+            debounce=debounce,
+            nudger=nudger,
+            charged=charged,
+            remaining=remaining,
+            lease=lease,
+        )
+
+
+async def _kie_callback(
+    session: AsyncSession,
+    job: Job,
+    task_id: str,
+    *,
+    debounce: float,
+    nudger: Nudger,
+    charged: tuple[float, str] | None,
+    remaining: float | None,
+    lease: float,
 ) -> bool:
     """Kie says a task finished: make the job due now (its worker re-reads the task), at most
     once per `debounce` seconds. A job with no task id of its own (its createTask answer was

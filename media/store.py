@@ -16,6 +16,7 @@ import obstore
 import obstore.exceptions
 from obstore.store import LocalStore, ObjectStore, S3Store
 
+from core import tracing
 from core.config import Settings, get_settings
 
 
@@ -93,6 +94,12 @@ def scratch_folder(settings: Settings) -> Path | None:
 
 
 def put_file(key: str, path: Path, content_type: str) -> None:
+    # obstore speaks to S3 from Rust, out of httpx's instrumentation: its calls get spans here.
+    with tracing.span("storage.put", **{"soraq.storage_key": key}):
+        _put_file(key, path, content_type)
+
+
+def _put_file(key: str, path: Path, content_type: str) -> None:
     settings = get_settings()
     if is_local(settings) and path.is_relative_to(local_path(settings, ".incoming")):
         target = local_path(settings, key)
@@ -110,7 +117,8 @@ def put_file(key: str, path: Path, content_type: str) -> None:
 
 
 def put_bytes(key: str, data: bytes, content_type: str) -> None:
-    obstore.put(store(), key, data, attributes=_attributes(content_type))
+    with tracing.span("storage.put", **{"soraq.storage_key": key}):
+        obstore.put(store(), key, data, attributes=_attributes(content_type))
 
 
 StorageError = obstore.exceptions.BaseError  # the store could not be reached or refused
@@ -126,7 +134,8 @@ def exists(key: str) -> bool:
 
 def delete(key: str) -> None:
     try:
-        obstore.delete(store(), key)
+        with tracing.span("storage.delete", **{"soraq.storage_key": key}):
+            obstore.delete(store(), key)
     except (FileNotFoundError, obstore.exceptions.NotFoundError):
         pass
 

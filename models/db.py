@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import tracing
 from core.config import get_settings
 from core.private import private_database
 from models.fair_pool import FairAsyncQueuePool
@@ -73,8 +74,10 @@ def make_engine(url: str) -> Engine:
         _ensure_sqlite_dir(url)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    tracing.trace_engine(engine)
+    return engine
 
 
 def make_async_engine(url: str) -> AsyncEngine:
@@ -89,10 +92,12 @@ def make_async_engine(url: str) -> AsyncEngine:
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_async_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=10, poolclass=FairAsyncQueuePool
-    )
+    else:
+        engine = create_async_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=10, poolclass=FairAsyncQueuePool
+        )
+    tracing.trace_engine(engine.sync_engine)
+    return engine
 
 
 @lru_cache

@@ -81,6 +81,9 @@ class Job(Base):
     media_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     # When the job's data was erased (models.erasure): the row is a tombstone from then on.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The job's trace (OpenTelemetry): its creation span's W3C traceparent, which every later
+    # step joins (core.tracing). None when tracing was off.
+    traceparent: Mapped[str | None] = mapped_column(String(64), default=None)
     # Kie credits. The estimate comes from the catalogue's price table at creation; `reported`
     # is Kie's own figure (creditsConsumed or consumeCredits); `reserved` is what counts against the
     # client's budgets: the estimate until the job settles, then the charge (reported, else

@@ -395,3 +395,9 @@ def recent_generation_seconds(model: str, limit: int = 50) -> Select[Any, Any]:
         .order_by(Job.created_at.desc())
         .limit(limit)
     )
+
+
+def job_traces(ids: list[str]) -> Select[Any]:
+    """What a job's spans need (core.tracing), for the jobs a sweep hands out."""
+    columns = (Job.id, Job.traceparent, Job.created_at, Job.client_id, Job.model, Job.kie_task_id)
+    return select(*columns).where(Job.id.in_(ids), Job.traceparent.is_not(None))  # type: ignore[return-value]

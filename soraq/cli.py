@@ -165,6 +165,9 @@ def run_api(host: str, port: int) -> None:
 
 
 def run_worker(with_beat: bool | None = None, queues: str | None = None) -> None:
+    from core import tracing
+
+    tracing.setup("soraq-worker")  # before worker.tasks makes its engine
     from worker.tasks import celery_app
 
     settings = get_settings()
@@ -199,6 +202,9 @@ def run_worker(with_beat: bool | None = None, queues: str | None = None) -> None
 
 
 def run_beat() -> None:
+    from core import tracing
+
+    tracing.setup("soraq-beat")
     from worker.tasks import celery_app
 
     settings = get_settings()

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
+from core import tracing
 from core.config import Settings
 from core.metrics import ARCHIVE_SECONDS, ARCHIVED_BYTES
 from media import store
@@ -74,7 +75,9 @@ def archive_now(
         return
     if not job.livemode and outbound is not None and outbound.test_mode is not None:
         outbound = outbound.test_mode  # a fresh link for a sandbox file comes from it
-    archive(session, job, settings, now, outbound)
+    attributes = tracing.job_attributes(job.id, job.client_id, job.model, job.kie_task_id)
+    with tracing.job_span("soraq.job.archive", job.traceparent, attributes):
+        archive(session, job, settings, now, outbound)
 
 
 def start(session: Session, job: Job, settings: Settings, outbound: UpstreamClients) -> None:

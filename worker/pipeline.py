@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import tracing
 from core.config import Settings
 from models.base import utcnow
 from models.job import Job, JobImage, JobStatus
@@ -49,10 +50,33 @@ def advance(session: Session, job_id: str, outbound: UpstreamClients, settings: 
                 session.commit()
             return
         outbound = outbound.test_mode
+    if job.status in TERMINAL and not is_orphan_with_candidate(job):
+        return
+    name = _STEP_NAMES.get(JobStatus(job.status), "soraq.job.step")
+    attributes = tracing.job_attributes(job.id, job.client_id, job.model, job.kie_task_id)
+    with tracing.job_span(name, job.traceparent, attributes) as span:
+        _advance(session, job, outbound, settings, now)
+        tracing.set_attribute(span, "kie.task_id", job.kie_task_id)  # createTask's, if new
+        tracing.set_attribute(span, "soraq.status", job.status)
+
+
+# A step's span in the job's trace, by the state the job was in when the step began.
+_STEP_NAMES = {
+    JobStatus.QUEUED: "soraq.job.submit",
+    JobStatus.UPLOADING: "soraq.job.lease_check",
+    JobStatus.SUBMITTING: "soraq.job.lease_check",
+    JobStatus.WAITING: "soraq.job.check",
+    JobStatus.QUEUING: "soraq.job.check",
+    JobStatus.GENERATING: "soraq.job.check",
+    JobStatus.ARCHIVING: "soraq.job.archive_start",
+}
+
+
+def _advance(
+    session: Session, job: Job, outbound: UpstreamClients, settings: Settings, now: datetime
+) -> None:
     if is_orphan_with_candidate(job):
         adopt(session, job, outbound, settings, now)
-        return
-    if job.status in TERMINAL:
         return
     status = JobStatus(job.status)
     if status == JobStatus.QUEUED:

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
+from core import tracing
 from core.config import Settings
 from core.metrics import KIE_CALLS, KIE_LATENCY
 from models.base import utcnow
@@ -80,7 +81,13 @@ def upstream_call(
     started = time.monotonic()
     code, message = "200", "success"
     try:
-        return call()
+        # The HTTP span (httpx's instrumentation) is its child; this one names the call.
+        with tracing.span(f"{upstream} {endpoint}", **{"soraq.upstream": upstream}) as span:
+            try:
+                return call()
+            except ExternalError as exc:
+                tracing.set_attribute(span, "soraq.error_code", exc.code)
+                raise
     except ExternalError as exc:
         code, message = exc.code, exc.message
         raise

@@ -4,13 +4,16 @@ results are the app's defaults, in broker/app.py: no task repeats them.)"""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from contextlib import nullcontext
+from datetime import datetime, timedelta
+from typing import Any
 
 from celery import signals
 from sqlalchemy import delete, event
 from sqlalchemy.orm import Session
 
 from broker.app import celery_app
+from core import tracing
 from core.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, Settings, get_settings
 from core.metrics import SWEEP_SECONDS
 from core.once import per_process
@@ -18,7 +21,7 @@ from models.base import utcnow
 from models.db import get_engine, get_session_factory, session_scope
 from models.erasure import erase_finished_before
 from models.idempotency import IdempotencyKey
-from models.job_queries import claim_due, claim_due_deliveries
+from models.job_queries import claim_due, claim_due_deliveries, job_traces
 from models.lifecycle import NEW_DELIVERIES
 from upstreams import KieHTTP, kie_upstreams
 from upstreams.imgbb import ImgbbClient
@@ -142,15 +145,37 @@ def dispatch() -> int:
     jobs = [*budget.admitted, *checks]
     # An admitted job whose token frees in a moment reaches its worker at that moment.
     starts = [*budget.starts_in, *([0.0] * len(checks))]
+    traces = _traces(jobs, set(budget.admitted), now)
     if jobs or deliveries:
         with celery_app.producer_or_acquire() as producer:
             for job_id, start in zip(jobs, starts, strict=True):
-                advance_job.apply_async(
-                    (job_id,), countdown=start if start > 0 else None, producer=producer
-                )
+                # Within the job's span: its message's headers carry the job's trace.
+                with traces.get(job_id) or nullcontext():
+                    advance_job.apply_async(
+                        (job_id,), countdown=start if start > 0 else None, producer=producer
+                    )
             for delivery_id, attempt in deliveries:
                 deliver_webhook.apply_async((delivery_id, attempt), producer=producer)
     return len(jobs) + len(deliveries)
+
+
+def _traces(jobs: list[str], admitted: set[str], now: datetime) -> dict[str, Any]:
+    """With tracing on: each handed-out job's dispatch span (in its own trace, linked to this
+    sweep), and for a job just admitted, the span of its wait for admission."""
+    if not jobs or not tracing.enabled():
+        return {}
+    with session_scope() as session:
+        rows = session.execute(job_traces(jobs)).all()
+    spans = {}
+    for row in rows:
+        attributes = tracing.job_attributes(row.id, row.client_id, row.model, row.kie_task_id)
+        if row.id in admitted:
+            with tracing.job_span(
+                "soraq.job.admission_wait", row.traceparent, attributes, start=row.created_at
+            ):
+                pass  # from creation until now, when admission let it go
+        spans[row.id] = tracing.job_span("soraq.job.dispatch", row.traceparent, attributes)
+    return spans
 
 
 @celery_app.task(name="soraq.check_now")

@@ -18,6 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
+from core import tracing
 from core.config import Settings
 from core.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
 from core.netguard import UnsafeURL, resolve
@@ -169,15 +170,28 @@ def _attempt(
         return
 
     timestamp = utcnow()
-    answer = post_event(
-        checked,
-        delivery.id,
-        int(timestamp.timestamp()),
-        body,
-        _signatures(client, delivery.id, timestamp, body),
-        deadline=settings.webhook_timeout,
-        transport=transport,
-    )
+    # A span in the job's trace; the POST under it carries its W3C traceparent (httpx's
+    # instrumentation adds the header), so the receiver can join the same trace.
+    with tracing.job_span(
+        "soraq.webhook.deliver",
+        job.traceparent if job else None,
+        tracing.job_attributes(job.id, job.client_id, job.model, job.kie_task_id) if job else {},
+        extra={
+            "soraq.delivery_id": delivery.id,
+            "soraq.event": delivery.event_type,
+            "soraq.attempt": attempt + 1,
+        },
+    ) as span:
+        answer = post_event(
+            checked,
+            delivery.id,
+            int(timestamp.timestamp()),
+            body,
+            _signatures(client, delivery.id, timestamp, body),
+            deadline=settings.webhook_timeout,
+            transport=transport,
+        )
+        tracing.set_attribute(span, "http.response.status_code", answer.status)
     status, error, retry_after = answer.status, answer.error, answer.retry_after
 
     if status is not None and 200 <= status < 300:

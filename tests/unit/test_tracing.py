@@ -1,0 +1,108 @@
+"""core.tracing with the SDK's in-memory exporter: a job's stored context, its steps as
+children or links, the client's traceparent, secrets kept out of spans, and nothing at all
+when tracing is off."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from core import tracing
+from devstack.receiver import webhook_receiver
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    assert tracing.setup("soraq-test", exporter=exporter)
+    try:
+        yield exporter
+    finally:
+        tracing.teardown()
+
+
+@pytest.mark.parametrize(
+    ("environ", "on"),
+    [
+        ({}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+        ({"OTEL_TRACES_EXPORTER": "console"}, True),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, False),
+        ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, False),
+    ],
+)
+def test_the_standard_variables_turn_it_on(environ: dict[str, str], on: bool) -> None:
+    assert tracing.wanted(environ) is on
+
+
+def test_off_means_no_context_stored_and_no_spans() -> None:
+    assert not tracing.enabled()
+    assert tracing.start_job("job_1", "cl_1", "veo3.1-fast/text-to-video") is None
+    with tracing.job_span("soraq.job.check", "00-" + "1" * 32 + "-" + "2" * 16 + "-01") as span:
+        assert span is None
+    with tracing.span("storage.put") as span:
+        assert span is None
+
+
+def test_a_job_trace_is_the_clients_and_later_steps_join_it(spans: InMemorySpanExporter) -> None:
+    client_trace, client_span = "a" * 32, "b" * 16
+    incoming = extract({"traceparent": f"00-{client_trace}-{client_span}-01"})
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("POST /jobs", context=incoming):
+        stored = tracing.start_job("job_1", "cl_1", "kling-2.6/image-to-video")
+    assert stored is not None
+    assert stored.split("-")[1] == client_trace
+
+    # A sweep in its own trace hands the job out: the step joins the job's trace, linked.
+    with tracer.start_as_current_span("run/soraq.dispatch") as sweep:
+        attributes = tracing.job_attributes("job_1", "cl_1", "kling-2.6/image-to-video", "t1")
+        with tracing.job_span("soraq.job.dispatch", stored, attributes):
+            # …and the message it sends there carries the job's context: the worker's step is
+            # a plain child, no link.
+            with tracing.job_span("soraq.job.submit", stored, attributes):
+                pass
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    create, dispatch, submit = (
+        finished["soraq.job.create"],
+        finished["soraq.job.dispatch"],
+        finished["soraq.job.submit"],
+    )
+    assert create.parent is not None
+    assert create.context.trace_id == int(client_trace, 16)
+    assert dispatch.context.trace_id == int(client_trace, 16)
+    assert dispatch.parent is not None
+    assert dispatch.parent.span_id == create.context.span_id
+    assert [link.context.span_id for link in dispatch.links] == [sweep.get_span_context().span_id]
+    assert submit.parent is not None
+    assert submit.parent.span_id == dispatch.context.span_id
+    assert not submit.links
+    assert submit.attributes is not None
+    assert submit.attributes["soraq.job_id"] == "job_1"
+    assert submit.attributes["kie.task_id"] == "t1"
+
+
+def test_a_stored_context_that_is_garbage_is_ignored(spans: InMemorySpanExporter) -> None:
+    with tracing.job_span("soraq.job.check", "not-a-traceparent") as span:
+        assert span is not None  # a span of its own, in a new trace: no crash, no parent
+    [finished] = spans.get_finished_spans()
+    assert finished.parent is None
+
+
+def test_outbound_calls_carry_the_trace_but_no_query_string(spans: InMemorySpanExporter) -> None:
+    with webhook_receiver() as receiver, httpx.Client() as client:
+        stored = tracing.start_job("job_2", "cl_1", "veo3.1-fast/text-to-video")
+        with tracing.job_span("soraq.webhook.deliver", stored):
+            client.post(receiver.url + "/hook?token=s3cret", content=b"{}")
+        [received] = receiver.received["/hook?token=s3cret"]
+    assert stored is not None
+    assert received.headers["traceparent"].split("-")[1] == stored.split("-")[1]
+    [post] = [s for s in spans.get_finished_spans() if s.name == "POST"]
+    assert post.attributes is not None
+    assert "s3cret" not in str(dict(post.attributes))
+    assert post.attributes["url.full"] == receiver.url + "/hook"
