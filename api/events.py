@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.errors import TooManyWaiters
+from api.event_horizon import Horizon
 from models.client import Client
 from models.event import JobEvent
 from models.job import Job
@@ -124,6 +125,16 @@ class EventHub:
         self._generation: dict[str, int] = defaultdict(int)
         self._reads: dict[str, tuple[int, asyncio.Task[Any]]] = {}
         self._held: dict[str, int] = defaultdict(int)
+        # Event ids commit out of order on PostgreSQL: streams read up to the horizon only.
+        postgres = self._url.get_backend_name() == "postgresql"
+        self._horizon = Horizon(sessionmaker) if postgres else None
+
+    async def horizon(self) -> tuple[int | None, bool]:
+        """(the highest event id streams may read up to — None: any —, whether events wait
+        beyond it)."""
+        if self._horizon is None:
+            return None, False
+        return await self._horizon.current()
 
     def hold(self, client_id: str, key_hash: str = "") -> Hold:
         """One of the client's places for a held request or an open stream in this process,

@@ -27,6 +27,7 @@ from views.jobs import JobOut
 MAX_WAIT = 60  # seconds a `Prefer: wait` may hold a request (RFC 7240's wait, capped)
 HEARTBEAT = 15  # seconds between comment lines on an idle stream
 RECHECK = 30.0  # seconds a waiter sleeps without news before it reads anyway
+SETTLING = 0.25  # …and while events wait behind a hole in the ids (api.event_horizon)
 T = TypeVar("T")
 
 
@@ -127,10 +128,13 @@ async def _read(
     *,
     job_id: str | None = None,
     client_id: str | None = None,
+    upto: int | None = None,
 ) -> list[dict[str, Any]]:
     async with sessionmaker() as session:
         rows = (
-            await session.execute(public_events(after=after, job_id=job_id, client_id=client_id))
+            await session.execute(
+                public_events(after=after, job_id=job_id, client_id=client_id, upto=upto)
+            )
         ).all()
         out = []
         for event, _client in rows:
@@ -163,14 +167,15 @@ async def job_stream(
         while not hold.revoked:
             # Ended before the read: the read then has the terminal event if it is still due.
             ended = await _has_ended(sessionmaker, job_id)
-            for event in await _read(sessionmaker, after, job_id=job_id):
+            upto, pending = await hub.horizon()
+            for event in await _read(sessionmaker, after, job_id=job_id, upto=upto):
                 after = int(event["id"])
                 yield event
                 if event["event"] == "completed":
                     return
-            if ended:
+            if ended and not pending:
                 return  # resumed after the terminal event: nothing more will come
-            await waiter.wait(RECHECK)
+            await waiter.wait(SETTLING if pending else RECHECK)
 
 
 async def _has_ended(sessionmaker: async_sessionmaker[AsyncSession], job_id: str) -> bool:
@@ -190,14 +195,20 @@ async def client_stream(
     when the key that opened it is disabled or rotated (a reconnect then gets 401)."""
     with hub.subscribe(client_id=client_id, hold=hold) as waiter:
         if last_event_id is None:
-            async with sessionmaker() as session:
-                last_event_id = await _newest_event_id(session)
+            # "From now on" starts at the horizon, not the newest id: an event with a lower
+            # id whose transaction is still committing is news too.
+            horizon, _ = await hub.horizon()
+            if horizon is None:
+                async with sessionmaker() as session:
+                    horizon = await _newest_event_id(session)
+            last_event_id = horizon
         after = last_event_id
         while not hold.revoked:
-            for event in await _read(sessionmaker, after, client_id=client_id):
+            upto, pending = await hub.horizon()
+            for event in await _read(sessionmaker, after, client_id=client_id, upto=upto):
                 after = int(event["id"])
                 yield event
-            await waiter.wait(RECHECK)
+            await waiter.wait(SETTLING if pending else RECHECK)
 
 
 async def _newest_event_id(session: AsyncSession) -> int:
