@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Select, text
@@ -22,12 +22,14 @@ from models.base import utcnow
 from models.db import make_engine
 from models.migrate import migrate
 
-FILL = """
+CLIENTS = """
 INSERT INTO clients (id, name, key_hash, key_prefix, webhook_secret, active, max_active_jobs,
                      created_at)
 SELECT 'cl_' || lpad(i::text, 16, '0'), 'client-' || i, md5(i::text) || md5(i::text), 'sk_x',
-       'whsec_x', true, 100, now()
-FROM generate_series(1, 20) i;
+       'whsec_x', true, 100000, now()
+FROM generate_series(1, 20) i
+"""
+FILL = CLIENTS + """;
 
 INSERT INTO jobs (id, client_id, status, model, input, kie_task_id, callback_token, failures,
                   created_at, updated_at, next_check_at)
@@ -47,6 +49,40 @@ ANALYZE;
 """
 
 
+def listing_cases(now: datetime) -> dict[str, Select]:
+    """The queries `GET /admin/jobs` runs for each kind of filter (page size 50 + 1)."""
+
+    def page(**filters: object) -> Select:
+        defaults: dict[str, object] = {
+            "statuses": [],
+            "model": None,
+            "client_id": None,
+            "created_after": None,
+            "created_before": None,
+            "q": None,
+            "limit": 51,
+            "after": None,
+        }
+        return admin_jobs_page(**{**defaults, **filters})  # type: ignore[arg-type]
+
+    day5 = now - timedelta(days=5)
+    return {
+        "newest first, no filter": page(),
+        "status = failed": page(statuses=["failed"]),
+        "status in (failed, canceled), page 2 (keyset)": page(
+            statuses=["failed", "canceled"],
+            after=(now - timedelta(hours=50), "job_" + "f" * 24),
+        ),
+        "model = hailuo": page(model="hailuo/2-3-image-to-video-standard"),
+        "client = client-7": page(client_id="cl_" + "7".rjust(16, "0")),
+        "created in a one-hour range": page(
+            created_after=day5, created_before=day5 + timedelta(hours=1)
+        ),
+        "q = a job id": page(q="job_" + "abcde".rjust(24, "0")),
+        "q = 'number 12345 ' (prompt substring)": page(q="number 12345 "),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -63,35 +99,7 @@ def main() -> None:
         filled = time.monotonic() - started
         now = utcnow()
 
-        def page(**filters: object) -> Select:
-            defaults = {
-                "statuses": [],
-                "model": None,
-                "client_id": None,
-                "created_after": None,
-                "created_before": None,
-                "q": None,
-                "limit": 51,
-                "after": None,
-            }
-            return admin_jobs_page(**{**defaults, **filters})  # type: ignore[arg-type]
-
-        day5 = now - timedelta(days=5)
-        cases = {
-            "newest first, no filter": page(),
-            "status = failed": page(statuses=["failed"]),
-            "status in (failed, canceled), page 2 (keyset)": page(
-                statuses=["failed", "canceled"],
-                after=(now - timedelta(hours=50), "job_" + "f" * 24),
-            ),
-            "model = hailuo": page(model="hailuo/2-3-image-to-video-standard"),
-            "client = client-7": page(client_id="cl_" + "7".rjust(16, "0")),
-            "created in a one-hour range": page(
-                created_after=day5, created_before=day5 + timedelta(hours=1)
-            ),
-            "q = a job id": page(q="job_" + "abcde".rjust(24, "0")),
-            "q = 'number 12345 ' (prompt substring)": page(q="number 12345 "),
-        }
+        cases = listing_cases(now)
         lines = [
             "# Admin listing on PostgreSQL: query plans with 1,000,000 jobs",
             "",

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import ColumnElement, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.account_queries import record_charge
@@ -290,6 +290,29 @@ def fail(
         error_message=message[:2000],
         **values,
     )
+
+
+def fail_held_past_timeout(
+    session: Session,
+    held: ColumnElement[bool],
+    cutoff: datetime,
+    code: str,
+    message: str,
+    limit: int = 100,
+) -> int:
+    """Queued jobs matching `held` (an account's pause, a paused model) made before `cutoff`
+    fail with `code`: they were never sent upstream, so nothing was charged. Locked in id
+    order, as every many-job writer (models.job.in_lock_order). Returns how many."""
+    expired = session.scalars(
+        select(Job.id)
+        .where(Job.status == JobStatus.QUEUED, held, Job.created_at < cutoff)
+        .order_by(Job.id)
+        .limit(limit)
+        .with_for_update(key_share=True)
+    ).all()
+    for job_id in expired:
+        fail(session, job_id, JobStatus.QUEUED, code, message)
+    return len(expired)
 
 
 def retry(session: Session, job_id: str, *, now: datetime | None = None, reason: str) -> bool:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core.config import Settings
 from models.account_queries import STATE
 from models.job import Job, JobStatus
-from models.lifecycle import fail
+from models.lifecycle import fail_held_past_timeout
 from models.model_state import PAUSED
 from models.scheduler import SchedulerState
 from upstreams import ACCOUNT_CODES
@@ -119,28 +119,16 @@ def expire_waiting(
     """Jobs held back by the pause past their own JOB_TIMEOUT fail with the account's code."""
     if state.account_reason is None:
         return 0
-    cutoff = now - timedelta(seconds=settings.job_timeout)
-    expired = session.scalars(
-        select(Job.id)
-        .where(Job.status == JobStatus.QUEUED, Job.livemode.is_(True), Job.created_at < cutoff)
-        .order_by(Job.id)
-        .limit(100)
-        .with_for_update(
-            key_share=True
-        )  # in id order, as every many-job writer (models.job.in_lock_order)
-    ).all()
     why = (
         "Kie's balance could not cover this job"
         if state.account_reason == "kie_low_credits"
         else f"Kie refused the account ({state.account_reason})"
     )
-    for job_id in expired:
-        fail(
-            session,
-            job_id,
-            JobStatus.QUEUED,
-            state.account_reason,
-            f"{why} for longer than this job's {settings.job_timeout:.0f} s; it was never "
-            "submitted, so nothing was charged.",
-        )
-    return len(expired)
+    return fail_held_past_timeout(
+        session,
+        Job.livemode.is_(True),
+        now - timedelta(seconds=settings.job_timeout),
+        state.account_reason,
+        f"{why} for longer than this job's {settings.job_timeout:.0f} s; it was never "
+        "submitted, so nothing was charged.",
+    )

@@ -27,7 +27,7 @@ from models.base import utcnow
 from models.client import Client
 from models.job import Job, JobStatus, in_lock_order
 from models.job_queries import admitted_not_submitted
-from models.lifecycle import AT_KIE, fail
+from models.lifecycle import AT_KIE, fail_held_past_timeout
 from models.model_state import PAUSED, hold_queued, unavailable_models
 from models.scheduler import SchedulerState
 from worker import account, credits
@@ -154,25 +154,14 @@ def held_models(session: Session, now: datetime, settings: Settings) -> list[str
         dialect = session.get_bind().dialect.name
         # Also the jobs queued since the pause.
         session.execute(hold_queued(dialect, held, only_unmarked=True))
-        cutoff = now - timedelta(seconds=settings.job_timeout)
-        expired = session.scalars(
-            select(Job.id)
-            .where(Job.status == JobStatus.QUEUED, Job.model.in_(held), Job.created_at < cutoff)
-            .order_by(Job.id)
-            .limit(100)
-            .with_for_update(
-                key_share=True
-            )  # in id order, as every many-job writer (models.job.in_lock_order)
-        ).all()
-        for job_id in expired:
-            fail(
-                session,
-                job_id,
-                JobStatus.QUEUED,
-                PAUSED,
-                f"The model was unavailable at Kie for longer than this job's "
-                f"{settings.job_timeout:.0f} s; it was never submitted, so nothing was charged.",
-            )
+        fail_held_past_timeout(
+            session,
+            Job.model.in_(held),
+            now - timedelta(seconds=settings.job_timeout),
+            PAUSED,
+            f"The model was unavailable at Kie for longer than this job's "
+            f"{settings.job_timeout:.0f} s; it was never submitted, so nothing was charged.",
+        )
     return held
 
 
