@@ -26,6 +26,7 @@ from bench import (
     sweep_scale,
     watching,
     worker_memory,
+    writes_per_job,
 )
 from bench.common import Row, print_table
 
@@ -38,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     quick = args.quick
     suite: list[tuple[str, Callable[[], list[Row]]]] = [
-        ("ingest", ingest.main),
+        ("ingest", lambda: ingest.main(2 if quick else 3)),
         (
             "burst admission",
             lambda: kie_capacity.main(["--span", "30", "--skip-scaled"] if quick else []),
@@ -57,6 +58,7 @@ def main() -> None:
         ("batches and waiting clients", lambda: clients.main(["--batches", "2"] if quick else [])),
         ("held connections", lambda: held.main(["--streams", "100"] if quick else [])),
         ("the whole catalogue", catalogue.main),
+        ("writes per job", lambda: writes_per_job.main(50 if quick else 200)),
     ]
     rows: list[Row] = []
     started = time.monotonic()
