@@ -68,3 +68,19 @@ def test_garbage_is_not_a_video(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 500)
     with pytest.raises(NotAVideo):
         inspect(junk)
+
+
+def test_probes_reuse_a_helper_and_survive_its_death(tmp_path: Path) -> None:
+    from media import bounded
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(sample_mp4())
+    inspect(video)
+    [helper] = [h for h in bounded._idle if h.memory == bounded.PROBE_MEMORY]
+    inspect(video)  # the same helper again: a fork, not a new Python
+    assert [h for h in bounded._idle if h.memory == bounded.PROBE_MEMORY] == [helper]
+    helper.process.kill()
+    helper.process.wait()
+    info, _ = inspect(video)  # a dead helper is replaced, the probe still answers
+    assert info.video_codec == "h264"
+    assert helper not in bounded._idle
