@@ -106,3 +106,17 @@ def test_outbound_calls_carry_the_trace_but_no_query_string(spans: InMemorySpanE
     assert post.attributes is not None
     assert "s3cret" not in str(dict(post.attributes))
     assert post.attributes["url.full"] == receiver.url + "/hook"
+
+
+def test_the_exporter_follows_the_protocol_variables() -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GRPC
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTP
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+    assert isinstance(tracing._exporter(endpoint), HTTP)
+    grpc = {**endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+    assert isinstance(tracing._exporter(grpc), GRPC)
+    assert isinstance(tracing._exporter({"OTEL_TRACES_EXPORTER": "console"}), ConsoleSpanExporter)
+    with pytest.raises(ValueError, match="http/json"):
+        tracing._exporter({**endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
