@@ -54,12 +54,15 @@ def traced(
         yield s
 
 
-def _trace(collector: Receiver, trace_id: str, until: set[str]) -> list[ReceivedSpan]:
+def _trace(collector: Receiver, trace_id: str, client_span: str) -> list[ReceivedSpan]:
+    """The trace's spans once every step is in and every span's parent has arrived too (a
+    parent ends, and is sent, a moment after its last child)."""
     deadline = time.monotonic() + 20
     spans: list[ReceivedSpan] = []
     while time.monotonic() < deadline:
         spans = [s for s in received_spans(collector) if s.trace_id == trace_id]
-        if until <= {s.name for s in spans}:
+        known = {s.span_id for s in spans} | {client_span}
+        if STEPS <= {s.name for s in spans} and all(s.parent_id in known for s in spans):
             break
         time.sleep(0.2)
     return spans
@@ -83,7 +86,7 @@ def test_one_job_is_one_trace_with_every_step(traced: Stack, collector: Receiver
             time.sleep(0.1)
         [delivery] = hooks.received["/done"]
 
-    spans = _trace(collector, trace_id, STEPS)
+    spans = _trace(collector, trace_id, client_span)
     names = {s.name for s in spans}
     assert names >= STEPS, f"missing {STEPS - names}; got {sorted(names)}"
 
