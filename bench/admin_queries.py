@@ -29,7 +29,9 @@ SELECT 'cl_' || lpad(i::text, 16, '0'), 'client-' || i, md5(i::text) || md5(i::t
        'whsec_x', true, 100000, now()
 FROM generate_series(1, 20) i
 """
-FILL = CLIENTS + """;
+FILL = (
+    CLIENTS
+    + """;
 
 INSERT INTO jobs (id, client_id, status, model, input, kie_task_id, callback_token, failures,
                   created_at, updated_at, next_check_at)
@@ -47,6 +49,7 @@ SELECT 'job_' || lpad(to_hex(i), 24, '0'),
 FROM generate_series(1, :rows) i;
 ANALYZE;
 """
+)
 
 
 def listing_cases(now: datetime) -> dict[str, Select]:
