@@ -57,11 +57,14 @@ class Horizon:
         self._read_at = 0.0
         self._lock = asyncio.Lock()
 
-    async def current(self) -> tuple[int, bool]:
+    async def current(self, fresh: bool = False) -> tuple[int, bool]:
         """(the horizon, whether visible events wait beyond it). A caller that gets
-        `pending` looks again shortly: holes settle without a notification."""
+        `pending` looks again shortly: holes settle without a notification. `fresh`: read
+        now, not a result up to `min_interval` old — for a caller that has just seen
+        something commit and must not get a horizon from before it."""
         async with self._lock:
-            if self._settled is None or time.monotonic() - self._read_at >= self._min_interval:
+            stale = time.monotonic() - self._read_at >= self._min_interval
+            if self._settled is None or fresh or stale:
                 await self._advance()
             assert self._settled is not None
             return self._settled, self._pending

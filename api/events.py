@@ -129,12 +129,12 @@ class EventHub:
         postgres = self._url.get_backend_name() == "postgresql"
         self._horizon = Horizon(sessionmaker) if postgres else None
 
-    async def horizon(self) -> tuple[int | None, bool]:
+    async def horizon(self, fresh: bool = False) -> tuple[int | None, bool]:
         """(the highest event id streams may read up to — None: any —, whether events wait
-        beyond it)."""
+        beyond it); `fresh`: read after this call began (Horizon.current)."""
         if self._horizon is None:
             return None, False
-        return await self._horizon.current()
+        return await self._horizon.current(fresh)
 
     def hold(self, client_id: str, key_hash: str = "") -> Hold:
         """One of the client's places for a held request or an open stream in this process,

@@ -167,7 +167,9 @@ async def job_stream(
         while not hold.revoked:
             # Ended before the read: the read then has the terminal event if it is still due.
             ended = await _has_ended(sessionmaker, job_id)
-            upto, pending = await hub.horizon()
+            # Ended: the horizon must be read after that, or one cached from just before the
+            # terminal event committed would hide it — and the stream would end without it.
+            upto, pending = await hub.horizon(fresh=ended)
             for event in await _read(sessionmaker, after, job_id=job_id, upto=upto):
                 after = int(event["id"])
                 yield event
