@@ -397,86 +397,65 @@ async def kie_callback(
     remaining: float | None = None,
     lease: float = 60.0,
 ) -> bool:
-    """Kie's callback, a step of the job's trace (linked to the request Kie made): the check
-    it sends to a worker carries the job's context in its headers."""
-    task = task_id or job.kie_task_id
-    attributes = tracing.job_attributes(job.id, job.client_id, job.model, task)
-    with tracing.job_span("soraq.job.callback", job.traceparent, attributes):
-        return await _kie_callback(
-            session,
-            job,
-            task_id,
-            debounce=debounce,
-            nudger=nudger,
-            charged=charged,
-            remaining=remaining,
-            lease=lease,
-        )
-
-
-async def _kie_callback(
-    session: AsyncSession,
-    job: Job,
-    task_id: str,
-    *,
-    debounce: float,
-    nudger: Nudger,
-    charged: tuple[float, str] | None,
-    remaining: float | None,
-    lease: float,
-) -> bool:
     """Kie says a task finished: make the job due now (its worker re-reads the task), at most
     once per `debounce` seconds. A job with no task id of its own (its createTask answer was
     lost) keeps the named task id as a candidate the worker will check before adopting it.
 
     The callback's charge (creditsConsumed or consumeCredits) settles the job's charge (its
     own task only) and its remainedCredits is the account's balance as of now — committed
-    before the worker is nudged, so the completion webhook already carries Kie's figure."""
-    now = utcnow()
-    found = (
-        await session.execute(
-            check_now_by_callback(job.id, task_id or None, now=now, debounce=debounce, lease=lease)
-        )
-    ).first()
-    if job.status in TERMINAL and task_id and task_id != job.kie_task_id:
-        # A task for a job that has ended (its createTask answer was lost past SUBMIT_LEASE,
-        # or it was canceled meanwhile): the job's end is final. The task is recorded in the
-        # history and counted, for an operator to find the paid video.
-        await session.execute(
-            _NEW_EVENT.values(
-                job_id=job.id,
-                at=now,
-                kind="callback",
-                reason=f"Kie called back about task {task_id} after the job had ended "
-                f"({job.status}): recorded, the job does not change",
-                detail={"kie_task_id": task_id},
+    before the worker is nudged, so the completion webhook already carries Kie's figure.
+
+    A step of the job's trace (linked to the request Kie made): the check it sends to a
+    worker carries the job's context in its headers."""
+    extra = {"kie.task_id": task_id} if task_id else None
+    with tracing.job_span("soraq.job.callback", job, extra=extra):
+        now = utcnow()
+        found = (
+            await session.execute(
+                check_now_by_callback(
+                    job.id, task_id or None, now=now, debounce=debounce, lease=lease
+                )
             )
-        )
-        ORPHAN_TASKS.inc()
-        log.warning(
-            "job %s (%s) got a callback for task %s after it ended: recorded, not revived",
-            job.id,
-            job.status,
-            task_id,
-        )
-    if not job.livemode:
-        charged = remaining = None  # the sandbox's figures: nothing was spent at Kie
-    if task_id and charged is not None:
-        await session.execute(record_charge(job.id, task_id, *charged))
-        for statement in sync_spend(session.get_bind().dialect.name, job.id):
-            await session.execute(statement)
-    if remaining is not None and task_id and task_id == job.kie_task_id:
-        # Only a callback about the job's own task speaks for the account's balance (which
-        # gates admission): a callback naming any other task changes nothing here.
-        await session.execute(record_balance(remaining, now))
-    await session.commit()
-    if found is None:
-        return False
-    if found.status in AT_KIE and await nudger.check_now(job.id):
-        return True
-    if found.status in AT_KIE:
-        # The broker did not take the direct check: give the claim back to the sweep.
-        await session.execute(release_claim(job.id))
+        ).first()
+        if job.status in TERMINAL and task_id and task_id != job.kie_task_id:
+            # A task for a job that has ended (its createTask answer was lost past SUBMIT_LEASE,
+            # or it was canceled meanwhile): the job's end is final. The task is recorded in the
+            # history and counted, for an operator to find the paid video.
+            await session.execute(
+                _NEW_EVENT.values(
+                    job_id=job.id,
+                    at=now,
+                    kind="callback",
+                    reason=f"Kie called back about task {task_id} after the job had ended "
+                    f"({job.status}): recorded, the job does not change",
+                    detail={"kie_task_id": task_id},
+                )
+            )
+            ORPHAN_TASKS.inc()
+            log.warning(
+                "job %s (%s) got a callback for task %s after it ended: recorded, not revived",
+                job.id,
+                job.status,
+                task_id,
+            )
+        if not job.livemode:
+            charged = remaining = None  # the sandbox's figures: nothing was spent at Kie
+        if task_id and charged is not None:
+            await session.execute(record_charge(job.id, task_id, *charged))
+            for statement in sync_spend(session.get_bind().dialect.name, job.id):
+                await session.execute(statement)
+        if remaining is not None and task_id and task_id == job.kie_task_id:
+            # Only a callback about the job's own task speaks for the account's balance (which
+            # gates admission): a callback naming any other task changes nothing here.
+            await session.execute(record_balance(remaining, now))
         await session.commit()
-    nudger.nudge()
-    return True
+        if found is None:
+            return False
+        if found.status in AT_KIE and await nudger.check_now(job.id):
+            return True
+        if found.status in AT_KIE:
+            # The broker did not take the direct check: give the claim back to the sweep.
+            await session.execute(release_claim(job.id))
+            await session.commit()
+        nudger.nudge()
+        return True

@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import context as otel_context
@@ -117,12 +117,6 @@ def setup(
     return True
 
 
-def flush() -> None:
-    """Send what is batched now (a process about to exit)."""
-    if _provider is not None:
-        _provider.force_flush(5_000)
-
-
 def teardown() -> None:
     """Tracing off again in this process (tests that turned it on)."""
     global _provider, _tracer
@@ -184,14 +178,27 @@ def trace_engine(engine: Any) -> None:
     EngineTracer(tracer, engine, usage)
 
 
-def job_attributes(
-    job_id: str, client: str | None, model: str, task_id: str | None = None
-) -> dict[str, str]:
+class TracedJob(Protocol):
+    """What a job's spans read: a `models.job.Job`, or a row of `models.job_queries.job_traces`."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def client_id(self) -> str | None: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def kie_task_id(self) -> str | None: ...
+    @property
+    def traceparent(self) -> str | None: ...
+
+
+def _attributes(job_id: str, client: str | None, model: str, task: str | None) -> dict[str, str]:
     attributes = {"soraq.job_id": job_id, "soraq.model": model}
     if client:
         attributes["soraq.client"] = client
-    if task_id:
-        attributes["kie.task_id"] = task_id
+    if task:
+        attributes["kie.task_id"] = task
     return attributes
 
 
@@ -201,7 +208,7 @@ def start_job(job_id: str, client: str | None, model: str) -> str | None:
     if _provider is None:
         return None
     with _tracer.start_as_current_span(
-        "soraq.job.create", attributes=job_attributes(job_id, client, model)
+        "soraq.job.create", attributes=_attributes(job_id, client, model, None)
     ):
         carrier: dict[str, str] = {}
         inject(carrier)
@@ -231,18 +238,15 @@ def _parent_and_links(traceparent: str | None) -> tuple[Any, list[trace.Link]]:
 
 @contextmanager
 def _job_span(
-    name: str,
-    traceparent: str | None,
-    attributes: dict[str, str],
-    start: datetime | None,
-    more: dict[str, Any],
+    name: str, job: TracedJob, start: datetime | None, extra: dict[str, Any]
 ) -> Iterator[trace.Span]:
-    parent, links = _parent_and_links(traceparent)
+    parent, links = _parent_and_links(job.traceparent)
+    attributes = _attributes(job.id, job.client_id, job.model, job.kie_task_id)
     with _tracer.start_as_current_span(
         name,
         context=parent,
         links=links,
-        attributes={**attributes, **more},
+        attributes={**attributes, **extra},
         start_time=int(start.timestamp() * 1e9) if start is not None else None,
     ) as span:
         yield span
@@ -250,17 +254,17 @@ def _job_span(
 
 def job_span(
     name: str,
-    traceparent: str | None,
-    attributes: dict[str, str] | None = None,
+    job: TracedJob | None,
     *,
     start: datetime | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Any:
-    """A span for one step of a job, in the job's trace. A no-op when tracing is off or the
-    job has no stored context (made before tracing was on)."""
-    if _provider is None or not traceparent:
+    """A span for one step of `job`, in the job's trace, with its id, client, model and Kie
+    task. A no-op when tracing is off, or there is no job, or it has no stored context (made
+    before tracing was on)."""
+    if _provider is None or job is None or not job.traceparent:
         return nullcontext(None)
-    return _job_span(name, traceparent, attributes or {}, start, extra or {})
+    return _job_span(name, job, start, extra or {})
 
 
 def span(name: str, **attributes: Any) -> Any:

@@ -75,8 +75,7 @@ def archive_now(
         return
     if not job.livemode and outbound is not None and outbound.test_mode is not None:
         outbound = outbound.test_mode  # a fresh link for a sandbox file comes from it
-    attributes = tracing.job_attributes(job.id, job.client_id, job.model, job.kie_task_id)
-    with tracing.job_span("soraq.job.archive", job.traceparent, attributes):
+    with tracing.job_span("soraq.job.archive", job):
         archive(session, job, settings, now, outbound)
 
 

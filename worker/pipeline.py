@@ -53,8 +53,7 @@ def advance(session: Session, job_id: str, outbound: UpstreamClients, settings: 
     if job.status in TERMINAL and not is_orphan_with_candidate(job):
         return
     name = _STEP_NAMES.get(JobStatus(job.status), "soraq.job.step")
-    attributes = tracing.job_attributes(job.id, job.client_id, job.model, job.kie_task_id)
-    with tracing.job_span(name, job.traceparent, attributes) as span:
+    with tracing.job_span(name, job) as span:
         _advance(session, job, outbound, settings, now)
         tracing.set_attribute(span, "kie.task_id", job.kie_task_id)  # createTask's, if new
         tracing.set_attribute(span, "soraq.status", job.status)

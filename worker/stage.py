@@ -80,33 +80,30 @@ def upstream_call(
     """Make one upstream call, and record its outcome in the job's history and the metrics."""
     started = time.monotonic()
     code, message = "200", "success"
-    try:
-        # The HTTP span (httpx's instrumentation) is its child; this one names the call.
-        with tracing.span(f"{upstream} {endpoint}", **{"soraq.upstream": upstream}) as span:
-            try:
-                return call()
-            except ExternalError as exc:
-                tracing.set_attribute(span, "soraq.error_code", exc.code)
-                raise
-    except ExternalError as exc:
-        code, message = exc.code, exc.message
-        raise
-    finally:
-        latency = time.monotonic() - started
-        KIE_CALLS.labels(endpoint, code, upstream).inc()
-        KIE_LATENCY.labels(endpoint).observe(latency)
-        record_event(
-            session,
-            job_id,
-            "kie_call",
-            detail={
-                "endpoint": endpoint,
-                "upstream": upstream,
-                "code": code,
-                "msg": message[:300],
-                "latency_ms": round(latency * 1000),
-            },
-        )
+    # The HTTP span (httpx's instrumentation) is its child; this one names the call.
+    with tracing.span(f"{upstream} {endpoint}", **{"soraq.upstream": upstream}) as span:
+        try:
+            return call()
+        except ExternalError as exc:
+            code, message = exc.code, exc.message
+            tracing.set_attribute(span, "soraq.error_code", exc.code)
+            raise
+        finally:
+            latency = time.monotonic() - started
+            KIE_CALLS.labels(endpoint, code, upstream).inc()
+            KIE_LATENCY.labels(endpoint).observe(latency)
+            record_event(
+                session,
+                job_id,
+                "kie_call",
+                detail={
+                    "endpoint": endpoint,
+                    "upstream": upstream,
+                    "code": code,
+                    "msg": message[:300],
+                    "latency_ms": round(latency * 1000),
+                },
+            )
 
 
 def requeue(

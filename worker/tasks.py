@@ -168,13 +168,10 @@ def _traces(jobs: list[str], admitted: set[str], now: datetime) -> dict[str, Any
         rows = session.execute(job_traces(jobs)).all()
     spans = {}
     for row in rows:
-        attributes = tracing.job_attributes(row.id, row.client_id, row.model, row.kie_task_id)
         if row.id in admitted:
-            with tracing.job_span(
-                "soraq.job.admission_wait", row.traceparent, attributes, start=row.created_at
-            ):
+            with tracing.job_span("soraq.job.admission_wait", row, start=row.created_at):
                 pass  # from creation until now, when admission let it go
-        spans[row.id] = tracing.job_span("soraq.job.dispatch", row.traceparent, attributes)
+        spans[row.id] = tracing.job_span("soraq.job.dispatch", row)
     return spans
 
 

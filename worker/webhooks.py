@@ -174,8 +174,7 @@ def _attempt(
     # instrumentation adds the header), so the receiver can join the same trace.
     with tracing.job_span(
         "soraq.webhook.deliver",
-        job.traceparent if job else None,
-        tracing.job_attributes(job.id, job.client_id, job.model, job.kie_task_id) if job else {},
+        job,
         extra={
             "soraq.delivery_id": delivery.id,
             "soraq.event": delivery.event_type,

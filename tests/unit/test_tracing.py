@@ -5,6 +5,7 @@ when tracing is off."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -14,6 +15,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from core import tracing
 from devstack.receiver import webhook_receiver
+
+
+@dataclass(frozen=True)
+class Traced:
+    """A job as its spans see it (core.tracing.TracedJob)."""
+
+    traceparent: str | None
+    id: str = "job_1"
+    client_id: str | None = "cl_1"
+    model: str = "kling-2.6/image-to-video"
+    kie_task_id: str | None = "t1"
 
 
 @pytest.fixture
@@ -44,7 +56,8 @@ def test_the_standard_variables_turn_it_on(environ: dict[str, str], on: bool) ->
 def test_off_means_no_context_stored_and_no_spans() -> None:
     assert not tracing.enabled()
     assert tracing.start_job("job_1", "cl_1", "veo3.1-fast/text-to-video") is None
-    with tracing.job_span("soraq.job.check", "00-" + "1" * 32 + "-" + "2" * 16 + "-01") as span:
+    job = Traced("00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+    with tracing.job_span("soraq.job.check", job) as span:
         assert span is None
     with tracing.span("storage.put") as span:
         assert span is None
@@ -61,11 +74,10 @@ def test_a_job_trace_is_the_clients_and_later_steps_join_it(spans: InMemorySpanE
 
     # A sweep in its own trace hands the job out: the step joins the job's trace, linked.
     with tracer.start_as_current_span("run/soraq.dispatch") as sweep:
-        attributes = tracing.job_attributes("job_1", "cl_1", "kling-2.6/image-to-video", "t1")
-        with tracing.job_span("soraq.job.dispatch", stored, attributes):
+        with tracing.job_span("soraq.job.dispatch", Traced(stored)):
             # …and the message it sends there carries the job's context: the worker's step is
             # a plain child, no link.
-            with tracing.job_span("soraq.job.submit", stored, attributes):
+            with tracing.job_span("soraq.job.submit", Traced(stored)):
                 pass
     finished = {s.name: s for s in spans.get_finished_spans()}
     create, dispatch, submit = (
@@ -88,7 +100,10 @@ def test_a_job_trace_is_the_clients_and_later_steps_join_it(spans: InMemorySpanE
 
 
 def test_a_stored_context_that_is_garbage_is_ignored(spans: InMemorySpanExporter) -> None:
-    with tracing.job_span("soraq.job.check", "not-a-traceparent") as span:
+    for untraced in (None, Traced(None)):  # no job, or one made while tracing was off
+        with tracing.job_span("soraq.job.check", untraced) as span:
+            assert span is None
+    with tracing.job_span("soraq.job.check", Traced("not-a-traceparent")) as span:
         assert span is not None  # a span of its own, in a new trace: no crash, no parent
     [finished] = spans.get_finished_spans()
     assert finished.parent is None
@@ -97,7 +112,7 @@ def test_a_stored_context_that_is_garbage_is_ignored(spans: InMemorySpanExporter
 def test_outbound_calls_carry_the_trace_but_no_query_string(spans: InMemorySpanExporter) -> None:
     with webhook_receiver() as receiver, httpx.Client() as client:
         stored = tracing.start_job("job_2", "cl_1", "veo3.1-fast/text-to-video")
-        with tracing.job_span("soraq.webhook.deliver", stored):
+        with tracing.job_span("soraq.webhook.deliver", Traced(stored, id="job_2")):
             client.post(receiver.url + "/hook?token=s3cret", content=b"{}")
         [received] = receiver.received["/hook?token=s3cret"]
     assert stored is not None
