@@ -83,6 +83,16 @@ def test_a_hole_holds_the_horizon_until_its_insert_commits_or_settles(
         await asyncio.sleep(0.4)
         assert await horizon.current() == (kept, False)
         assert start < early
+
+        # Within `min_interval` a horizon is reused — unless the caller asks for a fresh one
+        # (a job's stream that has just seen its job end: the terminal event is past the
+        # cached horizon).
+        horizon._min_interval = 60
+        await horizon.current(fresh=True)
+        with engine.begin() as connection:
+            newest = _insert(connection, job_id)
+        assert await horizon.current() == (kept, False)
+        assert await horizon.current(fresh=True) == (newest, False)
         await async_engine.dispose()
 
     asyncio.run(scenario())

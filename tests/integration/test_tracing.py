@@ -128,10 +128,23 @@ def test_one_job_is_one_trace_with_every_step(traced: Stack, collector: Receiver
     assert wait.end_ns > create.start_ns
 
 
-def test_a_job_made_without_a_traceparent_still_has_its_own_trace(
-    traced: Stack, collector: Receiver
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        # What a hostile or broken client may send: neither is believed nor refused.
+        {"traceparent": "00-" + "z" * 4000 + "-01", "tracestate": "k=" + "v" * 4000},
+        {"traceparent": "00-" + "0" * 32 + "-" + "0" * 16 + "-01"},  # the invalid all-zero ids
+    ],
+    ids=["none", "garbage", "zero-ids"],
+)
+def test_a_job_without_a_usable_traceparent_still_has_its_own_trace(
+    traced: Stack, collector: Receiver, headers: dict[str, str]
 ) -> None:
-    job = traced.wait(traced.create(prompt=f"Untraced caller {uuid.uuid4().hex[:8]}")["id"])
+    prompt = f"Untraced caller {uuid.uuid4().hex[:8]}"
+    response = traced.api.post("/jobs", json={"prompt": prompt}, headers=headers)
+    assert response.status_code == 202, response.text
+    job = traced.wait(response.json()["id"])
     assert job["status"] == "succeeded", job
     deadline = time.monotonic() + 15
     found: list[ReceivedSpan] = []
@@ -143,4 +156,5 @@ def test_a_job_made_without_a_traceparent_still_has_its_own_trace(
             break
         time.sleep(0.2)
     assert len({s.trace_id for s in found}) == 1, {s.name: s.trace_id for s in found}
+    assert found[0].trace_id != "0" * 32
     assert {"soraq.job.create", "soraq.job.submit", "soraq.job.archive"} <= {s.name for s in found}
