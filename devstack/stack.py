@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -87,6 +87,8 @@ class LocalStack:
     env: dict[str, str]
     var_dir: Path
     processes: dict[str, subprocess.Popen[bytes]]
+    # How each child was started, so that one found dead can be started again.
+    commands: dict[str, tuple[tuple[str, ...], bool]] = field(default_factory=dict)
 
     @property
     def sandbox_headers(self) -> dict[str, str]:
@@ -105,7 +107,23 @@ class LocalStack:
             start_new_session=True,  # its own group: a stop reaches the worker's children too
         )
         self.processes[name] = process
+        self.commands[name] = (args, to_file)
         return process
+
+    def revive_dead(self) -> dict[str, str]:
+        """Start again every child that exited without being stopped; for each, its exit code
+        and the end of its log — why it died (a test that killed one without restarting it
+        would otherwise leave every later test waiting on a stack that cannot work)."""
+        dead = {}
+        for name, process in list(self.processes.items()):
+            if process.poll() is None:
+                continue
+            log = self.var_dir / "logs" / f"{name}.log"
+            tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
+            dead[name] = f"exit code {process.returncode}: " + "\n".join(t[:2000] for t in tail)
+            args, to_file = self.commands[name]
+            self.start(name, *args, to_file=to_file)
+        return dead
 
     def start_soraq(self, api_port: int, host: str = "127.0.0.1", **kwargs: bool) -> None:
         """The API, a worker for job steps and the sweep, one for webhook deliveries (a slow

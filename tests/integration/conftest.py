@@ -163,6 +163,22 @@ def stack(
         yield started
 
 
+@pytest.fixture(autouse=True)
+def stack_processes_survive(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A stack's process that dies during a test fails that test, named with its last log
+    lines, and is started again: the shared stack stays whole for every later test (a dead
+    worker once turned one failure into fifty timeouts and an hour of CI)."""
+    yield
+    stack = request.node.funcargs.get("stack")
+    if isinstance(stack, Stack):
+        dead = stack.local.revive_dead()
+        if dead:
+            pytest.fail(
+                "died during this test (started again for the next):\n"
+                + "\n".join(f"{name}: {why}" for name, why in dead.items())
+            )
+
+
 @contextmanager
 def running_stack(
     backend: str, services: Services | None, var_dir: Path, **extra: str
