@@ -21,6 +21,7 @@ from api.scoped import UnderPrefix
 from api.security_headers import DashboardHeaders
 from api.sessions import session_signing_key
 from core import tracing
+from core.accounts import accounts
 from core.auth_events import file_epoch, listen
 from core.config import get_settings
 from core.logs import setup_logging
@@ -55,6 +56,7 @@ async def _open_connections(engine: AsyncEngine, at_most: int = 5) -> None:
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    accounts(settings)  # a broken UPSTREAMS_FILE stops the start here, naming what is wrong
     setup_logging(settings.log_level, settings.resolved_log_format)
     tracing.setup("soraq-api")  # before the engine and any HTTP client are made
 

@@ -35,6 +35,7 @@ from api.validation import (
     validate_request,
 )
 from core import tracing
+from core.accounts import DEFAULT_ACCOUNT
 from core.config import Rate, Settings, parse_rate
 from core.metrics import ORPHAN_TASKS
 from media import store
@@ -447,7 +448,8 @@ async def kie_callback(
         if remaining is not None and task_id and task_id == job.kie_task_id:
             # Only a callback about the job's own task speaks for the account's balance (which
             # gates admission): a callback naming any other task changes nothing here.
-            await session.execute(record_balance(remaining, now))
+            upstream = job.account or DEFAULT_ACCOUNT  # the account its task was sent to
+            await session.execute(record_balance(remaining, now, upstream))
         await session.commit()
         if found is None:
             return False

@@ -51,7 +51,7 @@ _NEVER_ALLOWED = tuple(
 )
 
 
-def _upstream_url_problem(url: str) -> str | None:
+def upstream_url_problem(url: str) -> str | None:
     """Why a production upstream URL is unsafe (plain http, or this machine or a private
     network, after resolving it), or None."""
     parts = urlsplit(url)
@@ -148,6 +148,8 @@ class Settings(BaseSettings):
 
     kie_api_key: SecretStr | None = None
     kie_base_url: str = "https://api.kie.ai"
+    # A TOML file of upstream accounts (core.accounts); unset: the one KIE_* account.
+    upstreams_file: Path | None = None
     imgbb_api_key: SecretStr | None = None
     imgbb_base_url: str = "https://api.imgbb.com"
     # Where test-mode keys' jobs go (`soraq clients create --test`): a soraq sandbox standing
@@ -322,6 +324,8 @@ class Settings(BaseSettings):
             ("KIE_API_KEY", self.kie_api_key, SANDBOX_KIE_KEY),
             ("IMGBB_API_KEY", self.imgbb_api_key, SANDBOX_IMGBB_KEY),
         ):
+            if name == "KIE_API_KEY" and self.upstreams_file is not None:
+                continue  # the accounts' keys: core.accounts holds them to the same rules
             if key is None or not key.get_secret_value():
                 problems.append(f"{name} is not set")
             elif key.get_secret_value() == sandbox_key:
@@ -331,7 +335,7 @@ class Settings(BaseSettings):
             ("IMGBB_BASE_URL", self.imgbb_base_url),
             ("KIE_FILE_UPLOAD_URL", self.kie_file_upload_url),
         ):
-            problem = _upstream_url_problem(url)
+            problem = upstream_url_problem(url)
             if problem:
                 problems.append(f"{name} {problem}")
         problems += self._unsafe_production_settings()

@@ -88,26 +88,30 @@ class LocalStack:
     var_dir: Path
     processes: dict[str, subprocess.Popen[bytes]]
     # How each child was started, so that one found dead can be started again.
-    commands: dict[str, tuple[tuple[str, ...], bool]] = field(default_factory=dict)
+    commands: dict[str, tuple[tuple[str, ...], bool, dict[str, str] | None]] = field(
+        default_factory=dict
+    )
 
     @property
     def sandbox_headers(self) -> dict[str, str]:
         """What a call to the sandbox's control routes carries."""
         return {"authorization": f"Bearer {self.env.get('SANDBOX_CONTROL_TOKEN', '')}"}
 
-    def start(self, name: str, *args: str, to_file: bool = True) -> subprocess.Popen[bytes]:
-        """`soraq <args>` as a child: its output in logs/<name>.log, or (to_file=False) on
-        this terminal."""
+    def start(
+        self, name: str, *args: str, to_file: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """`soraq <args>` as a child (with `env` over the stack's): its output in
+        logs/<name>.log, or (to_file=False) on this terminal."""
         log = (self.var_dir / "logs" / f"{name}.log").open("ab") if to_file else None
         process = subprocess.Popen(
             [sys.executable, "-m", "soraq.cli", *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT if to_file else None,
             start_new_session=True,  # its own group: a stop reaches the worker's children too
         )
         self.processes[name] = process
-        self.commands[name] = (args, to_file)
+        self.commands[name] = (args, to_file, env)
         return process
 
     def revive_dead(self) -> dict[str, str]:
@@ -121,20 +125,22 @@ class LocalStack:
             log = self.var_dir / "logs" / f"{name}.log"
             tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
             dead[name] = f"exit code {process.returncode}: " + "\n".join(t[:2000] for t in tail)
-            args, to_file = self.commands[name]
-            self.start(name, *args, to_file=to_file)
+            args, to_file, env = self.commands[name]
+            self.start(name, *args, to_file=to_file, env=env)
         return dead
 
-    def start_soraq(self, api_port: int, host: str = "127.0.0.1", **kwargs: bool) -> None:
+    def start_soraq(self, api_port: int, host: str = "127.0.0.1", to_file: bool = True) -> None:
         """The API, a worker for job steps and the sweep, one for webhook deliveries (a slow
         receiver never holds a thread a job needs) and one for result downloads (nor does a
         slow source); beat too on Redis."""
-        self.start("api", "api", "--host", host, "--port", str(api_port), **kwargs)
-        self.start("worker", "worker", "--queues", JOBS_QUEUE, **kwargs)
-        self.start("webhooks", "worker", "--queues", WEBHOOK_QUEUE, "--no-beat", **kwargs)
-        self.start("archive", "worker", "--queues", ARCHIVE_QUEUE, "--no-beat", **kwargs)
+        self.start("api", "api", "--host", host, "--port", str(api_port), to_file=to_file)
+        self.start("worker", "worker", "--queues", JOBS_QUEUE, to_file=to_file)
+        self.start("webhooks", "worker", "--queues", WEBHOOK_QUEUE, "--no-beat", to_file=to_file)
+        self.start("archive", "worker", "--queues", ARCHIVE_QUEUE, "--no-beat", to_file=to_file)
         if self.env.get("CELERY_BROKER_URL", "").startswith("redis"):
-            self.start("beat", "beat", **kwargs)  # the embedded broker's worker runs beat itself
+            self.start(
+                "beat", "beat", to_file=to_file
+            )  # the embedded broker's worker runs beat itself
 
     def supervise(self, stopping: list[bool]) -> int:
         """Until `stopping[0]` is set (by a signal handler) or a child exits: then stop them

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Update, update
+from sqlalchemy import Select, Update, select, update
 
 from models.job import Job
 from models.scheduler import SchedulerState
@@ -14,11 +14,12 @@ from models.scheduler import SchedulerState
 STATE = "kie"
 
 
-def record_balance(credits: float, now: datetime) -> Update:
-    """The balance as read at `now`; an older reading arriving late does not overwrite it."""
+def record_balance(credits: float, now: datetime, name: str = STATE) -> Update:
+    """Account `name`'s balance as read at `now`; an older reading arriving late does not
+    overwrite it."""
     return (
         update(SchedulerState)
-        .where(SchedulerState.name == STATE)
+        .where(SchedulerState.name == name)
         .where((SchedulerState.kie_credits_at.is_(None)) | (SchedulerState.kie_credits_at <= now))
         .values(kie_credits=credits, kie_credits_at=now)
     )
@@ -38,3 +39,9 @@ def record_charge(job_id: str, task_id: str, credits: float, source: str) -> Any
         .values(credits_reported=credits, credits_reported_from=source, credits_reserved=credits)
         .execution_options(synchronize_session=False)
     )
+
+
+def account_health() -> Select[Any]:
+    """Each account's refusal (bad key, no credits, …) and 429 pause, by name."""
+    columns = (SchedulerState.name, SchedulerState.account_reason, SchedulerState.paused_until)
+    return select(*columns)  # type: ignore[return-value]

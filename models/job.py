@@ -118,6 +118,8 @@ class Job(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     priority: Mapped[int] = mapped_column(Integer, default=1)  # 0 high, 1 normal, 2 low
     admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The upstream account (core.accounts) admission chose; fixed once createTask is sent.
+    account: Mapped[str | None] = mapped_column(String(32), default=None)
     # When a job at Kie times out (JOB_TIMEOUT from its submission).
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # While a worker holds a stage (uploading, submitting, archiving): until when. A job still

@@ -232,18 +232,21 @@ def transition(
     *,
     now: datetime | None = None,
     reason: str | None = None,
+    only_if: ColumnElement[bool] | None = None,
     **values: Any,
 ) -> bool:
-    """Move a job from `expected` to `new` (or update it in place when they are equal).
+    """Move a job from `expected` to `new` (or update it in place when they are equal);
+    `only_if`: a further condition the row must meet.
 
     Returns False when the job is no longer in `expected`: someone else moved it first.
     A real move is recorded in the job's history. The caller commits.
     """
     now = now or utcnow()
     changes = transition_values(expected, new, now, values)
-    statement = cas_update(job_id, expected, changes).returning(
-        Job.webhook_url, Job.webhook_events, Job.batch_id
-    )
+    statement = cas_update(job_id, expected, changes)
+    if only_if is not None:
+        statement = statement.where(only_if)
+    statement = statement.returning(Job.webhook_url, Job.webhook_events, Job.batch_id)
     row = session.execute(statement).first()
     moved = row is not None
     if moved and "credits_reserved" in changes:

@@ -58,6 +58,8 @@ class SandboxConfig:
                 setattr(config, name, float(value))
         config.create_rate = os.environ.get("SANDBOX_CREATE_RATE", "")
         config.max_concurrent = int(os.environ.get("SANDBOX_MAX_CONCURRENT", "0"))
+        # Another account's key (a second sandbox standing in for a second account).
+        config.kie_key = os.environ.get("SANDBOX_ACCOUNT_KEY") or config.kie_key
         return config
 
 

@@ -12,6 +12,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from core.accounts import accounts
 from core.auth_events import announce
 from core.config import (
     API_CONNECTION_LIMIT,
@@ -508,6 +509,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level, settings.resolved_log_format)
     if args.verb in _USES_VAR:
         private_folder(settings.var_dir)  # the database, uploads, videos, generated secrets
+    if args.verb in ("api", "worker", "beat"):
+        try:
+            accounts(settings)
+        except ValueError as exc:  # a broken UPSTREAMS_FILE: say what, never start
+            print(f"soraq: {exc}", file=sys.stderr)
+            return 2
     if args.verb == "migrate":
         migrate()
     elif args.verb == "api":

@@ -16,7 +16,6 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core.config import Settings
-from models.account_queries import STATE
 from models.job import Job, JobStatus
 from models.lifecycle import fail_held_past_timeout
 from models.model_state import PAUSED
@@ -31,12 +30,14 @@ def is_account_fact(exc: ExternalError) -> bool:
     return exc.code in ACCOUNT_CODES
 
 
-def pause_for(session: Session, exc: ExternalError, now: datetime, settings: Settings) -> None:
-    """Record (or prolong) the account pause; the caller commits."""
+def pause_for(
+    session: Session, name: str, exc: ExternalError, now: datetime, settings: Settings
+) -> None:
+    """Record (or prolong) account `name`'s pause; the caller commits."""
     probe_at = now + timedelta(seconds=settings.account_probe_interval)
     started = session.execute(
         update(SchedulerState)
-        .where(SchedulerState.name == STATE, SchedulerState.account_reason.is_(None))
+        .where(SchedulerState.name == name, SchedulerState.account_reason.is_(None))
         .values(
             account_reason=exc.code,
             account_paused_at=now,
@@ -46,8 +47,9 @@ def pause_for(session: Session, exc: ExternalError, now: datetime, settings: Set
     ).rowcount  # type: ignore[attr-defined]
     if started:
         log.error(
-            "Kie refused the account (%s: %s): admission is paused for every job; probing "
-            "with one createTask every %.0f s",
+            "Kie refused account %s (%s: %s): its admission is paused; probing with one "
+            "createTask every %.0f s",
+            name,
             exc.code,
             exc.message,
             settings.account_probe_interval,
@@ -55,16 +57,16 @@ def pause_for(session: Session, exc: ExternalError, now: datetime, settings: Set
         return
     session.execute(
         update(SchedulerState)
-        .where(SchedulerState.name == STATE)
+        .where(SchedulerState.name == name)
         .values(account_reason=exc.code, account_probe_at=probe_at, account_probe_job=None)
     )
 
 
-def resume(session: Session) -> None:
-    """Kie accepted a createTask: the account works again. The caller commits."""
+def resume(session: Session, name: str) -> None:
+    """Account `name` accepted a createTask: it works again. The caller commits."""
     ended = session.execute(
         update(SchedulerState)
-        .where(SchedulerState.name == STATE, SchedulerState.account_reason.is_not(None))
+        .where(SchedulerState.name == name, SchedulerState.account_reason.is_not(None))
         .values(
             account_reason=None,
             account_paused_at=None,
@@ -83,14 +85,15 @@ def resume(session: Session) -> None:
             .values(waiting_reason=None)
             .execution_options(synchronize_session=False)
         )
-        log.warning("Kie accepted a createTask again: admission resumed")
+        log.warning("account %s accepted a createTask again: its admission resumed", name)
 
 
-def pause_rate_limited(session: Session, until: datetime) -> None:
-    """Kie said 429 anyway: no admissions until `until` (the later of any two pauses)."""
+def pause_rate_limited(session: Session, name: str, until: datetime) -> None:
+    """Kie said 429 anyway: no admissions to account `name` until `until` (the later of any
+    two pauses)."""
     session.execute(
         update(SchedulerState)
-        .where(SchedulerState.name == STATE)
+        .where(SchedulerState.name == name)
         .where((SchedulerState.paused_until.is_(None)) | (SchedulerState.paused_until < until))
         .values(paused_until=until)
     )

@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Float, Select, cast, func, select, update
 from sqlalchemy.orm import Session
 
+from core.accounts import DEFAULT_ACCOUNT, Account, account_named, accounts
 from core.config import Settings
-from models.account_queries import STATE
 from models.base import utcnow
 from models.client import Client
 from models.job import Job, JobStatus, in_lock_order
@@ -48,38 +48,47 @@ _IN_FLIGHT = sorted({JobStatus.UPLOADING, JobStatus.SUBMITTING} | AT_KIE)
 class Budget:
     admitted: list[str]
     checks: int
-    state: SchedulerState
-    read_balance: bool = False  # this dispatcher claimed the next balance read
+    state: SchedulerState  # the first account's row: it holds the shared check window
+    read_balances: list[str] = field(default_factory=list)  # accounts whose read we claimed
     wake_in: float | None = None  # run the dispatcher again in this many seconds
     # Seconds until each admitted job's createTask token frees (0: free now), in order.
     starts_in: list[float] = field(default_factory=list)
 
 
-def lock_state(session: Session, now: datetime) -> SchedulerState:
-    """Take the scheduler row's lock for this transaction (an UPDATE locks on every backend)."""
+def lock_state(session: Session, now: datetime, name: str = DEFAULT_ACCOUNT) -> SchedulerState:
+    """Take account `name`'s scheduler row lock for this transaction (an UPDATE locks on
+    every backend). Several accounts' rows are always locked in priority order."""
     touched = session.execute(
-        update(SchedulerState).where(SchedulerState.name == STATE).values(touched_at=now)
+        update(SchedulerState).where(SchedulerState.name == name).values(touched_at=now)
     ).rowcount  # type: ignore[attr-defined]
     if not touched:
-        session.add(SchedulerState(name=STATE, creates=[], checks=[], touched_at=now))
+        session.add(SchedulerState(name=name, creates=[], checks=[], touched_at=now))
         session.flush()
-    state = session.get(SchedulerState, STATE, populate_existing=True)
+    state = session.get(SchedulerState, name, populate_existing=True)
     assert state is not None
     return state
 
 
-def in_flight(session: Session) -> int:
-    """Live jobs between their upload and their end at Kie (test-mode jobs are the
-    sandbox's, not Kie's)."""
+def in_flight(session: Session, name: str = DEFAULT_ACCOUNT) -> int:
+    """Live jobs of account `name` between their upload and their end upstream (test-mode
+    jobs are the sandbox's)."""
     return int(
         session.scalar(
-            select(func.count()).where(Job.status.in_(_IN_FLIGHT), Job.livemode.is_(True))
+            select(func.count()).where(
+                Job.status.in_(_IN_FLIGHT), Job.livemode.is_(True), Job.account == name
+            )
         )
         or 0
     )
 
 
-def fair_order(now: datetime, limit: int, waiting_models: list[str] | None = None) -> Select:
+def fair_order(
+    now: datetime,
+    limit: int,
+    waiting_models: list[str] | None = None,
+    served: frozenset[str] | None = None,
+    newest: bool = False,
+) -> Select:
     """Due queued jobs, interleaved across clients: a client's k-th job ranks
     (k + the jobs it already has in flight) / weight.
 
@@ -110,9 +119,12 @@ def fair_order(now: datetime, limit: int, waiting_models: list[str] | None = Non
             Job.next_check_at.is_not(None),
             Job.next_check_at <= now,
             *([Job.model.not_in(waiting_models)] if waiting_models else []),
+            *([Job.model.in_(sorted(served))] if served is not None else []),
         )
         .subquery()
     )
+    if newest:  # a refused account's probe: the job that has waited least
+        return select(queue.c.id).order_by(queue.c.created_at.desc()).limit(limit)
     return select(queue.c.id).order_by(queue.c.turn, queue.c.created_at).limit(limit)
 
 
@@ -165,46 +177,79 @@ def held_models(session: Session, now: datetime, settings: Settings) -> list[str
     return held
 
 
-def _pending_admissions(session: Session, now: datetime) -> int:
-    """Jobs admitted but not yet at their createTask (they hold a claim on the window)."""
-    return int(session.scalar(select(func.count()).where(admitted_not_submitted(now))) or 0)
+def _pending_admissions(session: Session, now: datetime, name: str) -> int:
+    """Account `name`'s jobs admitted but not yet at their createTask (they hold a claim on
+    its window)."""
+    return int(
+        session.scalar(select(func.count()).where(admitted_not_submitted(now), Job.account == name))
+        or 0
+    )
 
 
 def admit(session: Session, settings: Settings, now: datetime) -> Budget:
-    """Under the scheduler lock: admit as many queued jobs as Kie's limits allow, and say how
-    many checks may run. The caller claims the checks and commits (which releases the lock).
+    """Under the accounts' scheduler locks: admit as many queued jobs as each account's limits
+    allow, first account by priority first, and say how many checks may run. The caller
+    claims the checks and commits (which releases the locks).
 
-    Admission chooses *who* goes next; the token for the createTask itself is taken by the
-    worker right before the call (acquire_create), so that the calls Kie sees never bunch
-    past its limit however long the jobs waited in the broker."""
-    state = lock_state(session, now)
+    Admission chooses *who* goes next and *where*: each admitted job is given its account
+    (jobs.account). The token for the createTask itself is taken by the worker right before
+    the call (acquire_create), so that the calls an account sees never bunch past its limit
+    however long the jobs waited in the broker."""
+    every = accounts(settings)
+    states = [lock_state(session, now, account_.name) for account_ in every]
+    if all(state.account_reason is not None for state in states):
+        # No account can take them: jobs held past their JOB_TIMEOUT fail with the reason.
+        account.expire_waiting(session, states[0], now, settings)
+    rounds = [
+        _admit_to(session, settings, now, a, state) for a, state in zip(every, states, strict=True)
+    ]
+    admitted = [job for round_ in rounds for job in round_.admitted]
+    starts = [start for round_ in rounds for start in round_.starts_in]
+    wakes = [round_.wake_in for round_ in rounds if round_.wake_in is not None]
+    testing = admit_test_mode(session, now, settings)
+    return Budget(
+        [*admitted, *testing],
+        check_window(settings).room(states[0], now),
+        states[0],
+        [round_.state.name for round_ in rounds if round_.read_balances],
+        min(wakes) if wakes else None,
+        starts_in=[*starts, *([0.0] * len(testing))],
+    )
+
+
+def _admit_to(
+    session: Session, settings: Settings, now: datetime, upstream: Account, state: SchedulerState
+) -> Budget:
+    """One account's round: the jobs it takes now (given to it), when to wake up for it, and
+    whether this dispatcher reads its balance."""
     admitted: list[str] = []
     paused = state.paused_until is not None and state.paused_until > now
     lease = timedelta(seconds=settings.claim_lease)
-    if state.account_reason is not None:
-        account.expire_waiting(session, state, now, settings)
     window_bound = False
     frees: list[float] = []  # seconds until each create token not yet spoken for frees
     if not paused:
-        pending = _pending_admissions(session, now)
+        pending = _pending_admissions(session, now, upstream.name)
         # Admitted jobs not yet at their call have the soonest tokens; the rest are ours.
-        frees = create_window(settings).upcoming(state, now, pending + settings.sweep_batch)
-        frees = frees[pending:]
+        window = create_window(settings, upstream)
+        frees = window.upcoming(state, now, pending + settings.sweep_batch)[pending:]
         window_room = sum(1 for wait in frees if wait <= HORIZON_SECONDS)
         room = min(
             window_room,
-            settings.kie_max_in_flight - in_flight(session) - pending,
+            upstream.max_in_flight - in_flight(session, upstream.name) - pending,
             settings.sweep_batch,
         )
         window_bound = room == window_room
         low = state.account_reason == credits.LOW_CREDITS
-        if state.account_reason is not None and not low:
-            # The account is refused: one probe per interval, nothing else.
+        probing = state.account_reason is not None and not low
+        if probing:
+            # The account is refused: one probe per interval, nothing else — with the job
+            # that has waited least, so that the longest waiting go to accounts that work.
             room = 1 if room > 0 and account.take_probe(state, now, settings) else 0
         if room > 0:
-            # Only what the balance covers goes to Kie: a 402 prevented, not reported.
+            # Only what the balance covers goes to the account: a 402 prevented, not reported.
             waiting_models = held_models(session, now, settings)
-            candidates = list(session.scalars(fair_order(now, room, waiting_models)))
+            order = fair_order(now, room, waiting_models, upstream.models, newest=probing)
+            candidates = list(session.scalars(order))
             admitted = credits.affordable(session, state, candidates, now, settings)
             if candidates and not admitted:
                 credits.pause_low(session, state, now, settings)
@@ -217,21 +262,13 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
             session.execute(
                 update(Job)
                 .where(in_lock_order(dialect, Job.id.in_(admitted), Job.status == JobStatus.QUEUED))
-                .values(next_check_at=now + lease, admitted_at=now)
+                .values(next_check_at=now + lease, admitted_at=now, account=upstream.name)
                 .execution_options(synchronize_session=False)
             )
-    read_balance = credits.claim_balance_read(state, now, settings)
+    reads = [upstream.name] if credits.claim_balance_read(state, now, settings) else []
     following = frees[len(admitted)] if len(frees) > len(admitted) else None
     wake_in = _wake_up(session, state, settings, now, paused, window_bound, admitted, following)
-    testing = admit_test_mode(session, now, settings)
-    return Budget(
-        [*admitted, *testing],
-        check_window(settings).room(state, now),
-        state,
-        read_balance,
-        wake_in,
-        starts_in=[*frees[: len(admitted)], *([0.0] * len(testing))],
-    )
+    return Budget(admitted, 0, state, reads, wake_in, starts_in=frees[: len(admitted)])
 
 
 def _wake_up(
@@ -279,18 +316,23 @@ def _wake_up(
     return delay
 
 
-def acquire_create(session: Session, settings: Settings, job_id: str) -> tuple[float | None, Token]:
-    """Take one createTask token, right before the call: (None, the token) when granted, else
-    (the seconds until one frees, None). The caller commits at once (the database window holds
-    the scheduler row's lock until then).
+def acquire_create(
+    session: Session, settings: Settings, job_id: str, name: str | None = DEFAULT_ACCOUNT
+) -> tuple[float | None, Token]:
+    """Take one createTask token of account `name`, right before the call: (None, the token)
+    when granted, else (the seconds until one frees, None). The caller commits at once (the
+    database window holds the scheduler row's lock until then).
 
     The token's time is read *after* the lock is held: a token stamped before a wait for the
     lock would leave the window early and let one call too many through."""
-    window = create_window(settings)
+    upstream = account_named(settings, name)
+    window = create_window(settings, upstream)
     if window.needs_lock:
-        state = lock_state(session, utcnow())
+        state = lock_state(session, utcnow(), upstream.name)
     else:  # the Redis window is atomic on its own: the row is only read for a pause
-        state = session.get(SchedulerState, STATE, populate_existing=True) or SchedulerState()
+        state = session.get(
+            SchedulerState, upstream.name, populate_existing=True
+        ) or SchedulerState(name=upstream.name)
     now = utcnow()
     if state.paused_until is not None and state.paused_until > now:
         return (state.paused_until - now).total_seconds(), None
@@ -300,16 +342,19 @@ def acquire_create(session: Session, settings: Settings, job_id: str) -> tuple[f
     return window.take_one(state, now)
 
 
-def restamp_create(session: Session, settings: Settings, token: Token) -> None:
+def restamp_create(
+    session: Session, settings: Settings, token: Token, name: str | None = DEFAULT_ACCOUNT
+) -> None:
     """The createTask this token was taken for has been answered (or has failed): Kie counted
     it at some moment before now, so the token is held from now. Our window then never frees
     a token before Kie's does, and the dispatcher can admit at the very instant it frees.
     Commits (the database window locks the scheduler row)."""
     if token is None:
         return
-    window = create_window(settings)
+    upstream = account_named(settings, name)
+    window = create_window(settings, upstream)
     if window.needs_lock:
-        state = lock_state(session, utcnow())
+        state = lock_state(session, utcnow(), upstream.name)
         window.restamp(state, token, utcnow())
         session.commit()
     else:
@@ -322,7 +367,8 @@ def acquire_check(session: Session, settings: Settings, job_id: str) -> bool:
     frees. Commits."""
     window = check_window(settings)
     # The Redis window keeps its own log: the scheduler row is neither read nor locked for it.
-    state = lock_state(session, utcnow()) if window.needs_lock else SchedulerState()
+    first = accounts(settings)[0].name
+    state = lock_state(session, utcnow(), first) if window.needs_lock else SchedulerState()
     now = utcnow()
     wait = window.take(state, now)
     if wait is not None:

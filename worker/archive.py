@@ -75,6 +75,8 @@ def archive_now(
         return
     if not job.livemode and outbound is not None and outbound.test_mode is not None:
         outbound = outbound.test_mode  # a fresh link for a sandbox file comes from it
+    elif outbound is not None:
+        outbound = outbound.for_account(job.account)  # …and for a file of an account's task
     with tracing.job_span("soraq.job.archive", job):
         archive(session, job, settings, now, outbound)
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.config import Settings
@@ -63,10 +63,13 @@ def committed_credits(session: Session, state: SchedulerState, now: datetime) ->
     their way. Unfinished jobs only (the sweep's partial index): a finished one's charge is
     in the next reading."""
     since = state.kie_credits_at or now
-    taking = or_(
-        Job.submitted_at >= since,
-        Job.status.in_([JobStatus.UPLOADING, JobStatus.SUBMITTING]),
-        admitted_not_submitted(now),
+    taking = and_(
+        Job.account == state.name,
+        or_(
+            Job.submitted_at >= since,
+            Job.status.in_([JobStatus.UPLOADING, JobStatus.SUBMITTING]),
+            admitted_not_submitted(now),
+        ),
     )
     total = session.scalar(
         select(func.coalesce(func.sum(Job.credits_estimated), 0.0)).where(
@@ -135,32 +138,37 @@ def resume_low(session: Session, state: SchedulerState) -> None:
     )
 
 
-def read_balance(session: Session, kie: KieHTTP, settings: Settings) -> float | None:
-    """One balance read, recorded; then the low-credits episode's bookkeeping and alert."""
+def read_balance(
+    session: Session, kie: KieHTTP, settings: Settings, name: str = STATE
+) -> float | None:
+    """One balance read of account `name`, recorded; then the low-credits episode's
+    bookkeeping and alert."""
     try:
         credits = kie.credit_balance()
     except ExternalError as exc:
-        log.warning("could not read Kie's balance: %s", exc)
+        log.warning("could not read account %s's balance: %s", name, exc)
         return None
     now = utcnow()
-    session.execute(record_balance(credits, now))
+    session.execute(record_balance(credits, now, name))
     session.commit()
-    note_episode(session, credits, now, settings)
+    note_episode(session, credits, now, settings, name)
     return credits
 
 
-def note_episode(session: Session, credits: float, now: datetime, settings: Settings) -> None:
+def note_episode(
+    session: Session, credits: float, now: datetime, settings: Settings, name: str = STATE
+) -> None:
     if credits >= settings.kie_low_credits:
         session.execute(
             update(SchedulerState)
-            .where(SchedulerState.name == STATE, SchedulerState.low_credits_since.is_not(None))
+            .where(SchedulerState.name == name, SchedulerState.low_credits_since.is_not(None))
             .values(low_credits_since=None, low_credits_alert=None, low_credits_alert_attempts=0)
         )
         session.commit()
         return
     started = session.execute(
         update(SchedulerState)
-        .where(SchedulerState.name == STATE, SchedulerState.low_credits_since.is_(None))
+        .where(SchedulerState.name == name, SchedulerState.low_credits_since.is_(None))
         .values(
             low_credits_since=now,
             low_credits_alert="pending" if settings.operator_webhook_url else "logged",
@@ -170,18 +178,22 @@ def note_episode(session: Session, credits: float, now: datetime, settings: Sett
     session.commit()
     if started:
         log.error(
-            "Kie's balance is low: %.2f credits, below KIE_LOW_CREDITS (%.2f); top up the "
-            "account before admission has to pause",
+            "account %s's balance is low: %.2f credits, below KIE_LOW_CREDITS (%.2f); top up "
+            "the account before its admission has to pause",
+            name,
             credits,
             settings.kie_low_credits,
         )
-    state = session.get(SchedulerState, STATE, populate_existing=True)
+    state = session.get(SchedulerState, name, populate_existing=True)
     if state is not None and state.low_credits_alert == "pending":
         _send_alert(session, state, credits, now, settings)
 
 
-def alert_body(event_id: str, credits: float, since: datetime, settings: Settings) -> str:
+def alert_body(
+    event_id: str, credits: float, since: datetime, settings: Settings, name: str = STATE
+) -> str:
     data: dict[str, Any] = {
+        "account": name,
         "credits_remaining": credits,
         "low_credits_threshold": settings.kie_low_credits,
         "min_credits": settings.kie_min_credits,
@@ -210,7 +222,7 @@ def _send_alert(
     claimed = session.execute(
         update(SchedulerState)
         .where(
-            SchedulerState.name == STATE,
+            SchedulerState.name == state.name,
             SchedulerState.low_credits_alert == "pending",
             SchedulerState.low_credits_alert_attempts == attempts,
             or_(
@@ -227,15 +239,17 @@ def _send_alert(
     if not claimed or not settings.operator_webhook_url:
         return
     since = state.low_credits_since or now
-    event_id = f"msg_lowcredits_{int(since.timestamp())}"  # one id per episode
-    body = alert_body(event_id, credits, since, settings)
+    # One id per episode (and account: the KIE_* one's ids are as before accounts).
+    named = "" if state.name == STATE else f"{state.name}_"
+    event_id = f"msg_lowcredits_{named}{int(since.timestamp())}"
+    body = alert_body(event_id, credits, since, settings, state.name)
     sent = send_operator_event(settings, event_id, body, "low-credits alert", transport)
     outcome = "sent" if sent else "failed"
     final = outcome == "sent" or attempts + 1 >= ALERT_ATTEMPTS or sent is None
     # The attempt is over: its hold goes (a failed one may be retried by the next reader).
     session.execute(
         update(SchedulerState)
-        .where(SchedulerState.name == STATE, SchedulerState.low_credits_alert == "pending")
+        .where(SchedulerState.name == state.name, SchedulerState.low_credits_alert == "pending")
         .values(low_credits_alert_until=None, **({"low_credits_alert": outcome} if final else {}))
     )
     session.commit()

@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 
 import redis
 
+from core.accounts import DEFAULT_ACCOUNT, Account
 from core.config import Rate, Settings
 from core.once import per_process
 from models.scheduler import SchedulerState
@@ -217,23 +218,25 @@ class RedisWindow:
         return None if granted else max(0.01, wait)
 
 
-def create_window(settings: Settings) -> Window:
-    """createTask calls, with the margin for the moment between our token and Kie's count."""
-    return _window(settings, "creates", settings.create_rate, MARGIN_SECONDS)
+def create_window(settings: Settings, account: Account) -> Window:
+    """An account's createTask calls, with the margin for the moment between our token and
+    the upstream's count."""
+    return _window(settings, account.name, "creates", account.create_rate, MARGIN_SECONDS)
 
 
 def check_window(settings: Settings) -> Window:
-    """recordInfo calls: granted by the dispatcher as it claims due checks."""
-    return _window(settings, "checks", settings.check_rate, 0.0)
+    """recordInfo calls: granted by the dispatcher as it claims due checks. One window for
+    every account, at KIE_CHECK_RATE (within each account's own limit, whatever the mix)."""
+    return _window(settings, DEFAULT_ACCOUNT, "checks", settings.check_rate, 0.0)
 
 
-def _window(settings: Settings, log: Log, rate: Rate, margin: float) -> Window:
+def _window(settings: Settings, account: str, log: Log, rate: Rate, margin: float) -> Window:
     if settings.resolved_broker_url.startswith(("redis://", "rediss://")):
-        return _redis_window(settings.resolved_broker_url, log, rate, margin)
+        return _redis_window(settings.resolved_broker_url, f"soraq:{account}:{log}", rate, margin)
     return DatabaseWindow(rate, log, margin)
 
 
 @per_process
-def _redis_window(broker_url: str, log: Log, rate: Rate, margin: float) -> RedisWindow:
+def _redis_window(broker_url: str, key: str, rate: Rate, margin: float) -> RedisWindow:
     # One per process and configuration: the client keeps a pool of Redis connections.
-    return RedisWindow(broker_url, rate, f"soraq:kie:{log}", margin)
+    return RedisWindow(broker_url, rate, key, margin)

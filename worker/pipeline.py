@@ -50,6 +50,8 @@ def advance(session: Session, job_id: str, outbound: UpstreamClients, settings: 
                 session.commit()
             return
         outbound = outbound.test_mode
+    else:
+        outbound = outbound.for_account(job.account)  # the account admission gave it
     if job.status in TERMINAL and not is_orphan_with_candidate(job):
         return
     name = _STEP_NAMES.get(JobStatus(job.status), "soraq.job.step")
@@ -97,6 +99,10 @@ def _upload_lease(settings: Settings, now: datetime) -> datetime:
 def _start(
     session: Session, job: Job, outbound: UpstreamClients, settings: Settings, now: datetime
 ) -> None:
+    if job.admitted_at is None:
+        # A stray or duplicate message for a job admission has not handed out (or took back):
+        # admission alone chooses who goes next and to which account.
+        return
     has_upload = needs_upload(job) or session.scalar(
         select(JobImage.job_id).where(JobImage.job_id == job.id).limit(1)
     )

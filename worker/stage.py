@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
 from core import tracing
+from core.accounts import account_named, accounts
 from core.config import Settings
 from core.metrics import KIE_CALLS, KIE_LATENCY
 from models.base import utcnow
@@ -42,6 +43,12 @@ class UpstreamClients:
     # Sends a job to the archive queue's own workers (worker.tasks): downloading a result
     # never holds a thread that submits or watches jobs. None: archive in this task.
     archive_elsewhere: Callable[[str], None] | None = None
+    # With several upstream accounts (core.accounts): each one's clients, by name.
+    by_account: dict[str, UpstreamClients] = field(default_factory=dict)
+
+    def for_account(self, name: str | None) -> UpstreamClients:
+        """Account `name`'s clients; these (the first account's) for any other name."""
+        return self.by_account.get(name or "", self)
 
 
 def context(job: Job, **more: object) -> dict[str, object]:
@@ -64,6 +71,9 @@ def claim_stage(
         new,
         now=now,
         reason=f"a worker took the job ({new.value})",
+        # Still given to the account this worker read (not requeued and handed elsewhere
+        # since): the call goes where the row says it went.
+        only_if=Job.account.is_not_distinct_from(job.account),
         stage_lease_until=lease,
         next_check_at=lease,
         started_at=job.started_at or now,
@@ -107,11 +117,12 @@ def upstream_call(
 
 
 def requeue(
-    session: Session, job: Job, expected: JobStatus, wait: float, reason: str, **values: object
+    session: Session, job: Job, expected: JobStatus, wait: float, reason: str, **values: Any
 ) -> None:
     """Nothing was sent upstream: the job goes back to the queue for `wait` seconds, and gives
-    up its admission (it holds no createTask slot while it waits). Commits, with whatever the
-    caller wrote before in the same transaction."""
+    up its admission and its account (it holds no createTask slot while it waits, and the
+    next admission may give it another account). Commits, with whatever the caller wrote
+    before in the same transaction."""
     now = utcnow()
     transition(
         session,
@@ -122,10 +133,16 @@ def requeue(
         reason=reason,
         next_check_at=now + timedelta(seconds=wait),
         admitted_at=None,
+        account=None,
         stage_lease_until=None,
         **values,
     )
     session.commit()
+
+
+def other_accounts(settings: Settings, name: str, model: str) -> list[str]:
+    """The accounts besides `name` that serve `model` (where a job may go instead)."""
+    return [a.name for a in accounts(settings) if a.name != name and a.serves(model)]
 
 
 def retry_or_fail(
@@ -134,15 +151,19 @@ def retry_or_fail(
     """A step before the upstream accepted the task failed; it certainly holds no task."""
     now = utcnow()
     if account.is_account_fact(exc) and job.livemode:
-        # Bad key, no credits, sub-key limit: facts about the account, not this job. Every
-        # admission pauses; this job waits in the queue and costs no attempt.
-        account.pause_for(session, exc, now, settings)
+        # Bad key, no credits, sub-key limit: facts about the account, not this job. The
+        # account's admission pauses; this job goes back to the queue at no attempt's cost —
+        # to another account serving its model at once, if there is one.
+        named = account_named(settings, job.account).name
+        account.pause_for(session, named, exc, now, settings)
+        elsewhere = other_accounts(settings, named, job.model)
         requeue(
             session,
             job,
             stage,
-            settings.account_probe_interval,
-            f"{exc.code}: {exc.message} — admission paused for the account",
+            0.0 if elsewhere else settings.account_probe_interval,
+            f"{exc.code}: {exc.message} — admission paused for account {named}"
+            + (f"; the job may go to {', '.join(elsewhere)}" if elsewhere else ""),
             waiting_reason=exc.code,
         )
         return
@@ -158,7 +179,8 @@ def retry_or_fail(
         return
     delay = policy.backoff(settings, failures, exc.retry_after)
     if rate_limited:
-        account.pause_rate_limited(session, now + timedelta(seconds=delay))
+        until = now + timedelta(seconds=delay)
+        account.pause_rate_limited(session, account_named(settings, job.account).name, until)
     session.commit()
     requeue(
         session,

@@ -11,6 +11,7 @@ from sqlalchemy import case, update
 from sqlalchemy.orm import Session
 
 from catalogue import get_catalogue
+from core.accounts import account_named
 from core.config import Settings
 from core.metrics import ADMISSION_WAIT
 from models.base import utcnow
@@ -24,6 +25,7 @@ from worker.stage import (
     UpstreamClients,
     claim_stage,
     context,
+    other_accounts,
     requeue,
     retry_or_fail,
     upstream_call,
@@ -49,7 +51,7 @@ def to_submitting(
         submit(session, job, outbound, settings)
         return
     try:
-        wait, token = acquire_create(session, settings, job.id)
+        wait, token = acquire_create(session, settings, job.id, job.account)
     except Exception:
         session.rollback()
         requeue(session, job, JobStatus.SUBMITTING, 1.0, "the create limit could not be read")
@@ -57,9 +59,17 @@ def to_submitting(
     session.commit()  # frees the scheduler lock for other workers
     if wait is not None:
         # The window is full (admissions bunched up in the broker), or the account is paused
-        # and this job is not its probe: back to the queue rather than to the upstream.
+        # and this job is not its probe: back to the queue rather than to the upstream — and
+        # at once when another account serves its model (admission gives it the one with room).
+        named = account_named(settings, job.account).name
+        elsewhere = other_accounts(settings, named, job.model)
         requeue(
-            session, job, JobStatus.SUBMITTING, wait, f"waiting {wait:.2f} s for Kie's capacity"
+            session,
+            job,
+            JobStatus.SUBMITTING,
+            0.0 if elsewhere else wait,
+            f"waiting {wait:.2f} s for account {named}'s capacity"
+            + (f"; the job may go to {', '.join(elsewhere)}" if elsewhere else ""),
         )
         return
     submit(session, job, outbound, settings, token)
@@ -99,7 +109,7 @@ def submit(
             lambda: upstream.create(spec.upstream_model, body, callback),
         )
     except ExternalError as exc:
-        restamp_create(session, settings, token)
+        restamp_create(session, settings, token, job.account)
         if exc.maybe_sent:
             if settings.public_url:
                 # Callbacks are on: Kie's callback will name the task if it was made. The job
@@ -136,7 +146,7 @@ def submit(
             return
         retry_or_fail(session, job, JobStatus.SUBMITTING, exc, settings)
         return
-    restamp_create(session, settings, token)
+    restamp_create(session, settings, token, job.account)
     now = utcnow()
     wanted = "progress" in (job.webhook_events or ())
     first_check = now + timedelta(
@@ -161,7 +171,8 @@ def submit(
         next_check_at=case((Job.callback_at.is_not(None), now), else_=first_check),
     )
     if job.livemode:  # the sandbox accepting a test-mode job says nothing of Kie's account
-        account.resume(session)  # an accepted createTask ends any account pause
+        # An accepted createTask ends any pause of its account.
+        account.resume(session, account_named(settings, job.account).name)
         if recorded:
             ADMISSION_WAIT.observe(max(0.0, (now - job.created_at).total_seconds()))
     if not recorded:

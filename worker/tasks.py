@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from broker.app import celery_app
 from core import tracing
+from core.accounts import DEFAULT_ACCOUNT, accounts
 from core.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, Settings, get_settings
 from core.metrics import SWEEP_SECONDS
 from core.once import per_process
@@ -39,24 +41,29 @@ log = logging.getLogger(__name__)
 
 @per_process
 def upstream_clients() -> UpstreamClients:
-    """One set of HTTP clients (connection pools) per worker process, with the sandbox's for
-    test-mode jobs when TEST_MODE_KIE_URL is set."""
+    """One set of HTTP clients (connection pools) per worker process and upstream account
+    (the first account's are the default), with the sandbox's for test-mode jobs when
+    TEST_MODE_KIE_URL is set."""
     settings = get_settings()
-    kie_key = settings.kie_api_key.get_secret_value() if settings.kie_api_key else ""
     imgbb_key = settings.imgbb_api_key.get_secret_value() if settings.imgbb_api_key else ""
     url = settings.test_mode_kie_url
     test_mode = (
         _clients(settings, url, SANDBOX_KIE_KEY, url, SANDBOX_IMGBB_KEY, url) if url else None
     )
-    return _clients(
-        settings,
-        settings.kie_base_url,
-        kie_key,
-        settings.imgbb_base_url,
-        imgbb_key,
-        settings.kie_file_upload_url,
-        test_mode,
-    )
+    by_account = {
+        upstream.name: _clients(
+            settings,
+            upstream.base_url,
+            upstream.key.get_secret_value(),
+            settings.imgbb_base_url,
+            imgbb_key,
+            upstream.file_upload_url,
+            test_mode,
+        )
+        for upstream in accounts(settings)
+    }
+    first = next(iter(by_account.values()))
+    return replace(first, by_account=by_account) if len(by_account) > 1 else first
 
 
 def _clients(
@@ -137,8 +144,8 @@ def dispatch() -> int:
             claim_due_deliveries(dialect, now=now, limit=settings.sweep_batch, lease=lease)
         ).all()
         session.commit()
-    if budget.read_balance:
-        read_kie_balance.apply_async()
+    for name in budget.read_balances:
+        read_kie_balance.apply_async((name,))
     if budget.wake_in is not None:
         # The create window frees a token then: admit at that instant, not at the next tick.
         dispatch.apply_async(countdown=budget.wake_in, expires=budget.wake_in + 30)
@@ -186,11 +193,11 @@ def check_now(job_id: str) -> None:
 
 
 @celery_app.task(name="soraq.kie_balance")
-def read_kie_balance() -> float | None:
-    """Read the Kie account's balance (claimed by one dispatcher per interval)."""
+def read_kie_balance(name: str = DEFAULT_ACCOUNT) -> float | None:
+    """Read an account's balance (claimed by one dispatcher per interval and account)."""
     with session_scope() as session:
-        kie = upstream_clients().kie_files
-        return credits.read_balance(session, kie, get_settings()) if kie else None
+        kie = upstream_clients().for_account(name).kie_files
+        return credits.read_balance(session, kie, get_settings(), name) if kie else None
 
 
 def kie_catalogue() -> KieCatalogue | None:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from api.account_routes import read_health, routes
 from api.deps import SessionDep, SettingsDep
 from api.errors import Unauthorized, error_body
 from api.health import (
@@ -25,6 +26,7 @@ from api.health import (
 from api.metrics import DatabaseCollector
 from api.model_states import STATES
 from catalogue import get_catalogue
+from core.accounts import accounts
 from core.config import get_settings
 from models.model_state import last_report
 
@@ -107,16 +109,19 @@ _MODELS_BODY: dict[str, tuple[Any, bytes, bytes]] = {}  # the last body: (its ke
     summary="The model catalogue",
     responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
 )
-async def models(request: Request, session: SessionDep) -> Response:
+async def models(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Every model: its input schema and roles, its price (Kie's when read, else the bundled
-    table's) and status as Kie's live catalogue last said, and success rates (Kie's published
-    one, soraq's own over its last 100 finished jobs). Gzip-encoded when the client takes it;
-    serialized once per change of what it shows (about 85 schemas)."""
+    table's) and status as Kie's live catalogue last said, success rates (Kie's published
+    one, soraq's own over its last 100 finished jobs), and its routes — the upstream accounts
+    serving it, by priority, each live or paused and why. Gzip-encoded when the client takes
+    it; serialized once per change of what it shows (about 85 schemas)."""
     catalogue = get_catalogue()
     await STATES.refresh(session)
     await STATES.refresh_rates(session)
     report = await session.scalar(last_report())
-    key = (STATES.read_at, STATES.rates_at, report.id if report is not None else None)
+    every = accounts(settings)
+    health = await read_health(session, every)
+    key = (STATES.read_at, STATES.rates_at, report.id if report is not None else None, health)
     cached = _MODELS_BODY.get("models")
     if cached is None or cached[0] != key:
         body = {
@@ -128,7 +133,10 @@ async def models(request: Request, session: SessionDep) -> Response:
                 "checked_at": report.checked_at.isoformat() if report is not None else None,
                 "drift": report.summary if report is not None else None,
             },
-            "data": [STATES.describe(spec) for spec in catalogue.models.values()],
+            "data": [
+                {**STATES.describe(spec), "routes": routes(spec.id, every, health)}
+                for spec in catalogue.models.values()
+            ],
         }
         raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         cached = (key, raw, gzip.compress(raw, compresslevel=6))

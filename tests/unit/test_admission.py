@@ -126,7 +126,7 @@ def test_in_flight_jobs_cap_admission(engine: Engine) -> None:
     with Session(engine) as session:
         queue(session, {"x": 10})
         for job in session.scalars(select(Job).limit(4)):
-            job.status = JobStatus.GENERATING
+            job.status, job.account = JobStatus.GENERATING, "kie"  # at the account, generating
         session.commit()
         budget = admit(session, settings(kie_max_in_flight=5, kie_create_rate="100/10s"), utcnow())
         assert len(budget.admitted) == 1
@@ -136,7 +136,7 @@ def test_a_kie_429_pauses_admission(engine: Engine) -> None:
     with Session(engine) as session:
         queue(session, {"x": 5})
         now = utcnow()
-        pause(session, now + timedelta(seconds=3))
+        pause(session, "kie", now + timedelta(seconds=3))
         session.commit()
         assert admit(session, settings(), now).admitted == []
         session.commit()

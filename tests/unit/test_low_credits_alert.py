@@ -10,10 +10,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core.config import Settings
+from models.account_queries import STATE
 from models.base import utcnow
 from models.scheduler import SchedulerState
 from worker import credits, operator_events
-from worker.admission import STATE
 from worker.webhook_send import Answer
 
 

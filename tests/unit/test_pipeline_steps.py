@@ -306,6 +306,7 @@ def test_an_account_refusal_pauses_admission_instead_of_failing_jobs(
     # The probe's turn: the account works again, and admission resumes for everyone.
     route.respond(json=ok({"taskId": "t-9"}))
     session.execute(update(SchedulerState).values(account_probe_job=second))
+    session.execute(update(Job).where(Job.id == second).values(admitted_at=utcnow()))  # admitted
     session.commit()
     advance(session, second, clients, settings)
     assert reload(session, second).status == JobStatus.WAITING

@@ -65,9 +65,10 @@ export interface paths {
         /**
          * The model catalogue
          * @description Every model: its input schema and roles, its price (Kie's when read, else the bundled
-         *     table's) and status as Kie's live catalogue last said, and success rates (Kie's published
-         *     one, soraq's own over its last 100 finished jobs). Gzip-encoded when the client takes it;
-         *     serialized once per change of what it shows (about 85 schemas).
+         *     table's) and status as Kie's live catalogue last said, success rates (Kie's published
+         *     one, soraq's own over its last 100 finished jobs), and its routes — the upstream accounts
+         *     serving it, by priority, each live or paused and why. Gzip-encoded when the client takes
+         *     it; serialized once per change of what it shows (about 85 schemas).
          */
         get: operations["models_models_get"];
         put?: never;

@@ -1,0 +1,190 @@
+"""Upstream accounts (UPSTREAMS_FILE): what the file may say, what it may not, and how
+admission shares jobs among accounts."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from core.accounts import DEFAULT_ACCOUNT, accounts
+from core.config import SANDBOX_KIE_KEY, Rate, Settings
+from models.base import utcnow
+from models.job import Job
+from tests.unit.test_admission import queue
+from upstreams.errors import ExternalError
+from worker import account
+from worker.admission import admit
+
+TWO = """
+[[accounts]]
+name = "backup"
+provider = "kie-compatible"
+base_url = "https://kie-compatible.example/"
+key_env = "SORAQ_TEST_BACKUP_KEY"
+create_rate = "5/10s"
+max_in_flight = 7
+priority = 2
+models = ["veo3.1-fast/text-to-video"]
+
+[[accounts]]
+name = "main"
+base_url = "https://api.kie.ai"
+key_env = "SORAQ_TEST_MAIN_KEY"
+create_rate = "3/10s"
+"""
+
+
+def _settings(tmp_path: Path, text: str | None = None, **values: object) -> Settings:
+    if text is not None:
+        path = tmp_path / f"upstreams-{abs(hash(text))}.toml"
+        path.write_text(text)
+        values["upstreams_file"] = path
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SORAQ_TEST_MAIN_KEY", "sk-main-secret")
+    monkeypatch.setenv("SORAQ_TEST_BACKUP_KEY", "sk-backup-secret")
+
+
+def test_without_a_file_the_kie_settings_are_the_one_account(tmp_path: Path) -> None:
+    (only,) = accounts(
+        _settings(
+            tmp_path,
+            kie_api_key="sk-x",
+            kie_base_url="https://api.kie.ai",
+            kie_create_rate="20/10s",
+            kie_max_in_flight=9,
+        )
+    )
+    assert (only.name, only.provider, only.base_url) == (
+        DEFAULT_ACCOUNT,
+        "kie",
+        "https://api.kie.ai",
+    )
+    assert (only.create_rate, only.max_in_flight, only.models) == (Rate(20, 10.0), 9, None)
+    assert only.key.get_secret_value() == "sk-x"
+
+
+def test_a_file_gives_accounts_by_priority_with_keys_from_the_environment(tmp_path: Path) -> None:
+    main, backup = accounts(_settings(tmp_path, TWO))
+    assert (main.name, main.priority, main.create_rate, main.max_in_flight) == (
+        "main",
+        1,
+        Rate(3, 10.0),
+        100,
+    )
+    assert main.key == SecretStr("sk-main-secret")
+    assert (backup.name, backup.base_url, backup.file_upload_url) == (
+        "backup",
+        "https://kie-compatible.example",
+        "https://kie-compatible.example",  # a Kie-compatible API uploads where it lives
+    )
+    assert main.file_upload_url == "https://kieai.redpandaai.co"  # Kie's own upload host
+    assert backup.serves("veo3.1-fast/text-to-video")
+    assert not backup.serves("kling-2.6/video")
+    assert main.serves("kling-2.6/video")
+    assert "sk-main-secret" not in repr(main)
+    assert "sk-backup-secret" not in repr(backup)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (("SORAQ_TEST_MAIN_KEY", "SORAQ_TEST_UNSET_KEY"), "SORAQ_TEST_UNSET_KEY is not set"),
+        (('provider = "kie-compatible"', 'provider = "fal"'), "fal is not supported yet"),
+        (('provider = "kie-compatible"', 'provider = "replicate"'), "one of kie, kie-compatible"),
+        (('name = "backup"', 'name = "main"'), "account names repeat: main"),
+        (('name = "backup"', 'name = "Back Up!"'), "a-z, 0-9"),
+        (('create_rate = "5/10s"', 'create_rate = "fast"'), "a rate looks like 20/10s"),
+        (("max_in_flight = 7", "max_in_flight = 0"), "greater than or equal to 1"),
+        (("priority = 2", 'priority = 2\nkey = "sk-in-the-file"'), "Extra inputs"),
+        (('base_url = "https://api.kie.ai"', 'base_url = "ftp://x"'), "an http(s):// URL"),
+        (('models = ["veo3.1-fast/text-to-video"]', 'models = "some"'), '"all" or a list'),
+        (("[[accounts]]", "[[accounts"), "UPSTREAMS_FILE"),
+    ],
+)
+def test_a_wrong_file_is_refused_naming_what_is_wrong(
+    tmp_path: Path, change: tuple[str, str], said: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(said)) as refused:
+        accounts(_settings(tmp_path, TWO.replace(*change, 1)))
+    assert "sk-main-secret" not in str(refused.value)
+
+
+def test_admission_fills_the_first_account_then_the_next(engine: Engine, tmp_path: Path) -> None:
+    config = _settings(tmp_path, TWO)
+    with Session(engine) as session:
+        queue(session, {"x": 10})
+        first = admit(session, config, utcnow())
+        session.commit()
+        placed = Counter(
+            session.scalars(select(Job.account).where(Job.id.in_(first.admitted))).all()
+        )
+    # main's window holds 3, backup's 5: eight go now, each to the account that has room.
+    assert placed == {"main": 3, "backup": 5}
+
+
+def test_a_refused_account_gets_one_probe_and_the_rest_go_elsewhere(
+    engine: Engine, tmp_path: Path
+) -> None:
+    config = _settings(tmp_path, TWO, account_probe_interval=60)
+    with Session(engine) as session:
+        now = utcnow()
+        admit(session, config, now)  # the accounts' rows, before any job is queued
+        session.commit()
+        queue(session, {"x": 4})
+        refusal = ExternalError("kie_insufficient_credits", "no credits", retryable=False)
+        account.pause_for(session, "main", refusal, now, config)
+        session.commit()
+        round_ = admit(session, config, now)
+        session.commit()
+        placed = Counter(
+            session.scalars(select(Job.account).where(Job.id.in_(round_.admitted))).all()
+        )
+    assert placed == {"backup": 4}  # main waits for its probe time; its jobs go to backup
+
+
+def test_a_model_no_other_account_serves_waits_for_its_account(
+    engine: Engine, tmp_path: Path
+) -> None:
+    config = _settings(tmp_path, TWO, account_probe_interval=60)
+    with Session(engine) as session:
+        now = utcnow()
+        admit(session, config, now)  # the accounts' rows, before any job is queued
+        session.commit()
+        queue(session, {"x": 3})
+        for job in session.scalars(select(Job)):
+            job.model = "kling-2.6/text-to-video"  # backup serves Veo only
+        session.commit()
+        refusal = ExternalError("kie_unauthorized", "bad key", retryable=False)
+        account.pause_for(session, "main", refusal, now, config)
+        session.commit()
+        assert admit(session, config, now).admitted == []  # backup does not serve the model
+        session.commit()
+        later = admit(session, config, now + timedelta(seconds=61))
+        session.commit()
+        placed = Counter(
+            session.scalars(select(Job.account).where(Job.id.in_(later.admitted))).all()
+        )
+    assert placed == {"main": 1}  # at the probe's time, one job probes the refused account
+
+
+def test_production_holds_every_account_to_https_and_a_real_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SORAQ_TEST_BACKUP_KEY", SANDBOX_KIE_KEY)
+    text = TWO.replace("https://kie-compatible.example/", "http://kie-compatible.example/")
+    config = _settings(tmp_path, text)
+    object.__setattr__(config, "environment", "production")  # the rest of production aside
+    with pytest.raises(ValueError, match="account backup: base_url must be an https://") as no:
+        accounts(config)
+    assert "account backup: its key is the sandbox key" in str(no.value)
