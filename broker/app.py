@@ -46,6 +46,7 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,  # every task is idempotent: redelivery is safe, loss is not
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        worker_consumer="broker.consumer:Consumer",  # survives a broker restart (see there)
         task_ignore_result=True,  # nothing reads results; the job row is the result
         result_backend=None,
         task_serializer="json",
