@@ -8,10 +8,11 @@ from typing import Any
 
 from sqlalchemy import Select, Update, select, update
 
+from core.accounts import DEFAULT_ACCOUNT
 from models.job import Job
 from models.scheduler import SchedulerState
 
-STATE = "kie"
+STATE = DEFAULT_ACCOUNT  # the KIE_* account's row (core.accounts)
 
 
 def record_balance(credits: float, now: datetime, name: str = STATE) -> Update:

@@ -15,8 +15,10 @@ messages, not as ETA tasks — and the dispatcher admits them as capacity frees:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 
 from sqlalchemy import Float, Select, cast, func, select, update
 from sqlalchemy.orm import Session
@@ -200,8 +202,10 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
     if all(state.account_reason is not None for state in states):
         # No account can take them: jobs held past their JOB_TIMEOUT fail with the reason.
         account.expire_waiting(session, states[0], now, settings)
+    held = cache(lambda: held_models(session, now, settings))  # once a sweep, when needed
     rounds = [
-        _admit_to(session, settings, now, a, state) for a, state in zip(every, states, strict=True)
+        _admit_to(session, settings, now, a, state, held)
+        for a, state in zip(every, states, strict=True)
     ]
     admitted = [job for round_ in rounds for job in round_.admitted]
     starts = [start for round_ in rounds for start in round_.starts_in]
@@ -218,7 +222,12 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
 
 
 def _admit_to(
-    session: Session, settings: Settings, now: datetime, upstream: Account, state: SchedulerState
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    upstream: Account,
+    state: SchedulerState,
+    held: Callable[[], list[str]],
 ) -> Budget:
     """One account's round: the jobs it takes now (given to it), when to wake up for it, and
     whether this dispatcher reads its balance."""
@@ -247,8 +256,7 @@ def _admit_to(
             room = 1 if room > 0 and account.take_probe(state, now, settings) else 0
         if room > 0:
             # Only what the balance covers goes to the account: a 402 prevented, not reported.
-            waiting_models = held_models(session, now, settings)
-            order = fair_order(now, room, waiting_models, upstream.models, newest=probing)
+            order = fair_order(now, room, held(), upstream.models, newest=probing)
             candidates = list(session.scalars(order))
             admitted = credits.affordable(session, state, candidates, now, settings)
             if candidates and not admitted:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -133,18 +133,30 @@ def test_admission_fills_the_first_account_then_the_next(engine: Engine, tmp_pat
     assert placed == {"main": 3, "backup": 5}
 
 
-def test_a_refused_account_gets_one_probe_and_the_rest_go_elsewhere(
+def _main_refused(
+    session: Session, config: Settings, jobs: int, model: str | None = None
+) -> datetime:
+    """The accounts' rows, then `jobs` queued (of `model`), then main refused: its first
+    probe is due ACCOUNT_PROBE_INTERVAL from now."""
+    now = utcnow()
+    admit(session, config, now)  # the accounts' rows, before any job is queued
+    session.commit()
+    queue(session, {"x": jobs})
+    if model is not None:
+        for job in session.scalars(select(Job)):
+            job.model = model
+    refusal = ExternalError("kie_insufficient_credits", "no credits", retryable=False)
+    account.pause_for(session, "main", refusal, now, config)
+    session.commit()
+    return now
+
+
+def test_a_refused_account_takes_nothing_before_its_probe_and_the_rest_go_elsewhere(
     engine: Engine, tmp_path: Path
 ) -> None:
     config = _settings(tmp_path, TWO, account_probe_interval=60)
     with Session(engine) as session:
-        now = utcnow()
-        admit(session, config, now)  # the accounts' rows, before any job is queued
-        session.commit()
-        queue(session, {"x": 4})
-        refusal = ExternalError("kie_insufficient_credits", "no credits", retryable=False)
-        account.pause_for(session, "main", refusal, now, config)
-        session.commit()
+        now = _main_refused(session, config, 4)
         round_ = admit(session, config, now)
         session.commit()
         placed = Counter(
@@ -158,16 +170,7 @@ def test_a_model_no_other_account_serves_waits_for_its_account(
 ) -> None:
     config = _settings(tmp_path, TWO, account_probe_interval=60)
     with Session(engine) as session:
-        now = utcnow()
-        admit(session, config, now)  # the accounts' rows, before any job is queued
-        session.commit()
-        queue(session, {"x": 3})
-        for job in session.scalars(select(Job)):
-            job.model = "kling-2.6/text-to-video"  # backup serves Veo only
-        session.commit()
-        refusal = ExternalError("kie_unauthorized", "bad key", retryable=False)
-        account.pause_for(session, "main", refusal, now, config)
-        session.commit()
+        now = _main_refused(session, config, 3, "kling-2.6/text-to-video")  # backup: Veo only
         assert admit(session, config, now).admitted == []  # backup does not serve the model
         session.commit()
         later = admit(session, config, now + timedelta(seconds=61))
