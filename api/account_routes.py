@@ -1,5 +1,6 @@
 """Where each model can go: its routes (the accounts serving it) and their health, for
-GET /models — names, providers and pauses only, never a key or an address."""
+GET /models — names, providers and pauses only, never a key or an address — and the account
+a new job is pinned to, if any."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.accounts import Account
+from api.schemas import JobCreate
+from catalogue import ModelSpec
+from core.accounts import Account, accounts
+from core.config import Settings
+from core.errors import InvalidRequest
 from models.account_queries import account_health
 from models.base import utcnow
 
@@ -44,3 +49,43 @@ def routes(model_id: str, every: tuple[Account, ...], health: Health) -> list[di
             }
         )
     return shown
+
+
+def pinned_route(
+    request: JobCreate, spec: ModelSpec, settings: Settings, continued: list[str]
+) -> str | None:
+    """The account a new job must go to (None: any account serving its model).
+
+    - it continues an earlier task (`continued`: the accounts those tasks are at): there,
+      since a task exists at one account only;
+    - the client pinned it (`route`): there, if that account serves the model;
+    - the client forbade failover: its model's first route by priority.
+    A model no account serves is refused here, not left to wait for its timeout."""
+    every = accounts(settings)
+    serving = [a.name for a in every if a.serves(spec.id)]
+    listed = ", ".join(serving) or "none"
+    if not serving:
+        raise InvalidRequest("model", f"no upstream account of this service serves {spec.id}")
+    if request.route is not None and request.route not in serving:
+        known = any(a.name == request.route for a in every)
+        raise InvalidRequest(
+            "route",
+            (f"account {request.route} does not serve {spec.id}" if known else "no such account")
+            + f"; this model's routes are: {listed}",
+        )
+    at = sorted(set(continued))
+    if len(at) > 1:
+        raise InvalidRequest("inputs", f"the tasks to continue are at different accounts ({at})")
+    if at:
+        if at[0] not in serving:
+            raise InvalidRequest(
+                "inputs", f"the task to continue is at account {at[0]}, which no longer serves it"
+            )
+        if request.route is not None and request.route != at[0]:
+            raise InvalidRequest(
+                "route", f"the task this job continues is at account {at[0]}, not {request.route}"
+            )
+        return at[0]
+    if request.route is not None:
+        return request.route
+    return None if request.failover else serving[0]

@@ -118,6 +118,19 @@ class JobCreate(BaseModel):
     priority: Literal["high", "normal", "low"] = Field(
         "normal", description="Order among this client's own queued jobs."
     )
+    route: str | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="Pin the job to one upstream account (a `routes[].account` of its model "
+        "in GET /models): it goes there only, and waits while that account cannot take it "
+        "(`waiting_reason` says why). Default: the first account by priority that can.",
+    )
+    failover: bool = Field(
+        True,
+        description="false: the job stays with its model's first route (by priority) and "
+        "waits while it is paused, instead of moving to the next one.",
+    )
 
     def model_fields_given(self) -> dict[str, Any]:
         """What the model's schema checks: the prompt and every field beyond soraq's own."""

@@ -13,6 +13,7 @@ from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import idempotency
+from api.account_routes import read_health
 from api.auth import ClientIdentity
 from api.budgets import budget_check, refuse_if_over_budget
 from api.cursors import decode_cursor, encode_cursor
@@ -35,7 +36,7 @@ from api.validation import (
     validate_request,
 )
 from core import tracing
-from core.accounts import DEFAULT_ACCOUNT
+from core.accounts import DEFAULT_ACCOUNT, Account
 from core.config import Rate, Settings, parse_rate
 from core.metrics import ORPHAN_TASKS
 from media import store
@@ -55,7 +56,6 @@ from models.job_queries import (
 )
 from models.lifecycle import AT_KIE, NEW_DELIVERIES, TERMINAL, transition
 from models.one_trip import can_send_together, commit_together
-from models.scheduler import SchedulerState
 from models.spend import add_spend, add_spend_for_new_job, day_of, sync_spend
 from models.webhook import WebhookDelivery
 from views.jobs import PRIORITIES
@@ -141,6 +141,7 @@ def build_job(
         if valid.request.webhook_events
         else None,
         priority=PRIORITIES[valid.request.priority],
+        route=valid.route,
         livemode=client.livemode,
         batch_id=None,
         # A test-mode job goes to the sandbox: it costs nothing and counts against no budget.
@@ -339,13 +340,18 @@ async def queue_position(session: AsyncSession, job: Job) -> int | None:
     return 1 + int(await session.scalar(jobs_ahead(job)) or 0)
 
 
-async def account_waiting_reason(session: AsyncSession, job: Job) -> str | None:
-    """While the account is refused, every queued live job waits for the same reason (a
-    test-mode job's account is the sandbox)."""
+async def account_waiting_reason(
+    session: AsyncSession, job: Job, every: tuple[Account, ...]
+) -> str | None:
+    """While every account the job may go to (its pinned route, else each serving its
+    model) is refused or rate-limited, it waits for the first one's reason (a test-mode
+    job's account is the sandbox)."""
     if job.status != JobStatus.QUEUED or not job.livemode:
         return None
-    state = await session.get(SchedulerState, "kie", populate_existing=True)
-    return state.account_reason if state is not None else None
+    routes = [a for a in every if (a.name == job.route if job.route else a.serves(job.model))]
+    health = await read_health(session, tuple(routes))
+    reasons = [reason or ("kie_rate_limited" if limited else None) for _, reason, limited in health]
+    return reasons[0] if reasons and all(reasons) else None
 
 
 async def latest_deliveries(session: AsyncSession, jobs: list[Job]) -> dict[str, WebhookDelivery]:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import anyio.to_thread
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.account_routes import pinned_route
 from api.errors import NotFound
 from api.model_states import STATES
 from api.schemas import JobCreate
@@ -385,8 +386,9 @@ class ValidRequest:
     sources: list[ImageSource]
     estimate: float
     webhook_url: str | None
-    # Each earlier job an input names, as found (its task id for a task role).
+    # Each earlier job an input names, as found (its task id and account for a task role).
     chained: dict[int, dict[str, Any]] = field(default_factory=dict)
+    route: str | None = None  # the account the job is pinned to (api.account_routes)
 
     def stored_images(
         self,
@@ -482,7 +484,9 @@ async def validate_request(
         await check_webhook_url(request.webhook_url, settings) if request.webhook_url else None
     )
     estimate = STATES.estimate(spec, params)  # Kie's price when read, else the bundled
-    return ValidRequest(request, spec, params, sources, estimate, webhook_url, chained)
+    continued = [entry["account"] for entry in chained.values() if entry.get("account")]
+    route = pinned_route(request, spec, settings, continued)
+    return ValidRequest(request, spec, params, sources, estimate, webhook_url, chained, route)
 
 
 async def chain_inputs(
@@ -533,7 +537,8 @@ async def chain_inputs(
                     f"job {job.id}'s task is older than Kie keeps tasks "
                     f"({settings.kie_task_retention_days:g} days)",
                 )
-            chained[position] = {"task_id": job.kie_task_id}
+            # The task exists at one account only: the new job must go there too.
+            chained[position] = {"task_id": job.kie_task_id, "account": job.account}
             continue
         videos = (job.result or {}).get("videos") or []
         video = videos[source.index] if 0 <= source.index < len(videos) else None

@@ -120,6 +120,9 @@ class Job(Base):
     admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # The upstream account (core.accounts) admission chose; fixed once createTask is sent.
     account: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The account the client pinned the job to (`route`, or `failover: false`): admission
+    # gives it to that account only, and it waits while that account cannot take it.
+    route: Mapped[str | None] = mapped_column(String(32), default=None)
     # When a job at Kie times out (JOB_TIMEOUT from its submission).
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # While a worker holds a stage (uploading, submitting, archiving): until when. A job still

@@ -30,4 +30,9 @@ def make_client(
         headers={"User-Agent": USER_AGENT, **(headers or {})},
         transport=transport,
         follow_redirects=False,
+        # An idle connection is dropped before any common server's keep-alive timeout
+        # (uvicorn's is 5 s, httpx's default expiry too): a request written to a connection
+        # the server is closing at that instant fails with no answer, and for a createTask
+        # that means "maybe sent" — a job held for its callback instead of simply retried.
+        limits=httpx.Limits(keepalive_expiry=2.0),
     )

@@ -166,6 +166,14 @@ class JobOut(BaseModel):
         None, description="While generating: when the video is expected, from recent runs."
     )
     usage: JobUsage = Field(default_factory=JobUsage)
+    route: str | None = Field(
+        None, description="The upstream account the job is pinned to (`route` or `failover`)."
+    )
+    account: str | None = Field(
+        None,
+        description="The upstream account admission gave the job (GET /models → routes); "
+        "fixed once its task was created there. None until admitted.",
+    )
     livemode: bool = Field(
         True, description="False for a test-mode key's job: it ran on the sandbox, free."
     )
@@ -229,6 +237,8 @@ class JobOut(BaseModel):
             if job.status in (JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.ARCHIVING)
             else None,
             usage=JobUsage.of(job),
+            route=job.route,
+            account=job.account,
             livemode=job.livemode,
             deleted=erased,
         ).model_copy(update=estimate(job))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import Float, Select, cast, func, select, update
+from sqlalchemy import Float, Select, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.accounts import DEFAULT_ACCOUNT, Account, account_named, accounts
@@ -90,6 +90,7 @@ def fair_order(
     waiting_models: list[str] | None = None,
     served: frozenset[str] | None = None,
     newest: bool = False,
+    account: str | None = None,
 ) -> Select:
     """Due queued jobs, interleaved across clients: a client's k-th job ranks
     (k + the jobs it already has in flight) / weight.
@@ -112,7 +113,7 @@ def fair_order(
     weight = func.coalesce(Client.weight, 1)
     rank = cast(position + func.coalesce(held.c.held, 0), Float) / cast(weight, Float)
     queue = (
-        select(Job.id, Job.created_at, rank.label("turn"))
+        select(Job.id, Job.created_at, Job.route, rank.label("turn"))
         .outerjoin(Client, Client.id == Job.client_id)
         .outerjoin(held, held.c.client_id == Job.client_id)
         .where(
@@ -122,11 +123,16 @@ def fair_order(
             Job.next_check_at <= now,
             *([Job.model.not_in(waiting_models)] if waiting_models else []),
             *([Job.model.in_(sorted(served))] if served is not None else []),
+            # A job pinned to another account (jobs.route) is not this one's to take.
+            *([or_(Job.route.is_(None), Job.route == account)] if account is not None else []),
         )
         .subquery()
     )
-    if newest:  # a refused account's probe: the job that has waited least
-        return select(queue.c.id).order_by(queue.c.created_at.desc()).limit(limit)
+    if newest:
+        # A refused account's probe: a job pinned to it (it can go nowhere else), else the
+        # job that has waited least (the longest waiting go to accounts that work).
+        pinned_first = queue.c.route.is_(None)  # False sorts first
+        return select(queue.c.id).order_by(pinned_first, queue.c.created_at.desc()).limit(limit)
     return select(queue.c.id).order_by(queue.c.turn, queue.c.created_at).limit(limit)
 
 
@@ -256,7 +262,7 @@ def _admit_to(
             room = 1 if room > 0 and account.take_probe(state, now, settings) else 0
         if room > 0:
             # Only what the balance covers goes to the account: a 402 prevented, not reported.
-            order = fair_order(now, room, held(), upstream.models, newest=probing)
+            order = fair_order(now, room, held(), upstream.models, probing, upstream.name)
             candidates = list(session.scalars(order))
             admitted = credits.affordable(session, state, candidates, now, settings)
             if candidates and not admitted:

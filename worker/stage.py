@@ -140,9 +140,12 @@ def requeue(
     session.commit()
 
 
-def other_accounts(settings: Settings, name: str, model: str) -> list[str]:
-    """The accounts besides `name` that serve `model` (where a job may go instead)."""
-    return [a.name for a in accounts(settings) if a.name != name and a.serves(model)]
+def other_accounts(settings: Settings, name: str, job: Job) -> list[str]:
+    """The accounts besides `name` that serve the job's model (where it may go instead);
+    none for a job pinned to its account (jobs.route)."""
+    if job.route is not None:
+        return []
+    return [a.name for a in accounts(settings) if a.name != name and a.serves(job.model)]
 
 
 def retry_or_fail(
@@ -156,7 +159,7 @@ def retry_or_fail(
         # to another account serving its model at once, if there is one.
         named = account_named(settings, job.account).name
         account.pause_for(session, named, exc, now, settings)
-        elsewhere = other_accounts(settings, named, job.model)
+        elsewhere = other_accounts(settings, named, job)
         requeue(
             session,
             job,

@@ -62,7 +62,7 @@ def to_submitting(
         # and this job is not its probe: back to the queue rather than to the upstream — and
         # at once when another account serves its model (admission gives it the one with room).
         named = account_named(settings, job.account).name
-        elsewhere = other_accounts(settings, named, job.model)
+        elsewhere = other_accounts(settings, named, job)
         requeue(
             session,
             job,

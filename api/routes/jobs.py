@@ -26,6 +26,7 @@ from api.limits import MAX_BODY_BYTES
 from api.params import ERRORS, JobId
 from api.schemas import JobCreate, JobPage
 from catalogue import ROLES, get_catalogue
+from core.accounts import accounts
 from core.config import get_settings
 from core.errors import InvalidRequest
 from core.images import MAX_IMAGE_BYTES
@@ -287,7 +288,7 @@ async def get_job(
 async def _job_view(session: AsyncSession, job: Job) -> JobOut:
     deliveries = await service.latest_deliveries(session, [job])
     position = await service.queue_position(session, job)
-    reason = await service.account_waiting_reason(session, job)
+    reason = await service.account_waiting_reason(session, job, accounts(get_settings()))
     if job.status in AT_KIE:
         await estimates.refresh(session, job.model)
     return JobOut.of(job, deliveries.get(job.id), position, reason)

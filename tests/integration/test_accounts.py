@@ -185,6 +185,26 @@ def test_jobs_go_to_the_first_account_then_flow_to_the_second_when_it_runs_dry(
     assert "127.0.0.1" not in shown
     assert all(key not in shown for key in KEYS.values())
 
+    # A job pinned to a (by `route`, or by forbidding failover: a is the model's first
+    # route) waits with a's reason while a is dry; nothing else does.
+    pinned = stack.create(prompt=_unique("pinned to a"), route="a")
+    stays = stack.create(prompt=_unique("no failover"), failover=False)
+    assert (pinned["route"], stays["route"]) == ("a", "a")
+    free = stack.create(prompt=_unique("free to fail over"))
+    assert stack.wait(free["id"])["status"] == "succeeded"
+    for job in (pinned, stays):
+        seen = stack.api.get(f"/jobs/{job['id']}").json()
+        assert seen["status"] == "queued", _history(stack, job["id"])
+        assert seen["waiting_reason"] == "kie_insufficient_credits"
+    assert not any(
+        two.created()[name][job["input"]["prompt"]]
+        for name in ("a", "b")
+        for job in (pinned, stays)
+    )
+    wrong = stack.api.post("/jobs", json={"prompt": "x", "route": "c"})
+    assert wrong.status_code == 422
+    assert "this model's routes are: a, b" in wrong.text
+
     # Account a is topped up: its next probe is accepted and new jobs prefer it again. (A
     # refusal answered just before the top-up may pause it once more, for one probe
     # interval: so what is asked is three jobs in a row at a, within half a minute.)
@@ -196,5 +216,9 @@ def test_jobs_go_to_the_first_account_then_flow_to_the_second_when_it_runs_dry(
         assert stack.wait(job_id)["status"] == "succeeded"
         in_a_row = in_a_row + 1 if two.accounts_of([job_id])[job_id] == "a" else 0
     assert in_a_row == 3
+    for job in (pinned, stays):  # the pinned jobs went to a, and only there
+        assert _wait(stack, job["id"])["status"] == "succeeded"
+        assert two.accounts_of([job["id"]])[job["id"]] == "a"
+        assert two.created()["b"][job["input"]["prompt"]] == 0
     routes = next(m for m in stack.api.get("/models").json()["data"] if m["id"] == veo["id"])
     assert [r["status"] for r in routes["routes"]] == ["live", "live"]

@@ -13,8 +13,12 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from api.account_routes import pinned_route
+from api.schemas import JobCreate
+from catalogue import get_catalogue
 from core.accounts import DEFAULT_ACCOUNT, accounts
 from core.config import SANDBOX_KIE_KEY, Rate, Settings
+from core.errors import InvalidRequest
 from models.base import utcnow
 from models.job import Job
 from tests.unit.test_admission import queue
@@ -191,3 +195,87 @@ def test_production_holds_every_account_to_https_and_a_real_key(
     with pytest.raises(ValueError, match="account backup: base_url must be an https://") as no:
         accounts(config)
     assert "account backup: its key is the sandbox key" in str(no.value)
+
+
+def test_a_pinned_job_waits_for_its_account_while_the_rest_go_elsewhere(
+    engine: Engine, tmp_path: Path
+) -> None:
+    config = _settings(tmp_path, TWO, account_probe_interval=60)
+    with Session(engine) as session:
+        now = _main_refused(session, config, 4)
+        pinned = session.scalars(select(Job).order_by(Job.created_at).limit(1)).one()
+        pinned.route = "main"
+        pinned_id = pinned.id
+        session.commit()
+        round_ = admit(session, config, now)
+        session.commit()
+        assert pinned_id not in round_.admitted
+        assert len(round_.admitted) == 3  # the others went to backup
+        later = admit(session, config, now + timedelta(seconds=61))
+        session.commit()
+        assert pinned_id in later.admitted
+        # main's probe is the job pinned to it
+        assert session.scalar(select(Job.account).where(Job.id == pinned_id)) == "main"
+
+
+def _job(**fields: object) -> JobCreate:
+    return JobCreate.model_validate({"prompt": "a cat", **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "continued", "pinned"),
+    [
+        ({}, [], None),  # anywhere serving the model
+        ({"route": "backup"}, [], "backup"),
+        ({"failover": False}, [], "main"),  # the model's first route, by priority
+        ({}, ["backup"], "backup"),  # a continued task is at one account only
+        ({"route": "backup"}, ["backup"], "backup"),
+    ],
+)
+def test_where_a_new_job_is_pinned(
+    tmp_path: Path, fields: dict[str, object], continued: list[str], pinned: str | None
+) -> None:
+    spec = get_catalogue().get("veo3.1-fast/text-to-video")
+    config = _settings(tmp_path, TWO)
+    assert pinned_route(_job(**fields), spec, config, continued) == pinned
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "continued", "said"),
+    [
+        (
+            "veo3.1-fast/text-to-video",
+            {"route": "elsewhere"},
+            [],
+            "no such account; this model's routes are: main, backup",
+        ),
+        (
+            "kling-2.6/text-to-video",
+            {"route": "backup"},
+            [],
+            "account backup does not serve kling-2.6/text-to-video; this model's routes are: main",
+        ),
+        (
+            "veo3.1-fast/text-to-video",
+            {"route": "main"},
+            ["backup"],
+            "the task this job continues is at account backup, not main",
+        ),
+        ("veo3.1-fast/text-to-video", {}, ["main", "backup"], "at different accounts"),
+        ("kling-2.6/text-to-video", {}, ["backup"], "at account backup, which no longer"),
+    ],
+)
+def test_a_route_that_cannot_be_kept_is_refused_with_the_routes_there_are(
+    tmp_path: Path, model: str, fields: dict[str, object], continued: list[str], said: str
+) -> None:
+    config = _settings(tmp_path, TWO)
+    with pytest.raises(InvalidRequest, match=re.escape(said)):
+        pinned_route(_job(**fields), get_catalogue().get(model), config, continued)
+
+
+def test_a_model_no_account_serves_is_refused(tmp_path: Path) -> None:
+    only_veo = TWO.split('[[accounts]]\nname = "main"')[0]
+    config = _settings(tmp_path, only_veo)
+    spec = get_catalogue().get("kling-2.6/text-to-video")
+    with pytest.raises(InvalidRequest, match="no upstream account of this service serves"):
+        pinned_route(_job(), spec, config, [])

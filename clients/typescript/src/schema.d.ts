@@ -473,6 +473,16 @@ export interface components {
             eta?: string | null;
             usage?: components["schemas"]["JobUsage"];
             /**
+             * Route
+             * @description The upstream account the job is pinned to (`route` or `failover`).
+             */
+            route?: string | null;
+            /**
+             * Account
+             * @description The upstream account admission gave the job (GET /models → routes); fixed once its task was created there. None until admitted.
+             */
+            account?: string | null;
+            /**
              * Livemode
              * @description False for a test-mode key's job: it ran on the sandbox, free.
              * @default true
@@ -777,6 +787,17 @@ export interface components {
              * @enum {string}
              */
             priority?: "high" | "normal" | "low";
+            /**
+             * Route
+             * @description Pin the job to one upstream account (a `routes[].account` of its model in GET /models): it goes there only, and waits while that account cannot take it (`waiting_reason` says why). Default: the first account by priority that can.
+             */
+            route?: string | null;
+            /**
+             * Failover
+             * @description false: the job stays with its model's first route (by priority) and waits while it is paused, instead of moving to the next one.
+             * @default true
+             */
+            failover?: boolean;
         } & {
             [key: string]: unknown;
         };
@@ -849,6 +870,16 @@ export interface components {
              */
             eta?: string | null;
             usage?: components["schemas"]["JobUsage"];
+            /**
+             * Route
+             * @description The upstream account the job is pinned to (`route` or `failover`).
+             */
+            route?: string | null;
+            /**
+             * Account
+             * @description The upstream account admission gave the job (GET /models → routes); fixed once its task was created there. None until admitted.
+             */
+            account?: string | null;
             /**
              * Livemode
              * @description False for a test-mode key's job: it ran on the sandbox, free.
