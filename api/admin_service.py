@@ -14,7 +14,10 @@ from api.cursors import decode_cursor, encode_cursor
 from api.errors import Conflict, NotFound, NotRetryable
 from api.nudge import Nudger
 from api.service import get_job
+from core.accounts import accounts
+from core.config import get_settings
 from core.errors import InvalidRequest
+from models.account_queries import account_rows, in_flight_by_account
 from models.admin_queries import (
     admin_jobs_page,
     counts_by_status_and_model,
@@ -31,7 +34,6 @@ from models.client import Client
 from models.event import JobEvent
 from models.job import Job, JobStatus
 from models.lifecycle import record_event, retry
-from models.scheduler import SchedulerState
 from models.webhook import DeliveryState, WebhookDelivery
 
 WINDOW_PATTERN = r"^(\d{1,6})([smhd])$"  # also declared in the OpenAPI document
@@ -187,7 +189,7 @@ async def stats(session: AsyncSession, window: timedelta) -> dict[str, Any]:
         },
         "queue_depth": {status: n for status, n in (await session.execute(queue_depth())).all()},
         "oldest_due_seconds": round((now - oldest).total_seconds(), 3) if oldest else None,
-        "kie_credits": await _balance(session),
+        **_with_first(await _balances(session)),
         "storage_bytes": {
             name: int(total or 0)
             for name, total in (await session.execute(storage_by_client())).all()
@@ -195,14 +197,35 @@ async def stats(session: AsyncSession, window: timedelta) -> dict[str, Any]:
     }
 
 
-async def _balance(session: AsyncSession) -> dict[str, Any]:
-    """The Kie account's balance as last read, and whether admission is paused for it."""
-    state = await session.get(SchedulerState, "kie", populate_existing=True)
-    if state is None:
-        return {"remaining": None, "read_at": None, "low_since": None, "paused": None}
-    return {
-        "remaining": state.kie_credits,
-        "read_at": state.kie_credits_at.isoformat() if state.kie_credits_at else None,
-        "low_since": state.low_credits_since.isoformat() if state.low_credits_since else None,
-        "paused": state.account_reason,
-    }
+async def _balances(session: AsyncSession) -> dict[str, dict[str, Any]]:
+    """Each upstream account's balance as last read, whether its admission is paused and
+    why, and its jobs in flight — by name, in priority order."""
+    now = utcnow()
+    rows = {row.name: row for row in (await session.execute(account_rows())).all()}
+    busy = dict((await session.execute(in_flight_by_account())).all())
+    shown = {}
+    for upstream in accounts(get_settings()):
+        row = rows.get(upstream.name)
+        until = row.paused_until if row is not None else None
+        shown[upstream.name] = {
+            "provider": upstream.provider,
+            "remaining": row.kie_credits if row is not None else None,
+            "read_at": _iso(row.kie_credits_at if row is not None else None),
+            "low_since": _iso(row.low_credits_since if row is not None else None),
+            "paused": row.account_reason if row is not None else None,
+            "rate_limited_until": _iso(until if until is not None and until > now else None),
+            "in_flight": int(busy.get(upstream.name, 0)),
+            "max_in_flight": upstream.max_in_flight,
+        }
+    return shown
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _with_first(balances: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`accounts`, and `kie_credits` as before accounts: the first account's figures."""
+    first = next(iter(balances.values()))
+    keys = ("remaining", "read_at", "low_since", "paused")
+    return {"kie_credits": {key: first[key] for key in keys}, "accounts": balances}

@@ -10,7 +10,9 @@ import anyio.to_thread
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.scheduler import SchedulerState
+from core.accounts import accounts
+from core.config import get_settings
+from models.account_queries import account_rows
 
 
 @lru_cache
@@ -66,11 +68,16 @@ async def check_storage() -> tuple[bool, str]:
 
 
 async def check_account(session: AsyncSession) -> tuple[bool, str]:
-    """Kie refusing the account (key, credits, sub-key limit) means no job can start."""
+    """Every upstream account refused (key, credits, sub-key limit) means no job can start;
+    one still accepted is enough (the others' jobs go to it)."""
+    names = [upstream.name for upstream in accounts(get_settings())]
     try:
-        state = await session.get(SchedulerState, "kie", populate_existing=True)
+        rows = (await session.execute(account_rows())).all()
     except Exception as exc:  # the database check reports the cause
         return False, f"unknown: {type(exc).__name__}"
-    if state is not None and state.account_reason:
-        return False, f"Kie refuses the account ({state.account_reason}): admission is paused"
-    return True, "accepted"
+    refused = {row.name: row.account_reason for row in rows if row.account_reason}
+    said = ", ".join(f"{name} ({refused[name]})" for name in names if name in refused)
+    if names and all(name in refused for name in names):
+        whom = "the account" if len(names) == 1 else "every account"
+        return False, f"the upstream refuses {whom}: {said}; admission is paused"
+    return True, f"accepted; refused: {said}" if said else "accepted"

@@ -10,14 +10,15 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import Engine, func, select
 
+from core.accounts import accounts
 from core.config import get_settings
+from models.account_queries import account_rows, in_flight_by_account
 from models.admin_queries import jobs_past_lease, oldest_due, queue_depth, storage_by_client
 from models.base import utcnow
 from models.db import get_engine
 from models.job import Job, JobStatus
 from models.lifecycle import TERMINAL
 from models.model_state import ModelState
-from models.scheduler import SchedulerState
 from models.webhook import WebhookDelivery
 
 UNFINISHED = [status.value for status in JobStatus if status not in TERMINAL]
@@ -32,6 +33,7 @@ class DatabaseCollector:
 
     def collect(self) -> Iterator[Metric]:
         engine = self.engine or get_engine()
+        every = accounts(get_settings())
         jobs = CounterMetricFamily(
             "soraq_jobs",
             "Jobs by current status and model (a job counts once, under the status it has now)",
@@ -51,12 +53,25 @@ class DatabaseCollector:
         )
         credits = GaugeMetricFamily(
             "soraq_kie_credits_remaining",
-            "The Kie account's balance in credits, as last read (absent until the first read)",
+            "Each upstream account's balance in credits, as last read (absent until the "
+            "first read)",
+            labels=["account"],
         )
         paused = GaugeMetricFamily(
             "soraq_account_paused",
-            "1 while Kie refuses the account and admission is paused, by reason",
-            labels=["reason"],
+            "1 while the upstream refuses the account and its admission is paused, by reason",
+            labels=["account", "reason"],
+        )
+        limited = GaugeMetricFamily(
+            "soraq_account_rate_limited",
+            "1 while the account's admission waits out a 429's Retry-After",
+            labels=["account"],
+        )
+        in_flight = GaugeMetricFamily(
+            "soraq_account_in_flight",
+            "Live jobs between their upload and their end upstream, by account (its "
+            "max_in_flight caps it)",
+            labels=["account"],
         )
         models_out = GaugeMetricFamily(
             "soraq_models_unavailable",
@@ -74,7 +89,9 @@ class DatabaseCollector:
         )
         create_limit = GaugeMetricFamily(
             "soraq_kie_create_limit_per_second",
-            "Kie's createTask limit for the account as configured (KIE_CREATE_RATE)",
+            "Each account's createTask limit as configured (KIE_CREATE_RATE, or its "
+            "create_rate in UPSTREAMS_FILE)",
+            labels=["account"],
         )
         with engine.connect() as connection:
             rows: list[Any] = list(
@@ -95,15 +112,22 @@ class DatabaseCollector:
                 select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)
             ):
                 webhooks.add_metric([state], count)
-            account = connection.execute(
-                select(
-                    SchedulerState.account_reason,
-                    SchedulerState.kie_credits,
-                    SchedulerState.touched_at,
-                ).where(SchedulerState.name == "kie")
-            ).first()
-            if account is not None and account.touched_at is not None:
-                sweep_age.add_metric([], max(0.0, (now - account.touched_at).total_seconds()))
+            states = {row.name: row for row in connection.execute(account_rows())}
+            sweeps = [row.touched_at for row in states.values() if row.touched_at is not None]
+            if sweeps:  # every dispatcher round touches every account's row
+                sweep_age.add_metric([], max(0.0, (now - max(sweeps)).total_seconds()))
+            busy: dict[str, int] = dict(connection.execute(in_flight_by_account()).all())
+            for upstream in every:
+                row = states.get(upstream.name)
+                reason = row.account_reason if row is not None else None
+                paused.add_metric([upstream.name, reason or ""], 1.0 if reason else 0.0)
+                until = row.paused_until if row is not None else None
+                limited.add_metric([upstream.name], 1.0 if until and until > now else 0.0)
+                if row is not None and row.kie_credits is not None:
+                    credits.add_metric([upstream.name], float(row.kie_credits))
+                in_flight.add_metric([upstream.name], float(busy.get(upstream.name, 0)))
+                rate = upstream.create_rate
+                create_limit.add_metric([upstream.name], rate.count / rate.window)
             unavailable = dict(
                 connection.execute(
                     select(ModelState.status, func.count())
@@ -114,13 +138,7 @@ class DatabaseCollector:
             for status in ("paused", "gone"):
                 models_out.add_metric([status], float(unavailable.get(status, 0)))
             past_lease.add_metric([], float(connection.execute(jobs_past_lease(now)).scalar() or 0))
-            reason = account.account_reason if account else None
-            paused.add_metric([reason or ""], 1.0 if reason else 0.0)
-            if account is not None and account.kie_credits is not None:
-                credits.add_metric([], float(account.kie_credits))
             for client, total in connection.execute(storage_by_client()):
                 storage.add_metric([client], float(total or 0))
-        rate = get_settings().create_rate
-        create_limit.add_metric([], rate.count / rate.window)
         yield from (jobs, depth, oldest, webhooks, paused, storage, credits)
-        yield from (models_out, past_lease, sweep_age, create_limit)
+        yield from (models_out, past_lease, sweep_age, create_limit, limited, in_flight)

@@ -213,7 +213,13 @@ class Stats(BaseModel):
     )
     kie_credits: dict[str, Any] = Field(
         default_factory=dict,
-        description="The Kie account's balance: remaining, read_at, low_since, paused",
+        description="The first upstream account's balance: remaining, read_at, low_since, "
+        "paused (as before accounts; `accounts` has every one)",
+    )
+    accounts: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="account → provider, remaining (credits), read_at, low_since, paused "
+        "(the refusal), rate_limited_until, in_flight, max_in_flight — by priority",
     )
 
 

@@ -19,8 +19,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, multiproces
 
 KIE_CALLS = Counter(
     "soraq_kie_calls_total",
-    "Calls to Kie by endpoint, result code and API family",
-    ["endpoint", "code", "family"],
+    "Calls to Kie by endpoint, result code, API family and upstream account (a test-mode "
+    "job's: sandbox)",
+    ["endpoint", "code", "family", "account"],
 )
 KIE_LATENCY = Histogram(
     "soraq_kie_call_seconds",

@@ -1,15 +1,15 @@
-"""Queries about the Kie account's credits: its balance (on the scheduler row) and what each
-job was charged."""
+"""Queries about the upstream accounts: each one's balance, pauses and work in flight (on its
+scheduler row and its jobs), and what each job was charged."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Update, select, update
+from sqlalchemy import Select, Update, func, select, update
 
 from core.accounts import DEFAULT_ACCOUNT
-from models.job import Job
+from models.job import IN_FLIGHT, Job
 from models.scheduler import SchedulerState
 
 STATE = DEFAULT_ACCOUNT  # the KIE_* account's row (core.accounts)
@@ -46,3 +46,25 @@ def account_health() -> Select[Any]:
     """Each account's refusal (bad key, no credits, …) and 429 pause, by name."""
     columns = (SchedulerState.name, SchedulerState.account_reason, SchedulerState.paused_until)
     return select(*columns)  # type: ignore[return-value]
+
+
+def account_rows() -> Select[Any]:
+    """Every account's scheduler row: refusal, 429 pause, balance, last sweep."""
+    return select(  # type: ignore[return-value]
+        SchedulerState.name,
+        SchedulerState.account_reason,
+        SchedulerState.account_paused_at,
+        SchedulerState.paused_until,
+        SchedulerState.kie_credits,
+        SchedulerState.kie_credits_at,
+        SchedulerState.low_credits_since,
+        SchedulerState.touched_at,
+    )
+
+
+def in_flight_by_account() -> Select[Any]:
+    """Live jobs in flight, by the account they were given."""
+    counts = select(Job.account, func.count())
+    return counts.where(  # type: ignore[return-value]
+        Job.status.in_(IN_FLIGHT), Job.livemode.is_(True), Job.account.is_not(None)
+    ).group_by(Job.account)

@@ -42,6 +42,13 @@ class JobStatus(StrEnum):
     CANCELED = "canceled"
 
 
+# Between a job's upload and its end upstream: what counts against an account's max_in_flight.
+IN_FLIGHT = sorted(
+    {JobStatus.UPLOADING, JobStatus.SUBMITTING}
+    | {JobStatus.WAITING, JobStatus.QUEUING, JobStatus.GENERATING}
+)
+
+
 def new_job_id() -> str:
     return "job_" + secrets.token_hex(12)
 

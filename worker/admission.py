@@ -27,7 +27,7 @@ from core.accounts import DEFAULT_ACCOUNT, Account, account_named, accounts
 from core.config import Settings
 from models.base import utcnow
 from models.client import Client
-from models.job import Job, JobStatus, in_lock_order
+from models.job import IN_FLIGHT, Job, JobStatus, in_lock_order
 from models.job_queries import admitted_not_submitted
 from models.lifecycle import AT_KIE, fail_held_past_timeout
 from models.model_state import PAUSED, hold_queued, unavailable_models
@@ -43,7 +43,6 @@ from worker.limiter import Token, check_window, create_window
 LEAD_SECONDS = 0.1
 COALESCE_SECONDS = 0.15
 HORIZON_SECONDS = LEAD_SECONDS + COALESCE_SECONDS
-_IN_FLIGHT = sorted({JobStatus.UPLOADING, JobStatus.SUBMITTING} | AT_KIE)
 
 
 @dataclass
@@ -77,7 +76,7 @@ def in_flight(session: Session, name: str = DEFAULT_ACCOUNT) -> int:
     return int(
         session.scalar(
             select(func.count()).where(
-                Job.status.in_(_IN_FLIGHT), Job.livemode.is_(True), Job.account == name
+                Job.status.in_(IN_FLIGHT), Job.livemode.is_(True), Job.account == name
             )
         )
         or 0
@@ -103,10 +102,10 @@ def fair_order(
     )
     held = (
         select(Job.client_id, func.count().label("held"))
-        # (At most KIE_MAX_IN_FLIGHT rows, through the status index. Jobs admitted but not yet
+        # (At most KIE_MAXIN_FLIGHT rows, through the status index. Jobs admitted but not yet
         # at their call are left out: counting them would read the whole queue, and they are
         # there for a fraction of a second.)
-        .where(Job.status.in_(_IN_FLIGHT))
+        .where(Job.status.in_(IN_FLIGHT))
         .group_by(Job.client_id)
         .subquery()
     )

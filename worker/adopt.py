@@ -53,7 +53,7 @@ def adopt(
     info: TaskInfo | None = None
     try:
         info = upstream_call(
-            session, job.id, "recordInfo", spec.upstream, lambda: upstream.read(task_id)
+            session, job, "recordInfo", spec.upstream, lambda: upstream.read(task_id)
         )
     except ExternalError as exc:
         if exc.retryable:

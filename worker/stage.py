@@ -85,13 +85,20 @@ def claim_stage(
 
 
 def upstream_call(
-    session: Session, job_id: str, endpoint: str, upstream: str, call: Callable[[], T]
+    session: Session,
+    job: Job,
+    endpoint: str,
+    upstream: str,
+    call: Callable[[], T],
 ) -> T:
-    """Make one upstream call, and record its outcome in the job's history and the metrics."""
+    """Make one upstream call, and record its outcome in the job's history and the metrics
+    (by account: a test-mode job's is the sandbox)."""
+    job_id, account_name = job.id, job.account or ("sandbox" if not job.livemode else "")
     started = time.monotonic()
     code, message = "200", "success"
     # The HTTP span (httpx's instrumentation) is its child; this one names the call.
-    with tracing.span(f"{upstream} {endpoint}", **{"soraq.upstream": upstream}) as span:
+    attributes = {"soraq.upstream": upstream, "soraq.account": account_name}
+    with tracing.span(f"{upstream} {endpoint}", **attributes) as span:
         try:
             return call()
         except ExternalError as exc:
@@ -100,7 +107,7 @@ def upstream_call(
             raise
         finally:
             latency = time.monotonic() - started
-            KIE_CALLS.labels(endpoint, code, upstream).inc()
+            KIE_CALLS.labels(endpoint, code, upstream, account_name).inc()
             KIE_LATENCY.labels(endpoint).observe(latency)
             record_event(
                 session,
@@ -109,6 +116,7 @@ def upstream_call(
                 detail={
                     "endpoint": endpoint,
                     "upstream": upstream,
+                    **({"account": account_name} if account_name else {}),
                     "code": code,
                     "msg": message[:300],
                     "latency_ms": round(latency * 1000),

@@ -103,7 +103,7 @@ def submit(
     try:
         task_id = upstream_call(
             session,
-            job.id,
+            job,
             "createTask",
             spec.upstream,
             lambda: upstream.create(spec.upstream_model, body, callback),

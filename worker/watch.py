@@ -37,7 +37,7 @@ def check(
     try:
         task_id = job.kie_task_id
         info = upstream_call(
-            session, job.id, "recordInfo", spec.upstream, lambda: upstream.read(task_id)
+            session, job, "recordInfo", spec.upstream, lambda: upstream.read(task_id)
         )
     except ExternalError as exc:
         if not exc.retryable:

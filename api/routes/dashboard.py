@@ -28,12 +28,13 @@ from api.schemas import AdminJobOut, DeliveryOut, EventOut
 from api.service import cancel_job, erase_job
 from api.throttle import refuse_failure
 from catalogue import get_catalogue
+from core.accounts import accounts
 from core.config import get_settings
+from models.account_queries import account_rows
 from models.admin import live_session, new_session, revoke_session
 from models.base import utcnow
 from models.job import Job, JobStatus
 from models.model_state import last_report
-from models.scheduler import SchedulerState
 from models.usage_queries import daily_by_client
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -71,29 +72,50 @@ def _human_bytes(count: int) -> str:
 
 
 async def _account(session: AsyncSession) -> dict[str, Any]:
-    """For the header: storage used, Kie's balance, and the banner shown while admission is
-    paused for the account."""
+    """For the header: storage used, each upstream account's balance, and a banner for each
+    account whose admission is paused."""
     used = await session.scalar(select(func.coalesce(func.sum(Job.media_bytes), 0)))
     shown: dict[str, Any] = {"storage_used": _human_bytes(int(used or 0))}
     report = await session.scalar(last_report())
     if report is not None and report.summary != "in step with Kie":
         shown["catalogue_notice"] = report.summary
         shown["catalogue_checked"] = report.checked_at.isoformat(timespec="seconds")
-    state = await session.get(SchedulerState, "kie", populate_existing=True)
     settings = get_settings()
-    if state is not None and state.kie_credits is not None:
-        shown["kie_credits"] = f"{state.kie_credits:,.0f}"
-        shown["kie_usd"] = f"{state.kie_credits * settings.credit_usd_rate:,.2f}"
-        shown["kie_low"] = state.kie_credits < settings.kie_low_credits
-    if state is None or state.account_reason is None:
-        return shown
+    every = accounts(settings)
+    rows = {row.name: row for row in (await session.execute(account_rows())).all()}
+    balances, banners = [], []
+    for upstream in every:
+        row = rows.get(upstream.name)
+        if row is None:
+            continue
+        # One account (the default) is simply "Kie", as before accounts.
+        label = "Kie" if len(every) == 1 else upstream.name
+        if row.kie_credits is not None:
+            balances.append(
+                {
+                    "label": label,
+                    "credits": f"{row.kie_credits:,.0f}",
+                    "usd": f"{row.kie_credits * settings.credit_usd_rate:,.2f}",
+                    "low": row.kie_credits < settings.kie_low_credits,
+                }
+            )
+        if row.account_reason is not None:
+            banners.append(
+                {
+                    "account": "the account" if len(every) == 1 else f"account {upstream.name}",
+                    "reason": row.account_reason,
+                    "credits": f"{row.kie_credits:,.0f}" if row.kie_credits is not None else "?",
+                    "since": row.account_paused_at.isoformat(timespec="seconds")
+                    if row.account_paused_at
+                    else None,
+                    "others": [a.name for a in every if a.name != upstream.name],
+                }
+            )
     return {
         **shown,
-        "account_reason": state.account_reason,
-        "account_since": state.account_paused_at.isoformat(timespec="seconds")
-        if state.account_paused_at
-        else None,
-        "probe_interval": f"{get_settings().account_probe_interval:g}",
+        "balances": balances,
+        "banners": banners,
+        "probe_interval": f"{settings.account_probe_interval:g}",
     }
 
 

@@ -185,6 +185,23 @@ def test_jobs_go_to_the_first_account_then_flow_to_the_second_when_it_runs_dry(
     assert "127.0.0.1" not in shown
     assert all(key not in shown for key in KEYS.values())
 
+    # Metrics, readiness and the admin figures are per account: a is paused, b carries on.
+    metrics = stack.api.get("/metrics").text
+    assert 'soraq_account_paused{account="a",reason="kie_insufficient_credits"} 1.0' in metrics
+    assert 'soraq_account_paused{account="b",reason=""} 0.0' in metrics
+    assert 'soraq_kie_calls_total{account="b",code="200",endpoint="createTask"' in metrics
+    assert 'soraq_account_in_flight{account="a"}' in metrics
+    ready = stack.api.get("/readyz")
+    assert ready.status_code == 200  # b still takes jobs
+    assert (
+        ready.json()["checks"]["kie_account"] == "accepted; refused: a (kie_insufficient_credits)"
+    )
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    figures = stack.api.get("/admin/stats", headers=admin).json()["accounts"]
+    assert list(figures) == ["a", "b"]
+    assert (figures["a"]["paused"], figures["b"]["paused"]) == ("kie_insufficient_credits", None)
+    assert figures["b"]["max_in_flight"] == 100
+
     # A job pinned to a (by `route`, or by forbidding failover: a is the model's first
     # route) waits with a's reason while a is dry; nothing else does.
     pinned = stack.create(prompt=_unique("pinned to a"), route="a")

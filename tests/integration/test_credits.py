@@ -186,7 +186,9 @@ def test_parallel_requests_never_reserve_past_the_cap(stack: Stack) -> None:
 
 def _gauge(stack: Stack) -> float | None:
     text = stack.api.get("/metrics").text
-    match = re.search(r"^soraq_kie_credits_remaining ([0-9.e+]+)$", text, re.MULTILINE)
+    match = re.search(
+        r'^soraq_kie_credits_remaining\{account="kie"\} ([0-9.e+]+)$', text, re.MULTILINE
+    )
     return float(match.group(1)) if match else None
 
 

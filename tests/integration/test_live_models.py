@@ -171,7 +171,7 @@ def test_a_402_during_a_burst_pauses_admission_and_every_job_succeeds_after(
         ready = stack.api.get("/readyz")
         assert ready.status_code == 503
         assert "kie_insufficient_credits" in ready.json()["error"]["message"]
-        assert 'soraq_account_paused{reason="kie_insufficient_credits"} 1.0' in (
+        assert 'soraq_account_paused{account="kie",reason="kie_insufficient_credits"} 1.0' in (
             stack.api.get("/metrics").text
         )
         time.sleep(4)  # a few probe intervals of 1 s

@@ -228,6 +228,12 @@ def test_metrics_count_kie_calls_from_the_worker_and_jobs_from_the_database(stac
     stack.wait(stack.create(prompt=unique("measured"))["id"])
     text = stack.api.get("/metrics").text
     # Written by the worker process, summed by the API's /metrics (multiprocess mode).
-    assert 'soraq_kie_calls_total{code="200",endpoint="createTask",family="kie-veo"}' in text
+    assert (
+        'soraq_kie_calls_total{account="kie",code="200",endpoint="createTask",family="kie-veo"}'
+        in text
+    )
+    # Each account's figures (one account here: the KIE_* one, named kie).
+    assert 'soraq_account_in_flight{account="kie"}' in text
+    assert 'soraq_kie_create_limit_per_second{account="kie"}' in text
     assert 'soraq_kie_call_seconds_bucket{endpoint="recordInfo"' in text
     assert 'soraq_jobs_total{model="veo3.1-fast/text-to-video",status="succeeded"}' in text

@@ -989,10 +989,19 @@ export interface components {
             };
             /**
              * Kie Credits
-             * @description The Kie account's balance: remaining, read_at, low_since, paused
+             * @description The first upstream account's balance: remaining, read_at, low_since, paused (as before accounts; `accounts` has every one)
              */
             kie_credits?: {
                 [key: string]: unknown;
+            };
+            /**
+             * Accounts
+             * @description account → provider, remaining (credits), read_at, low_since, paused (the refusal), rate_limited_until, in_flight, max_in_flight — by priority
+             */
+            accounts?: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
             };
         };
         /**
