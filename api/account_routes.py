@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.schemas import JobCreate
 from catalogue import ModelSpec
-from core.accounts import Account, accounts
+from catalogue.accounts import Account, accounts
 from core.config import Settings
 from core.errors import InvalidRequest
 from models.account_queries import account_health

@@ -14,7 +14,7 @@ from api.cursors import decode_cursor, encode_cursor
 from api.errors import Conflict, NotFound, NotRetryable
 from api.nudge import Nudger
 from api.service import get_job
-from core.accounts import accounts
+from catalogue.accounts import accounts
 from core.config import get_settings
 from core.errors import InvalidRequest
 from models.account_queries import account_rows, in_flight_by_account

@@ -20,8 +20,8 @@ from api.routes import admin, batches, content, dashboard, jobs, kie, meta, usag
 from api.scoped import UnderPrefix
 from api.security_headers import DashboardHeaders
 from api.sessions import session_signing_key
+from catalogue.accounts import accounts
 from core import tracing
-from core.accounts import accounts
 from core.auth_events import file_epoch, listen
 from core.config import get_settings
 from core.logs import setup_logging

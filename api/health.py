@@ -10,7 +10,7 @@ import anyio.to_thread
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.accounts import accounts
+from catalogue.accounts import accounts
 from core.config import get_settings
 from models.account_queries import account_rows
 

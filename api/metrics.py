@@ -10,7 +10,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import Engine, func, select
 
-from core.accounts import accounts
+from catalogue.accounts import accounts
 from core.config import get_settings
 from models.account_queries import account_rows, in_flight_by_account
 from models.admin_queries import jobs_past_lease, oldest_due, queue_depth, storage_by_client

@@ -35,8 +35,8 @@ from api.validation import (
     request_fingerprint,
     validate_request,
 )
+from catalogue.accounts import DEFAULT_ACCOUNT, Account
 from core import tracing
-from core.accounts import DEFAULT_ACCOUNT, Account
 from core.config import Rate, Settings, parse_rate
 from core.metrics import ORPHAN_TASKS
 from media import store

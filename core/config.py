@@ -148,7 +148,7 @@ class Settings(BaseSettings):
 
     kie_api_key: SecretStr | None = None
     kie_base_url: str = "https://api.kie.ai"
-    # A TOML file of upstream accounts (core.accounts); unset: the one KIE_* account.
+    # A TOML file of upstream accounts (catalogue.accounts); unset: the one KIE_* account.
     upstreams_file: Path | None = None
     imgbb_api_key: SecretStr | None = None
     imgbb_base_url: str = "https://api.imgbb.com"
@@ -325,7 +325,7 @@ class Settings(BaseSettings):
             ("IMGBB_API_KEY", self.imgbb_api_key, SANDBOX_IMGBB_KEY),
         ):
             if name == "KIE_API_KEY" and self.upstreams_file is not None:
-                continue  # the accounts' keys: core.accounts holds them to the same rules
+                continue  # the accounts' keys: catalogue.accounts holds them to the same rules
             if key is None or not key.get_secret_value():
                 problems.append(f"{name} is not set")
             elif key.get_secret_value() == sandbox_key:

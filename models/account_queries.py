@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy import Select, Update, func, select, update
 
-from core.accounts import DEFAULT_ACCOUNT
+from catalogue.accounts import DEFAULT_ACCOUNT
 from models.job import IN_FLIGHT, Job
 from models.scheduler import SchedulerState
 
-STATE = DEFAULT_ACCOUNT  # the KIE_* account's row (core.accounts)
+STATE = DEFAULT_ACCOUNT  # the KIE_* account's row (catalogue.accounts)
 
 
 def record_balance(credits: float, now: datetime, name: str = STATE) -> Update:

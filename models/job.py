@@ -125,7 +125,7 @@ class Job(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     priority: Mapped[int] = mapped_column(Integer, default=1)  # 0 high, 1 normal, 2 low
     admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    # The upstream account (core.accounts) admission chose; fixed once createTask is sent.
+    # The upstream account (catalogue.accounts) admission chose; fixed once createTask is sent.
     account: Mapped[str | None] = mapped_column(String(32), default=None)
     # The account the client pinned the job to (`route`, or `failover: false`): admission
     # gives it to that account only, and it waits while that account cannot take it.

@@ -12,7 +12,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from core.accounts import accounts
+from catalogue.accounts import accounts
 from core.auth_events import announce
 from core.config import (
     API_CONNECTION_LIMIT,

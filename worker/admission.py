@@ -23,7 +23,7 @@ from functools import cache
 from sqlalchemy import Float, Select, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.accounts import DEFAULT_ACCOUNT, Account, account_named, accounts
+from catalogue.accounts import DEFAULT_ACCOUNT, Account, account_named, accounts
 from core.config import Settings
 from models.base import utcnow
 from models.client import Client
@@ -52,6 +52,9 @@ class Budget:
     state: SchedulerState  # the first account's row: it holds the shared check window
     read_balances: list[str] = field(default_factory=list)  # accounts whose read we claimed
     wake_in: float | None = None  # run the dispatcher again in this many seconds
+    # Every account's wake-up (the soonest is wake_in): each account's window frees on its
+    # own clock, and one wake-up for all would leave the others to the next sweep tick.
+    wakes_in: list[float] = field(default_factory=list)
     # Seconds until each admitted job's createTask token frees (0: free now), in order.
     starts_in: list[float] = field(default_factory=list)
 
@@ -223,7 +226,18 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
         [round_.state.name for round_ in rounds if round_.read_balances],
         min(wakes) if wakes else None,
         starts_in=[*starts, *([0.0] * len(testing))],
+        wakes_in=coalesced(wakes),
     )
+
+
+def coalesced(wakes: list[float]) -> list[float]:
+    """The wake-ups worth sending: one round admits every token freeing within
+    COALESCE_SECONDS after its own, so a wake-up that close after an earlier one adds nothing."""
+    kept: list[float] = []
+    for wake in sorted(wakes):
+        if not kept or wake - kept[-1] > COALESCE_SECONDS:
+            kept.append(wake)
+    return kept
 
 
 def _admit_to(

@@ -18,7 +18,7 @@ from typing import Literal, Protocol
 
 import redis
 
-from core.accounts import DEFAULT_ACCOUNT, Account
+from catalogue.accounts import DEFAULT_ACCOUNT, Account
 from core.config import Rate, Settings
 from core.once import per_process
 from models.scheduler import SchedulerState

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from catalogue.accounts import account_named, accounts
 from core import tracing
-from core.accounts import account_named, accounts
 from core.config import Settings
 from core.metrics import KIE_CALLS, KIE_LATENCY
 from models.base import utcnow
@@ -43,7 +43,7 @@ class UpstreamClients:
     # Sends a job to the archive queue's own workers (worker.tasks): downloading a result
     # never holds a thread that submits or watches jobs. None: archive in this task.
     archive_elsewhere: Callable[[str], None] | None = None
-    # With several upstream accounts (core.accounts): each one's clients, by name.
+    # With several upstream accounts (catalogue.accounts): each one's clients, by name.
     by_account: dict[str, UpstreamClients] = field(default_factory=dict)
 
     def for_account(self, name: str | None) -> UpstreamClients:

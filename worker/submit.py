@@ -11,7 +11,7 @@ from sqlalchemy import case, update
 from sqlalchemy.orm import Session
 
 from catalogue import get_catalogue
-from core.accounts import account_named
+from catalogue.accounts import account_named
 from core.config import Settings
 from core.metrics import ADMISSION_WAIT
 from models.base import utcnow

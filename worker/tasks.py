@@ -14,8 +14,8 @@ from sqlalchemy import delete, event
 from sqlalchemy.orm import Session
 
 from broker.app import celery_app
+from catalogue.accounts import DEFAULT_ACCOUNT, accounts
 from core import tracing
-from core.accounts import DEFAULT_ACCOUNT, accounts
 from core.config import SANDBOX_IMGBB_KEY, SANDBOX_KIE_KEY, Settings, get_settings
 from core.metrics import SWEEP_SECONDS
 from core.once import per_process
@@ -146,9 +146,10 @@ def dispatch() -> int:
         session.commit()
     for name in budget.read_balances:
         read_kie_balance.apply_async((name,))
-    if budget.wake_in is not None:
-        # The create window frees a token then: admit at that instant, not at the next tick.
-        dispatch.apply_async(countdown=budget.wake_in, expires=budget.wake_in + 30)
+    for wake_in in budget.wakes_in:
+        # An account's create window frees a token then: admit at that instant, not at the
+        # next tick.
+        dispatch.apply_async(countdown=wake_in, expires=wake_in + 30)
     jobs = [*budget.admitted, *checks]
     # An admitted job whose token frees in a moment reaches its worker at that moment.
     starts = [*budget.starts_in, *([0.0] * len(checks))]

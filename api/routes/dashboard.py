@@ -28,7 +28,7 @@ from api.schemas import AdminJobOut, DeliveryOut, EventOut
 from api.service import cancel_job, erase_job
 from api.throttle import refuse_failure
 from catalogue import get_catalogue
-from core.accounts import accounts
+from catalogue.accounts import accounts
 from core.config import get_settings
 from models.account_queries import account_rows
 from models.admin import live_session, new_session, revoke_session

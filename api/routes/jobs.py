@@ -26,7 +26,7 @@ from api.limits import MAX_BODY_BYTES
 from api.params import ERRORS, JobId
 from api.schemas import JobCreate, JobPage
 from catalogue import ROLES, get_catalogue
-from core.accounts import accounts
+from catalogue.accounts import accounts
 from core.config import get_settings
 from core.errors import InvalidRequest
 from core.images import MAX_IMAGE_BYTES

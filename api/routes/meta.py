@@ -26,7 +26,7 @@ from api.health import (
 from api.metrics import DatabaseCollector
 from api.model_states import STATES
 from catalogue import get_catalogue
-from core.accounts import accounts
+from catalogue.accounts import accounts
 from core.config import get_settings
 from models.model_state import last_report
 

@@ -4,7 +4,7 @@ Revision ID: 0019
 Revises: 0018
 Create Date: 2026-12-03 14:10:00
 
-- `jobs.account`: the upstream account (core.accounts) admission gave the job; it stays once
+- `jobs.account`: the upstream account (catalogue.accounts) admission gave the job; it stays once
   the createTask is sent. Unfinished live jobs made before accounts existed went to the one
   KIE_* account, whose name is `kie`.
 

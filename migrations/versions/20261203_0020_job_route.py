@@ -4,7 +4,7 @@ Revision ID: 0020
 Revises: 0019
 Create Date: 2026-12-03 17:20:00
 
-- `jobs.route`: the account (core.accounts) the client pinned the job to (`"route"`, or
+- `jobs.route`: the account (catalogue.accounts) the client pinned the job to (`"route"`, or
   `"failover": false` — then the first account serving its model when it was made). Admission
   gives such a job to that account only; None lets it go to any account serving its model.
 

@@ -6,6 +6,7 @@ was. With one, a TOML file of `[[accounts]]` tables (README: "Accounts and failo
     [[accounts]]
     name = "kie-main"          # shown in history, /models and logs
     provider = "kie"           # kie | kie-compatible (a Kie-shaped API at another address)
+                               # | fal (fal.ai's queue API: catalogue/fal.toml's models)
     base_url = "https://api.kie.ai"
     key_env = "KIE_API_KEY"    # the key is read from this variable, never from the file
     create_rate = "20/10s"
@@ -27,11 +28,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from catalogue.fal import fal_routes
 from core.config import SANDBOX_KIE_KEY, Rate, Settings, parse_rate, upstream_url_problem
 from core.once import per_process
 
 DEFAULT_ACCOUNT = "kie"  # the KIE_* account's name (its scheduler row predates accounts)
-PROVIDERS = ("kie", "kie-compatible")
+PROVIDERS = ("kie", "kie-compatible", "fal")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
@@ -74,7 +76,7 @@ class _AccountEntry(BaseModel):
     @field_validator("provider")
     @classmethod
     def _provider(cls, value: str) -> str:
-        if value == "fal":
+        if value == "fal":  # until the pipeline sends fal its own requests (issue 26)
             raise ValueError("fal is not supported yet (issue 26): kie or kie-compatible")
         if value not in PROVIDERS:
             raise ValueError(f"one of {', '.join(PROVIDERS)}")
@@ -170,6 +172,17 @@ def _from_file(path: Path, default_upload_url: str) -> tuple[Account, ...]:
         upload = entry.file_upload_url or (
             default_upload_url if entry.provider == "kie" else base_url
         )
+        served = None if entry.models == "all" else frozenset(entry.models)
+        if entry.provider == "fal":
+            # fal serves the models catalogue/fal.toml maps, and no others.
+            routed = frozenset(fal_routes())
+            unrouted = sorted((served or routed) - routed)
+            if unrouted:
+                raise ValueError(
+                    f"UPSTREAMS_FILE {path}: account {entry.name}: no fal route for "
+                    f"{', '.join(unrouted)} (catalogue/fal.toml)"
+                )
+            served = served or routed
         found.append(
             Account(
                 entry.name,
@@ -180,7 +193,7 @@ def _from_file(path: Path, default_upload_url: str) -> tuple[Account, ...]:
                 entry.max_in_flight,
                 entry.priority,
                 upload,
-                None if entry.models == "all" else frozenset(entry.models),
+                served,
             )
         )
     return tuple(sorted(found, key=lambda account: account.priority))
