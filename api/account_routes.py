@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.schemas import JobCreate
 from catalogue import ModelSpec
 from catalogue.accounts import Account, accounts
+from catalogue.fal import fal_routes
 from core.config import Settings
 from core.errors import InvalidRequest
 from models.account_queries import account_health
@@ -40,14 +41,16 @@ def routes(model_id: str, every: tuple[Account, ...], health: Health) -> list[di
         if not account.serves(model_id):
             continue
         why = reason or ("rate_limited" if limited else None)
-        shown.append(
-            {
-                "account": account.name,
-                "provider": account.provider,
-                "status": "paused" if why else "live",
-                "reason": why,
-            }
-        )
+        route: dict[str, Any] = {
+            "account": account.name,
+            "provider": account.provider,
+            "status": "paused" if why else "live",
+            "reason": why,
+        }
+        if account.provider == "fal":  # fal's own endpoint, and what it cannot honour
+            fal = fal_routes()[model_id]
+            route |= {"upstream_model": fal.endpoint, "ignores": fal.ignored}
+        shown.append(route)
     return shown
 
 
@@ -89,3 +92,8 @@ def pinned_route(
     if request.route is not None:
         return request.route
     return None if request.failover else serving[0]
+
+
+def served_by_fal(settings: Settings, model_id: str) -> bool:
+    """Whether a fal account serves the model (Kie's pauses do not hold it back there)."""
+    return any(a.provider == "fal" and a.serves(model_id) for a in accounts(settings))

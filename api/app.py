@@ -16,7 +16,7 @@ from api.auth import KeyCache
 from api.events import EventHub
 from api.limits import BodySizeLimit
 from api.nudge import Nudger
-from api.routes import admin, batches, content, dashboard, jobs, kie, meta, usage
+from api.routes import admin, batches, content, dashboard, fal, jobs, kie, meta, usage
 from api.scoped import UnderPrefix
 from api.security_headers import DashboardHeaders
 from api.sessions import session_signing_key
@@ -121,6 +121,7 @@ def create_app() -> FastAPI:
     app.include_router(batches.router)
     app.include_router(content.router)
     app.include_router(kie.router)
+    app.include_router(fal.router)
     app.include_router(admin.router)
     app.include_router(usage.router)
     app.include_router(dashboard.router)

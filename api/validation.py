@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import anyio.to_thread
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.account_routes import pinned_route
+from api.account_routes import pinned_route, served_by_fal
 from api.errors import NotFound
 from api.model_states import STATES
 from api.schemas import JobCreate
@@ -462,7 +462,8 @@ async def validate_request(
     spec = catalogue.get(request.model or catalogue.default_model(has_image=has_image))
     if session is not None:
         await STATES.refresh(session)
-    STATES.refuse_if_unavailable(catalogue, spec)  # paused or gone at Kie (its live catalogue)
+    if not served_by_fal(settings, spec.id):  # fal does not follow Kie's pauses
+        STATES.refuse_if_unavailable(catalogue, spec)  # paused or gone at Kie (its live catalogue)
     params = spec.validate(request.model_fields_given())
     prompt = request.prompt or ""
     if len(prompt) > settings.prompt_max_length:  # the operator's cap over every model

@@ -76,8 +76,6 @@ class _AccountEntry(BaseModel):
     @field_validator("provider")
     @classmethod
     def _provider(cls, value: str) -> str:
-        if value == "fal":  # until the pipeline sends fal its own requests (issue 26)
-            raise ValueError("fal is not supported yet (issue 26): kie or kie-compatible")
         if value not in PROVIDERS:
             raise ValueError(f"one of {', '.join(PROVIDERS)}")
         return value

@@ -157,6 +157,8 @@ class Settings(BaseSettings):
     test_mode_kie_url: str = ""
     public_url: str | None = None  # how Kie reaches /kie/callback; unset: no callbacks
     kie_webhook_hmac_key: SecretStr | None = None  # set when the Kie account signs callbacks
+    # Where fal.ai publishes the public keys its webhooks are signed with (Ed25519, JWKS).
+    fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
     # Callbacks for one job closer together than this cause one upstream read, not many.
     callback_debounce: float = Field(5.0, ge=0)
 
@@ -334,6 +336,7 @@ class Settings(BaseSettings):
             ("KIE_BASE_URL", self.kie_base_url),
             ("IMGBB_BASE_URL", self.imgbb_base_url),
             ("KIE_FILE_UPLOAD_URL", self.kie_file_upload_url),
+            ("FAL_JWKS_URL", self.fal_jwks_url),
         ):
             problem = upstream_url_problem(url)
             if problem:

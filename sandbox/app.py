@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from sandbox import (
     catalogue,
     control,
+    fal_queue,
     imgbb,
     kie_files,
     kie_jobs,
@@ -45,6 +46,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         kie_uploads,
         catalogue,
         imgbb,
+        fal_queue,
         control,
     ):
         app.include_router(family.routes(sb))

@@ -25,6 +25,7 @@ from upstreams.base import TaskInfo, state_word, unknown_state
 from upstreams.errors import ExternalError, from_transport_error, parse_retry_after
 from upstreams.http import make_client
 
+FAL = "fal"  # the family name: metrics, history, UpstreamClients.upstreams
 PREFIX = "fal:"
 # Facts about the account, not the job (worker.account pauses the account's admission).
 ACCOUNT_CODES = frozenset({"fal_unauthorized", "fal_insufficient_credits", "fal_forbidden"})
@@ -97,7 +98,7 @@ def error_of(response: httpx.Response) -> ExternalError:
 
 
 class FalQueue:
-    name = "fal"
+    name = FAL
 
     def __init__(
         self,
@@ -202,3 +203,8 @@ def video_urls(output: Any) -> list[str]:
         if isinstance(url, str) and url.lower().startswith(("https://", "http://")):
             urls.append(url[:2048])
     return urls
+
+
+def family_of(task_id: str, family: str) -> str:
+    """The family that reads a task: fal's for a fal task id, else the model's own."""
+    return FAL if task_id.startswith(PREFIX) else family

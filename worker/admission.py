@@ -275,7 +275,9 @@ def _admit_to(
             room = 1 if room > 0 and account.take_probe(state, now, settings) else 0
         if room > 0:
             # Only what the balance covers goes to the account: a 402 prevented, not reported.
-            order = fair_order(now, room, held(), upstream.models, probing, upstream.name)
+            # Kie's live catalogue pausing a model holds it back at Kie's accounts only.
+            waiting = held() if upstream.provider != "fal" else []
+            order = fair_order(now, room, waiting, upstream.models, probing, upstream.name)
             candidates = list(session.scalars(order))
             admitted = credits.affordable(session, state, candidates, now, settings)
             if candidates and not admitted:

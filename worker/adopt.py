@@ -22,6 +22,7 @@ from models.job import Job, JobStatus
 from models.lifecycle import adopt_task, record_event
 from upstreams import TaskInfo
 from upstreams.errors import ExternalError
+from upstreams.fal_queue import FAL, family_of
 from worker import policy
 from worker.stage import UpstreamClients, context, upstream_call
 
@@ -49,12 +50,11 @@ def adopt(
     task_id = job.adopt_task_id
     assert task_id is not None
     spec = get_catalogue().spec(job.model)
-    upstream = outbound.upstreams[spec.upstream]
+    family = family_of(task_id, spec.upstream)  # a fal account's task is fal's to read
+    upstream = outbound.upstreams[family]
     info: TaskInfo | None = None
     try:
-        info = upstream_call(
-            session, job, "recordInfo", spec.upstream, lambda: upstream.read(task_id)
-        )
+        info = upstream_call(session, job, "recordInfo", family, lambda: upstream.read(task_id))
     except ExternalError as exc:
         if exc.retryable:
             delay = policy.backoff(settings, 1, exc.retry_after)
@@ -65,7 +65,10 @@ def adopt(
             )
             session.commit()
             return
-    if carries_callback(info, job.callback_token) and adopt_task(
+    # fal shows no webhook URL when read; its webhook for this job's URL, verified as fal's
+    # (api.fal_webhooks), is the proof that fal made the request for this job.
+    confirmed = family == FAL and info is not None and info.state != "pending"
+    if (confirmed or carries_callback(info, job.callback_token)) and adopt_task(
         session,
         job.id,
         task_id,

@@ -19,7 +19,7 @@ from core.metrics import KIE_CALLS, KIE_LATENCY
 from models.base import utcnow
 from models.job import Job, JobStatus
 from models.lifecycle import fail, record_event, transition
-from upstreams import Upstream
+from upstreams import RATE_LIMITED, Upstream
 from upstreams.errors import ExternalError
 from upstreams.imgbb import ImgbbClient
 from upstreams.kie_files import KieFileUpload
@@ -181,7 +181,7 @@ def retry_or_fail(
     # Kie's rate limit is also about the account: it never fails a job and costs no attempt,
     # and it holds back every admission (worker.admission) meanwhile.
     # (A test-mode job's answers come from the sandbox: they say nothing about the account.)
-    rate_limited = exc.code == "kie_rate_limited" and job.livemode
+    rate_limited = exc.code in RATE_LIMITED and job.livemode
     failures = job.failures if rate_limited else job.failures + 1
     if policy.gives_up(settings, retryable=exc.retryable, failures=failures):
         fail(session, job.id, stage, exc.code, exc.message, failures=failures)

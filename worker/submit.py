@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import case, update
 from sqlalchemy.orm import Session
 
 from catalogue import get_catalogue
 from catalogue.accounts import account_named
+from catalogue.fal import FalRoute, fal_routes
 from core.config import Settings
 from core.metrics import ADMISSION_WAIT
 from models.base import utcnow
 from models.job import Job, JobStatus
 from models.lifecycle import fail, transition
+from upstreams.base import Upstream
 from upstreams.errors import ExternalError
+from upstreams.fal_queue import FAL
 from worker import account, policy
 from worker.admission import acquire_create, restamp_create
 from worker.limiter import Token
@@ -83,8 +87,14 @@ def submit(
     token: Token = None,
 ) -> None:
     spec = get_catalogue().spec(job.model)
-    upstream = outbound.upstreams[spec.upstream]
     params = {name: value for name, value in job.input.items() if name in spec.params}
+    prompt = job.input.get("prompt") or ""
+    fal = fal_route(settings, job)
+    if fal is not None:
+        # A fal account: fal's endpoint, fal's body (catalogue/fal.toml), fal's webhook.
+        send_to_fal(session, job, outbound, settings, token, fal.endpoint, fal.body(prompt, params))
+        return
+    upstream = outbound.upstreams[spec.upstream]
     # Every input by role: a file's URL, or an earlier task's id (and which of its results).
     images = [
         (i["role"], i["url"] if i.get("url") else i["task_id"])
@@ -94,19 +104,61 @@ def submit(
     indexes = {i["role"]: int(i.get("index") or 0) for i in job.images or [] if i.get("task_id")}
     if not images and job.image_url:
         images = [("first_frame", job.image_url)]
-    body = spec.upstream_input(job.input.get("prompt") or "", params, images, indexes)
+    body = spec.upstream_input(prompt, params, images, indexes)
     callback = (
         f"{settings.public_url.rstrip('/')}/kie/callback/{job.callback_token}"
         if settings.public_url
         else None
     )
+    _send(
+        session, job, settings, token, upstream, spec.upstream, spec.upstream_model, body, callback
+    )
+
+
+def fal_route(settings: Settings, job: Job) -> FalRoute | None:
+    """The job's route to fal, when the account admission gave it is a fal account."""
+    if not job.livemode or account_named(settings, job.account).provider != "fal":
+        return None
+    return fal_routes()[job.model]  # admission gives fal only the models it has routes for
+
+
+def send_to_fal(
+    session: Session,
+    job: Job,
+    outbound: UpstreamClients,
+    settings: Settings,
+    token: Token,
+    endpoint: str,
+    body: dict[str, Any],
+) -> None:
+    callback = (
+        f"{settings.public_url.rstrip('/')}/fal/webhook/{job.callback_token}"
+        if settings.public_url
+        else None
+    )
+    upstream = outbound.upstreams[FAL]
+    _send(session, job, settings, token, upstream, FAL, endpoint, body, callback)
+
+
+def _send(
+    session: Session,
+    job: Job,
+    settings: Settings,
+    token: Token,
+    upstream: Upstream,
+    family: str,
+    model: str,
+    body: dict[str, Any],
+    callback: str | None,
+) -> None:
+    """The create call itself, and what its answer (or its silence) means for the job."""
     try:
         task_id = upstream_call(
             session,
             job,
             "createTask",
-            spec.upstream,
-            lambda: upstream.create(spec.upstream_model, body, callback),
+            family,
+            lambda: upstream.create(model, body, callback),
         )
     except ExternalError as exc:
         restamp_create(session, settings, token, job.account)

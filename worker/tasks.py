@@ -26,6 +26,7 @@ from models.idempotency import IdempotencyKey
 from models.job_queries import claim_due, claim_due_deliveries, job_traces
 from models.lifecycle import NEW_DELIVERIES
 from upstreams import KieHTTP, kie_upstreams
+from upstreams.fal_queue import FalQueue
 from upstreams.imgbb import ImgbbClient
 from upstreams.kie_catalogue import KieCatalogue
 from upstreams.kie_files import KieFileUpload
@@ -59,6 +60,7 @@ def upstream_clients() -> UpstreamClients:
             imgbb_key,
             upstream.file_upload_url,
             test_mode,
+            fal=upstream.provider == "fal",
         )
         for upstream in accounts(settings)
     }
@@ -74,7 +76,22 @@ def _clients(
     imgbb_key: str,
     upload_url: str,
     test_mode: UpstreamClients | None = None,
+    fal: bool = False,
 ) -> UpstreamClients:
+    imgbb = ImgbbClient(
+        imgbb_url,
+        imgbb_key,
+        timeout=settings.imgbb_timeout,
+        expiration=settings.imgbb_expiration,
+    )
+    if fal:  # fal.ai's queue API: one adapter for every model it serves (catalogue.fal)
+        queue = FalQueue(kie_url, kie_key, timeout=settings.kie_timeout)
+        return UpstreamClients(
+            upstreams={queue.name: queue},
+            imgbb=imgbb,
+            test_mode=test_mode,
+            archive_elsewhere=_to_archive_queue,
+        )
     kie = KieHTTP(kie_url, kie_key, timeout=settings.kie_timeout)
     # A file of up to 16 MB at a slow link's pace: a longer deadline than a JSON call's.
     upload = KieFileUpload(upload_url, kie_key, timeout=settings.kie_timeout * 4)
@@ -82,12 +99,7 @@ def _clients(
         upstreams=kie_upstreams(kie_url, kie_key, timeout=0, http=kie),
         kie_files=kie,
         kie_upload=upload,
-        imgbb=ImgbbClient(
-            imgbb_url,
-            imgbb_key,
-            timeout=settings.imgbb_timeout,
-            expiration=settings.imgbb_expiration,
-        ),
+        imgbb=imgbb,
         test_mode=test_mode,
         archive_elsewhere=_to_archive_queue,
     )

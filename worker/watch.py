@@ -17,6 +17,7 @@ from models.job import Job, JobStatus
 from models.lifecycle import fail, record_progress, record_reported_charge, transition
 from upstreams import TaskInfo
 from upstreams.errors import ExternalError
+from upstreams.fal_queue import family_of
 from views import estimates
 from worker import policy
 from worker.archive import start as start_archive
@@ -30,15 +31,14 @@ def check(
 ) -> None:
     status = JobStatus(job.status)
     assert job.kie_task_id is not None
+    task_id = job.kie_task_id
     spec = get_catalogue().spec(job.model)
-    upstream = outbound.upstreams[spec.upstream]
+    family = family_of(task_id, spec.upstream)  # a fal account's task is fal's to read
+    upstream = outbound.upstreams[family]
     info: TaskInfo | None = None
     error: ExternalError | None = None
     try:
-        task_id = job.kie_task_id
-        info = upstream_call(
-            session, job, "recordInfo", spec.upstream, lambda: upstream.read(task_id)
-        )
+        info = upstream_call(session, job, "recordInfo", family, lambda: upstream.read(task_id))
     except ExternalError as exc:
         if not exc.retryable:
             fail(session, job.id, status, exc.code, exc.message)

@@ -20,26 +20,14 @@ from fastapi import APIRouter, Request
 
 from api import service
 from api.deps import NudgerDep, SessionDep, SettingsDep
-from api.errors import APIError, NotFound, PayloadTooLarge, Unauthorized
+from api.errors import APIError, NotFound, Unauthorized
+from api.inbound import MAX_CALLBACK_BYTES, read_limited
 from models.job import JobStatus
 from upstreams.kie_http import callback_credits, callback_task_id
 
 router = APIRouter(tags=["kie"], include_in_schema=False)
 
-MAX_CALLBACK_BYTES = 64 * 1024
 SIGNATURE_TOLERANCE = 300  # seconds, either way
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"a callback body is at most {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"a callback body is at most {limit} bytes")
-    return bytes(body)
 
 
 def _parse(body: bytes) -> Any:
@@ -73,7 +61,7 @@ async def kie_callback(
     job = await service.job_for_callback(session, token)
     if job is None:
         raise NotFound("unknown callback")
-    body = await _read_limited(request, MAX_CALLBACK_BYTES)
+    body = await read_limited(request, MAX_CALLBACK_BYTES)
     payload = await anyio.to_thread.run_sync(_parse, body)
     task_id = callback_task_id(payload) or ""
     if settings.kie_webhook_hmac_key is not None:

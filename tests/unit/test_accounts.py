@@ -318,7 +318,6 @@ key_env = "SORAQ_TEST_MAIN_KEY"
 """
 
 
-@pytest.mark.skip(reason="fal accounts are refused until the pipeline speaks fal (issue 26)")
 def test_a_fal_account_serves_the_models_fal_has_routes_for(tmp_path: Path) -> None:
     (fal,) = accounts(_settings(tmp_path, FAL))
     assert fal.provider == "fal"

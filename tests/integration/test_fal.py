@@ -1,0 +1,189 @@
+"""fal.ai as a provider: a Kie-compatible account `a` (a sandbox) and a fal account `f` (the
+sandbox's fal queue API, with fal's webhook signatures and fal's request schema). A job
+pinned to fal succeeds through fal's queue with a body fal's schema accepts; a webhook not
+signed by fal's key is refused; when `a` runs dry, the jobs fal serves flow to fal, none fails
+and none is paid twice; a model fal does not serve cannot be pinned to it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from devstack.stack import free_port, wait_http
+from models.db import make_engine
+from models.job import Job
+from tests.integration.conftest import (
+    ADMIN_TOKEN,
+    EMBEDDED,
+    PRODUCTION,
+    Services,
+    Stack,
+    running_stack,
+)
+
+KEYS = {"KIE_A_KEY": "sk-account-a-0123456789", "FAL_F_KEY": "fal-key-f-0123456789abcdef"}
+VEO = "veo3.1-fast/text-to-video"
+
+
+class KieAndFal:
+    def __init__(self, stack: Stack, ports: dict[str, int]) -> None:
+        self.stack = stack
+        self.sandboxes = {
+            name: httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", timeout=10, headers=stack.local.sandbox_headers
+            )
+            for name, port in ports.items()
+        }
+
+    def calls(self, name: str, endpoint: str = "createTask") -> list[dict[str, Any]]:
+        log = self.sandboxes[name].get("/_sandbox/calls").json()["calls"]
+        return [c for c in log if c["endpoint"] == endpoint]
+
+    def row(self, job_id: str) -> Job:
+        engine = make_engine(self.stack.env["DATABASE_URL"])
+        try:
+            with Session(engine) as session:
+                job = session.scalars(select(Job).where(Job.id == job_id)).one()
+                session.expunge(job)
+                return job
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(scope="module", params=[EMBEDDED, PRODUCTION])
+def both(
+    request: pytest.FixtureRequest,
+    services: Services | None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[KieAndFal]:
+    folder = tmp_path_factory.mktemp("fal")
+    ports = {"a": free_port(), "f": free_port()}
+    upstreams = folder / "upstreams.toml"
+    upstreams.write_text(
+        f"""
+[[accounts]]
+name = "a"
+provider = "kie-compatible"
+base_url = "http://127.0.0.1:{ports["a"]}"
+key_env = "KIE_A_KEY"
+create_rate = "36/1s"
+priority = 1
+
+[[accounts]]
+name = "f"
+provider = "fal"
+base_url = "http://127.0.0.1:{ports["f"]}/fal"
+key_env = "FAL_F_KEY"
+create_rate = "36/1s"
+priority = 2
+"""
+    )
+    jwks = f"http://127.0.0.1:{ports['f']}/fal/.well-known/jwks.json"
+    with running_stack(
+        request.param, services, folder, UPSTREAMS_FILE=str(upstreams), FAL_JWKS_URL=jwks, **KEYS
+    ) as s:
+        s.local.start(
+            "sandbox-a", "sandbox", "--port", str(ports["a"]),
+            env={"SANDBOX_ACCOUNT_KEY": KEYS["KIE_A_KEY"]},
+        )  # fmt: skip
+        s.local.start(
+            "sandbox-f", "sandbox", "--port", str(ports["f"]),
+            env={"SANDBOX_ACCOUNT_KEY": KEYS["FAL_F_KEY"]},
+        )  # fmt: skip
+        for port in ports.values():
+            wait_http(f"http://127.0.0.1:{port}/healthz")
+        yield KieAndFal(s, ports)
+
+
+def _unique(text: str) -> str:
+    return f"{text} #{uuid.uuid4().hex[:8]}"
+
+
+def _history(stack: Stack, job_id: str) -> list[str]:
+    events = stack.api.get(
+        f"/admin/jobs/{job_id}", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+    ).json()["events"]
+    return [
+        f"{e['kind']} {e.get('to_status')}: {e['reason']} {e.get('detail') or ''}" for e in events
+    ]
+
+
+def test_a_job_pinned_to_fal_goes_through_fals_queue_and_its_signed_webhook(
+    both: KieAndFal,
+) -> None:
+    stack = both.stack
+    prompt = _unique("a heron lands on a pier")
+    job = stack.create(prompt=prompt, model=VEO, route="f", duration=6, resolution="1080p")
+    done = stack.wait(job["id"], timeout=60)
+    assert done["status"] == "succeeded", _history(stack, job["id"])
+    assert (done["account"], done["route"]) == ("f", "f")
+    assert done["result"]["videos"], done
+    # fal got fal's body (its schema, in the sandbox, refuses anything else) — once.
+    (made,) = [c for c in both.calls("f") if c["prompt"] == prompt]
+    assert made["code"] == 200
+    assert made["model"] == "fal-ai/veo3.1/fast"
+    assert made["input"] == {
+        "prompt": prompt,
+        "generate_audio": True,
+        "aspect_ratio": "16:9",
+        "resolution": "1080p",
+        "duration": "6s",
+    }
+    assert not [c for c in both.calls("a") if c["prompt"] == prompt]  # never at Kie
+    row = both.row(job["id"])
+    assert row.kie_task_id is not None
+    assert row.kie_task_id.startswith("fal:fal-ai/veo3.1:")
+    # fal's webhook, signed with the sandbox's key, was accepted.
+    hooks = [c for c in both.calls("f", "callback") if row.kie_task_id.endswith(c["task_id"])]
+    assert [hook["status_code"] for hook in hooks] == [200]
+    assert any("fal" in line and "createTask" in line for line in _history(stack, job["id"]))
+
+
+def test_a_webhook_fal_did_not_sign_is_refused(both: KieAndFal) -> None:
+    stack = both.stack
+    job = stack.create(prompt=_unique("unsigned"), model=VEO, route="f")
+    stack.wait(job["id"], timeout=60)
+    row = both.row(job["id"])
+    request_id = (row.kie_task_id or "").rsplit(":", 1)[-1]
+    forged = stack.api.post(
+        f"/fal/webhook/{row.callback_token}",
+        json={"request_id": request_id, "status": "OK", "payload": {}},
+        headers={
+            "x-fal-webhook-request-id": request_id,
+            "x-fal-webhook-user-id": "someone",
+            "x-fal-webhook-timestamp": "9999999999",
+            "x-fal-webhook-signature": "ab" * 64,
+        },
+    )
+    assert forged.status_code == 401
+
+
+def test_a_model_fal_does_not_serve_cannot_be_pinned_to_it(both: KieAndFal) -> None:
+    refused = both.stack.api.post(
+        "/jobs", json={"prompt": "x", "model": "kling-2.6/text-to-video", "route": "f"}
+    )
+    assert refused.status_code == 422
+    assert "account f does not serve kling-2.6/text-to-video" in refused.text
+
+
+def test_when_kie_runs_dry_the_jobs_fal_serves_go_to_fal(both: KieAndFal) -> None:
+    stack = both.stack
+    both.sandboxes["a"].post("/_sandbox/config", json={"account_code": 402})
+    try:
+        jobs = [stack.create(prompt=_unique(f"dry {i}"), model=VEO)["id"] for i in range(6)]
+        ended = {j: stack.wait(j, timeout=60) for j in jobs}
+    finally:
+        both.sandboxes["a"].post("/_sandbox/config", json={"account_code": 0})
+    assert {job["status"] for job in ended.values()} == {"succeeded"}, [
+        _history(stack, j) for j, job in ended.items() if job["status"] != "succeeded"
+    ]
+    assert {job["account"] for job in ended.values()} == {"f"}
+    made = [c["prompt"] for c in both.calls("f") if c["code"] == 200]
+    for job in ended.values():
+        assert made.count(job["input"]["prompt"]) == 1  # each paid once, at fal

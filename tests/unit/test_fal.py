@@ -1,0 +1,112 @@
+"""fal.ai: its webhook signatures (Ed25519 over request, user, time and the body's hash), its
+errors as soraq's codes, its task ids, and soraq's mapping of a job to fal's request body."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from api.fal_webhooks import FalKeys
+from catalogue.fal import fal_routes
+from upstreams.errors import ExternalError
+from upstreams.fal_queue import error_of, split_task_id, task_id_of, video_urls
+
+BODY = b'{"request_id": "r-1", "status": "OK"}'
+
+
+def _signed(key: Ed25519PrivateKey, body: bytes = BODY, **changes: str) -> dict[str, str]:
+    headers = {
+        "x-fal-webhook-request-id": "r-1",
+        "x-fal-webhook-user-id": "u-1",
+        "x-fal-webhook-timestamp": str(int(time.time())),
+    }
+    parts = [*headers.values(), hashlib.sha256(body).hexdigest()]
+    headers["x-fal-webhook-signature"] = key.sign("\n".join(parts).encode()).hex()
+    return {**headers, **changes}
+
+
+def _keys(*private: Ed25519PrivateKey) -> FalKeys:
+    keys = FalKeys("https://jwks.invalid/")
+    keys.keys, keys.read_at = [k.public_key() for k in private], time.monotonic()
+    return keys
+
+
+def test_a_webhook_fal_signed_is_believed_and_nothing_else_is() -> None:
+    fal, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    keys = _keys(fal)
+    assert keys.verify(_signed(fal), BODY)
+    assert not keys.verify(_signed(other), BODY)  # another key
+    assert not keys.verify(_signed(fal), BODY + b" ")  # another body
+    assert not keys.verify(_signed(fal, **{"x-fal-webhook-request-id": "r-2"}), BODY)
+    old = str(int(time.time()) - 600)
+    assert not keys.verify(_signed(fal, **{"x-fal-webhook-timestamp": old}), BODY)  # a replay
+    assert not keys.verify(_signed(fal, **{"x-fal-webhook-signature": "zz"}), BODY)
+    assert not keys.verify({}, BODY)
+    assert _keys(other, fal).verify(_signed(fal), BODY)  # any of the published keys
+
+
+def _response(status: int, detail: object, **headers: str) -> httpx.Response:
+    return httpx.Response(status, json={"detail": detail}, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("status", "detail", "code", "retryable", "maybe_sent"),
+    [
+        (401, "Invalid Key", "fal_unauthorized", False, False),
+        (
+            403,
+            "User is locked. Reason: Exhausted balance.",
+            "fal_insufficient_credits",
+            False,
+            False,
+        ),
+        (403, "User is locked.", "fal_forbidden", False, False),
+        (422, [{"loc": ["body", "duration"], "msg": "bad"}], "fal_invalid_request", False, False),
+        (429, "Too many requests", "fal_rate_limited", True, False),
+        (500, "boom", "fal_server_error", True, True),  # it may have been queued
+        (503, "unavailable", "fal_server_error", True, False),
+    ],
+)
+def test_fal_errors_map_to_soraq_codes(
+    status: int, detail: object, code: str, retryable: bool, maybe_sent: bool
+) -> None:
+    error = error_of(_response(status, detail, **{"Retry-After": "3"}))
+    assert (error.code, error.retryable, error.maybe_sent) == (code, retryable, maybe_sent)
+    if status == 422:
+        assert error.message == "duration: bad"
+    if status == 429:
+        assert error.retry_after == 3
+
+
+def test_a_task_id_names_fals_app_and_request() -> None:
+    task_id = task_id_of("fal-ai/veo3.1/fast", "abc-123")
+    assert task_id == "fal:fal-ai/veo3.1:abc-123"
+    assert split_task_id(task_id) == ("fal-ai/veo3.1", "abc-123")
+    with pytest.raises(ExternalError):
+        split_task_id("task_kie_123")
+
+
+def test_only_http_video_urls_of_a_result_are_kept() -> None:
+    assert video_urls({"video": {"url": "https://v.fal.media/a.mp4"}}) == [
+        "https://v.fal.media/a.mp4"
+    ]
+    assert video_urls({"video": {"url": "file:///etc/passwd"}}) == []
+    assert video_urls({"videos": [{"url": "https://x/1.mp4"}, "junk"]}) == ["https://x/1.mp4"]
+    assert video_urls("nonsense") == []
+
+
+def test_a_veo_job_becomes_fals_body() -> None:
+    route = fal_routes()["veo3.1-fast/text-to-video"]
+    params = {"aspect_ratio": "Auto", "resolution": "4k", "duration": 4, "watermark": "mine"}
+    assert route.body("a cat", params) == {
+        "prompt": "a cat",
+        "generate_audio": True,
+        "resolution": "4k",  # "Auto" has no fal word: fal's default ratio applies
+        "duration": "4s",
+    }
+    assert set(route.ignored) == {"enable_translation", "watermark"}
+    assert route.usd({"duration": 8, "resolution": "720p"}) == 1.2
