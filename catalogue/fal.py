@@ -19,6 +19,7 @@ BUNDLED = Path(__file__).with_name("fal.toml")
 class FieldMap:
     target: str  # fal's field
     suffix: str = ""  # fal's enums spell lengths "8s"
+    text: bool = False  # fal takes the value as a string ("5"): implied by a suffix
     values: dict[str, Any] = field(default_factory=dict)  # soraq value → fal value
     drop: frozenset[str] = frozenset()  # values fal has no word for: leave the field out
 
@@ -28,7 +29,7 @@ class FieldMap:
             return
         if text in self.values:
             body[self.target] = self.values[text]
-        elif self.suffix:
+        elif self.suffix or self.text:
             body[self.target] = f"{value}{self.suffix}"
         else:
             body[self.target] = value
@@ -59,12 +60,13 @@ class FalRoute:
 def _field(name: str, raw: str | dict[str, Any]) -> FieldMap:
     if isinstance(raw, str):
         return FieldMap(raw)
-    known = {"field", "suffix", "map", "drop"}
+    known = {"field", "suffix", "text", "map", "drop"}
     if set(raw) - known:
         raise ValueError(f"fal field {name}: unknown keys {sorted(set(raw) - known)}")
     return FieldMap(
         str(raw.get("field", name)),
         str(raw.get("suffix", "")),
+        bool(raw.get("text", False)),
         {str(k): v for k, v in dict(raw.get("map", {})).items()},
         frozenset(str(v) for v in raw.get("drop", [])),
     )

@@ -119,13 +119,14 @@ def test_a_stream_opened_mid_job_then_cut_and_resumed_misses_nothing(stack: Stac
 def test_the_client_stream_sees_its_own_jobs_and_no_one_elses(stack: Stack) -> None:
     seen: list[dict[str, Any]] = []
     mine: dict[str, str] = {}
+    broken: list[str] = []  # why the stream ended early, if it did
 
     def listen() -> None:
         ended = lambda e: e["event"] == "completed" and e["data"]["job_id"] == mine.get("id")  # noqa: E731
         try:
             seen.extend(read_events(stack.api, "/jobs/events", stop_after=200, until=ended))
-        except httpx.HTTPError:
-            pass
+        except httpx.HTTPError as exc:
+            broken.append(repr(exc))
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
@@ -136,6 +137,7 @@ def test_the_client_stream_sees_its_own_jobs_and_no_one_elses(stack: Stack) -> N
     mine["id"] = job["id"]
     listener.join(timeout=30)
     statuses = [e["data"]["status"] for e in seen if e["data"]["job_id"] == job["id"]]
+    assert statuses, (broken, len(seen), stack.api.get(f"/jobs/{job['id']}").json()["status"])
     assert statuses[0] == "queued", statuses
     assert statuses[-1] == "succeeded", statuses
     assert theirs["id"] not in {e["data"]["job_id"] for e in seen}

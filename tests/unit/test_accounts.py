@@ -323,7 +323,7 @@ def test_a_fal_account_serves_the_models_fal_has_routes_for(tmp_path: Path) -> N
     assert fal.provider == "fal"
     assert fal.models == frozenset(fal_routes())
     assert fal.serves("veo3.1-fast/text-to-video")
-    assert not fal.serves("kling-2.6/text-to-video")  # no route to fal in catalogue/fal.toml
-    listed = FAL + 'models = ["kling-2.6/text-to-video"]\n'
-    with pytest.raises(ValueError, match="no fal route for kling-2.6/text-to-video"):
+    assert not fal.serves("hailuo/02-text-to-video-standard")  # no route in catalogue/fal.toml
+    listed = FAL + 'models = ["hailuo/02-text-to-video-standard"]\n'
+    with pytest.raises(ValueError, match="no fal route for hailuo/02-text-to-video-standard"):
         accounts(_settings(tmp_path, listed))

@@ -110,3 +110,15 @@ def test_a_veo_job_becomes_fals_body() -> None:
     }
     assert set(route.ignored) == {"enable_translation", "watermark"}
     assert route.usd({"duration": 8, "resolution": "720p"}) == 1.2
+
+
+def test_a_kling_job_becomes_fals_body() -> None:
+    route = fal_routes()["kling-2.6/text-to-video"]
+    params = {"aspect_ratio": "9:16", "duration": 10, "sound": False}
+    assert route.body("a fox", params) == {
+        "prompt": "a fox",
+        "aspect_ratio": "9:16",
+        "duration": "10",
+        "generate_audio": False,  # fal's default is true: soraq's false is sent
+    }
+    assert route.usd({"duration": 10, "sound": True}) == 1.4
