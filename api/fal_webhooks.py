@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -37,15 +39,35 @@ class FalKeys:
     timeout: float = 10.0
     keys: list[Ed25519PublicKey] = field(default_factory=list)
     read_at: float = 0.0
+    failed_at: float = -REFRESH_AT_MOST  # a failed read is not tried again sooner than this
+    # Webhooks arrive in threads: one read at a time, the others use what it found.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _read(self) -> None:
+        with self.lock:
+            if time.monotonic() - self.failed_at < REFRESH_AT_MOST:
+                raise KeysUnavailable("fal's keys could not be read a moment ago")
+            try:
+                self._fetch()
+            except KeysUnavailable:
+                self.failed_at = time.monotonic()
+                raise
+
+    def _fetch(self) -> None:
         try:
-            with make_client("", timeout=self.timeout) as http:
-                response = http.get(self.url)
-            if not response.is_success or len(response.content) > MAX_JWKS_BYTES:
-                raise KeysUnavailable(f"HTTP {response.status_code}")
-            found = response.json().get("keys") or []
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            with (
+                make_client("", timeout=self.timeout) as http,
+                http.stream("GET", self.url) as response,
+            ):
+                if not response.is_success:
+                    raise KeysUnavailable(f"HTTP {response.status_code}")
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_JWKS_BYTES:  # never held past the limit
+                        raise KeysUnavailable(f"fal's JWKS is over {MAX_JWKS_BYTES} bytes")
+            found = json.loads(body).get("keys") or []
+        except (httpx.HTTPError, ValueError, AttributeError, RecursionError) as exc:
             raise KeysUnavailable(type(exc).__name__) from exc
         keys = []
         for jwk in found[:20] if isinstance(found, list) else []:

@@ -350,7 +350,7 @@ async def account_waiting_reason(
         return None
     routes = [a for a in every if (a.name == job.route if job.route else a.serves(job.model))]
     health = await read_health(session, tuple(routes))
-    reasons = [reason or ("kie_rate_limited" if limited else None) for _, reason, limited in health]
+    reasons = [reason or ("rate_limited" if limited else None) for _, reason, limited in health]
     return reasons[0] if reasons and all(reasons) else None
 
 

@@ -77,8 +77,7 @@ def _detail(status: int, detail: Any, **headers: str) -> Response:
 
 
 def _refusal(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]]:
-    checked = {k: v for k, v in schema.items() if k != "price_per_second"}
-    errors = sorted(Draft202012Validator(checked).iter_errors(body), key=lambda e: list(e.path))
+    errors = sorted(Draft202012Validator(schema).iter_errors(body), key=lambda e: list(e.path))
     return [
         {"loc": ["body", *map(str, error.path)], "msg": error.message, "type": "value_error"}
         for error in errors[:5]
@@ -142,19 +141,26 @@ def routes(sb: Sandbox) -> APIRouter:
             }
         }
 
+    def lookup(request: Request, owner: str, app: str, request_id: str) -> Task | Response:
+        """The request's task, or fal's answer when the key or the request is wrong (a
+        request is found only under the app it was submitted to, as at fal)."""
+        if not authorized(request):
+            return _detail(401, "Unauthorized")
+        found = requests.get(request_id)
+        if found is None or found[0] != f"{owner}/{app}":
+            return _detail(404, "Request not found")
+        return found[1]
+
     @router.get("/fal/.well-known/jwks.json")
     async def fal_jwks() -> dict[str, Any]:
         return jwks()
 
     @router.get("/fal/{owner}/{app}/requests/{request_id}/status")
     async def fal_status(owner: str, app: str, request_id: str, request: Request) -> Response:
-        found = requests.get(request_id)
-        if not authorized(request):
-            return _detail(401, "Unauthorized")
-        if found is None or found[0] != f"{owner}/{app}":
-            record("recordInfo", task_id=request_id, code=404)
-            return _detail(404, "Request not found")
-        task = found[1]
+        task = lookup(request, owner, app, request_id)
+        if isinstance(task, Response):
+            record("recordInfo", task_id=request_id, code=task.status_code)
+            return task
         task.record_calls += 1
         fault = task.has("checkfail")
         if fault and task.record_calls <= (fault.times or 10**9):
@@ -171,12 +177,9 @@ def routes(sb: Sandbox) -> APIRouter:
 
     @router.get("/fal/{owner}/{app}/requests/{request_id}")
     async def fal_result(owner: str, app: str, request_id: str, request: Request) -> Response:
-        found = requests.get(request_id)
-        if not authorized(request):
-            return _detail(401, "Unauthorized")
-        if found is None or found[0] != f"{owner}/{app}":
-            return _detail(404, "Request not found")
-        task = found[1]
+        task = lookup(request, owner, app, request_id)
+        if isinstance(task, Response):
+            return task
         state, _ = task.stage(time.time())
         if state not in ("success", "fail"):
             return _detail(400, "Request is still in progress")
@@ -186,12 +189,10 @@ def routes(sb: Sandbox) -> APIRouter:
 
     @router.put("/fal/{owner}/{app}/requests/{request_id}/cancel")
     async def fal_cancel(owner: str, app: str, request_id: str, request: Request) -> Response:
-        found = requests.get(request_id)
-        if not authorized(request):
-            return _detail(401, "Unauthorized")
-        if found is None or found[0] != f"{owner}/{app}":
-            return JSONResponse({"status": "NOT_FOUND"}, status_code=404)
-        if found[1].finished(time.time()):
+        task = lookup(request, owner, app, request_id)
+        if isinstance(task, Response):
+            return task if task.status_code != 404 else JSONResponse({"status": "NOT_FOUND"}, 404)
+        if task.finished(time.time()):
             return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
         return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202)
 

@@ -3,14 +3,20 @@ errors as soraq's codes, its task ids, and soraq's mapping of a job to fal's req
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from api.fal_webhooks import FalKeys
+from api.fal_webhooks import MAX_JWKS_BYTES, REFRESH_AT_MOST, FalKeys, KeysUnavailable
 from catalogue.fal import fal_routes
 from upstreams.errors import ExternalError
 from upstreams.fal_queue import error_of, split_task_id, task_id_of, video_urls
@@ -47,6 +53,62 @@ def test_a_webhook_fal_signed_is_believed_and_nothing_else_is() -> None:
     assert not keys.verify(_signed(fal, **{"x-fal-webhook-signature": "zz"}), BODY)
     assert not keys.verify({}, BODY)
     assert _keys(other, fal).verify(_signed(fal), BODY)  # any of the published keys
+
+
+class _JWKS(BaseHTTPRequestHandler):
+    """fal's JWKS stand-in: serves `body`, counts the reads."""
+
+    body = b""
+    status = 200
+    reads = 0
+
+    def do_GET(self) -> None:  # noqa: N802
+        type(self).reads += 1
+        self.send_response(self.status)
+        self.send_header("content-length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def jwks() -> Iterator[type[_JWKS]]:
+    handler = type("Handler", (_JWKS,), {"reads": 0})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler.url = f"http://127.0.0.1:{server.server_port}/jwks.json"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield handler
+    server.shutdown()
+
+
+def test_the_keys_are_read_from_fals_jwks_once(jwks: type[_JWKS]) -> None:
+    fal = Ed25519PrivateKey.generate()
+    raw = fal.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    jwks.body = json.dumps({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x}]}).encode()
+    keys = FalKeys(jwks.url)  # type: ignore[attr-defined]
+    assert all(keys.verify(_signed(fal), BODY) for _ in range(5))
+    assert jwks.reads == 1
+
+
+def test_a_jwks_that_fails_or_is_huge_is_not_believed_nor_read_on_every_webhook(
+    jwks: type[_JWKS],
+) -> None:
+    fal = Ed25519PrivateKey.generate()
+    jwks.body = b'{"keys": [' + b" " * (2 * MAX_JWKS_BYTES) + b"]}"
+    keys = FalKeys(jwks.url)  # type: ignore[attr-defined]
+    for _ in range(5):  # a burst of webhooks while fal's keys cannot be had
+        with pytest.raises(KeysUnavailable):
+            keys.verify(_signed(fal), BODY)
+    assert jwks.reads == 1  # one read, then a pause: not one fetch per webhook
+    jwks.status, jwks.body = 500, b"{}"
+    keys.failed_at -= REFRESH_AT_MOST  # a minute later
+    with pytest.raises(KeysUnavailable):
+        keys.verify(_signed(fal), BODY)
+    assert jwks.reads == 2
 
 
 def _response(status: int, detail: object, **headers: str) -> httpx.Response:
