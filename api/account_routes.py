@@ -47,15 +47,26 @@ def routes(model_id: str, every: tuple[Account, ...], health: Health) -> list[di
             "status": "paused" if why else "live",
             "reason": why,
         }
-        if account.provider == "fal":  # fal's own endpoint, and what it cannot honour
+        if account.provider == "fal":  # fal's own endpoints, and what it cannot honour
             fal = fal_routes()[model_id]
-            route |= {"upstream_model": fal.endpoint, "ignores": fal.ignored}
+            route |= {
+                "upstream_model": fal.endpoint,
+                "upstream_models": fal.endpoints(),
+                "ignores": fal.ignored,
+                # Jobs with other values, or other inputs, go to Kie's accounts only.
+                "limits": {name: sorted(values) for name, values in fal.limits.items()},
+                "inputs": sorted(fal.inputs),
+            }
         shown.append(route)
     return shown
 
 
 def pinned_route(
-    request: JobCreate, spec: ModelSpec, settings: Settings, continued: list[str]
+    request: JobCreate,
+    spec: ModelSpec,
+    settings: Settings,
+    continued: list[str],
+    fal_refusal: str | None = None,
 ) -> str | None:
     """The account a new job must go to (None: any account serving its model).
 
@@ -63,19 +74,25 @@ def pinned_route(
       since a task exists at one account only;
     - the client pinned it (`route`): there, if that account serves the model;
     - the client forbade failover: its model's first route by priority.
-    A model no account serves is refused here, not left to wait for its timeout."""
+    A model no account serves is refused here, not left to wait for its timeout; so is a job
+    only fal accounts serve and fal cannot make (`fal_refusal`), saying why."""
     every = accounts(settings)
-    serving = [a.name for a in every if a.serves(spec.id)]
+    serving = [a.name for a in every if a.takes(spec.id, fal_refusal)]
     listed = ", ".join(serving) or "none"
     if not serving:
-        raise InvalidRequest("model", f"no upstream account of this service serves {spec.id}")
+        detail = f"no upstream account of this service serves {spec.id}"
+        if fal_refusal and any(a.serves(spec.id) for a in every):
+            detail = f"{detail} with this request: {fal_refusal}"
+        raise InvalidRequest("model", detail)
     if request.route is not None and request.route not in serving:
-        known = any(a.name == request.route for a in every)
-        raise InvalidRequest(
-            "route",
-            (f"account {request.route} does not serve {spec.id}" if known else "no such account")
-            + f"; this model's routes are: {listed}",
-        )
+        named = next((a for a in every if a.name == request.route), None)
+        if named is None:
+            why = "no such account"
+        elif fal_refusal and named.serves(spec.id):
+            why = f"account {request.route} cannot take this job: {fal_refusal}"
+        else:
+            why = f"account {request.route} does not serve {spec.id}"
+        raise InvalidRequest("route", f"{why}; this model's routes are: {listed}")
     at = sorted(set(continued))
     if len(at) > 1:
         raise InvalidRequest("inputs", f"the tasks to continue are at different accounts ({at})")
@@ -92,6 +109,14 @@ def pinned_route(
     if request.route is not None:
         return request.route
     return None if request.failover else serving[0]
+
+
+def fal_refusal_of(
+    model_id: str, prompt: str, params: dict[str, Any], roles: set[str]
+) -> str | None:
+    """Why fal cannot make this job (None: it can, or fal has no route for the model)."""
+    route = fal_routes().get(model_id)
+    return route.refusal(prompt, params, roles) if route is not None else None
 
 
 def served_by_fal(settings: Settings, model_id: str) -> bool:

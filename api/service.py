@@ -142,6 +142,7 @@ def build_job(
         else None,
         priority=PRIORITIES[valid.request.priority],
         route=valid.route,
+        fal_refusal=valid.fal_refusal,
         livemode=client.livemode,
         batch_id=None,
         # A test-mode job goes to the sandbox: it costs nothing and counts against no budget.
@@ -348,7 +349,11 @@ async def account_waiting_reason(
     job's account is the sandbox)."""
     if job.status != JobStatus.QUEUED or not job.livemode:
         return None
-    routes = [a for a in every if (a.name == job.route if job.route else a.serves(job.model))]
+    routes = [
+        a
+        for a in every
+        if (a.name == job.route if job.route else a.takes(job.model, job.fal_refusal))
+    ]
     health = await read_health(session, tuple(routes))
     reasons = [reason or ("rate_limited" if limited else None) for _, reason, limited in health]
     return reasons[0] if reasons and all(reasons) else None

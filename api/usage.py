@@ -53,6 +53,8 @@ async def report(
     groups: list[dict[str, Any]] = []
     for row in rows:
         spent = float(row.credits_charged) + float(row.credits_reserved)
+        # Kie's credits at the operator's rate; fal's jobs at fal's own dollar prices.
+        usd = (spent - float(row.credits_at_fal)) * settings.credit_usd_rate + float(row.usd_fal)
         groups.append(
             {
                 "key": str(row.key),
@@ -60,7 +62,7 @@ async def report(
                 "credits_estimated": round(float(row.credits_estimated), 2),
                 "credits_charged": round(float(row.credits_charged), 2),
                 "credits_reserved": round(float(row.credits_reserved), 2),
-                "usd": round(spent * settings.credit_usd_rate, 4),
+                "usd": round(usd, 4),
             }
         )
     total = {

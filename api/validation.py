@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import anyio.to_thread
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.account_routes import pinned_route, served_by_fal
+from api.account_routes import fal_refusal_of, pinned_route, served_by_fal
 from api.errors import NotFound
 from api.model_states import STATES
 from api.schemas import JobCreate
@@ -389,6 +389,7 @@ class ValidRequest:
     # Each earlier job an input names, as found (its task id and account for a task role).
     chained: dict[int, dict[str, Any]] = field(default_factory=dict)
     route: str | None = None  # the account the job is pinned to (api.account_routes)
+    fal_refusal: str | None = None  # why fal cannot make it (catalogue/fal.toml), if it cannot
 
     def stored_images(
         self,
@@ -462,10 +463,12 @@ async def validate_request(
     spec = catalogue.get(request.model or catalogue.default_model(has_image=has_image))
     if session is not None:
         await STATES.refresh(session)
-    if not served_by_fal(settings, spec.id):  # fal does not follow Kie's pauses
-        STATES.refuse_if_unavailable(catalogue, spec)  # paused or gone at Kie (its live catalogue)
     params = spec.validate(request.model_fields_given())
     prompt = request.prompt or ""
+    fal_refusal = fal_refusal_of(spec.id, prompt, params, {s.role for s in sources})
+    if fal_refusal is not None or not served_by_fal(settings, spec.id):
+        # fal does not follow Kie's pauses: a job fal can make is not refused for them.
+        STATES.refuse_if_unavailable(catalogue, spec)  # paused or gone at Kie (its live catalogue)
     if len(prompt) > settings.prompt_max_length:  # the operator's cap over every model
         raise InvalidRequest(
             "prompt",
@@ -486,8 +489,10 @@ async def validate_request(
     )
     estimate = STATES.estimate(spec, params)  # Kie's price when read, else the bundled
     continued = [entry["account"] for entry in chained.values() if entry.get("account")]
-    route = pinned_route(request, spec, settings, continued)
-    return ValidRequest(request, spec, params, sources, estimate, webhook_url, chained, route)
+    route = pinned_route(request, spec, settings, continued, fal_refusal)
+    return ValidRequest(
+        request, spec, params, sources, estimate, webhook_url, chained, route, fal_refusal
+    )
 
 
 async def chain_inputs(

@@ -52,6 +52,11 @@ class Account:
     def serves(self, model_id: str) -> bool:
         return self.models is None or model_id in self.models
 
+    def takes(self, model_id: str, fal_refusal: str | None) -> bool:
+        """Whether a job of the model may go here: a fal account takes only what fal can
+        make (jobs.fal_refusal: a value or input beyond fal's route)."""
+        return self.serves(model_id) and not (fal_refusal and self.provider == "fal")
+
 
 class _AccountEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")

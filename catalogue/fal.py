@@ -1,10 +1,12 @@
 """The routes to fal.ai: which of soraq's models fal serves, under which endpoint, and how a
 job's validated input becomes fal's request body (catalogue/fal.toml). Data, like the models;
-a model fal does not list here cannot go to a fal account."""
+a model fal does not list here cannot go to a fal account, and a job whose values or inputs
+fal cannot take (`limits`, an input role with no fal field) stays with Kie's accounts."""
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -13,6 +15,10 @@ from typing import Any
 from catalogue.pricing import Price, parse_price
 
 BUNDLED = Path(__file__).with_name("fal.toml")
+
+
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 @dataclass(frozen=True)
@@ -24,7 +30,7 @@ class FieldMap:
     drop: frozenset[str] = frozenset()  # values fal has no word for: leave the field out
 
     def put(self, body: dict[str, Any], value: Any) -> None:
-        text = str(value).lower() if isinstance(value, bool) else str(value)
+        text = _text(value)
         if text in self.drop:
             return
         if text in self.values:
@@ -36,21 +42,78 @@ class FieldMap:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """Another fal endpoint for some jobs of the model (fal splits what Kie keeps in one:
+    text- and image-to-video, standard and pro): the first variant whose `when` values all
+    match and whose `inputs` roles are all given takes the job; `omit` lists soraq params
+    that endpoint has no field for (Kling's image-to-video takes its ratio from the image)."""
+
+    endpoint: str
+    when: dict[str, str]
+    inputs: frozenset[str]
+    omit: frozenset[str]
+
+    def matches(self, params: dict[str, Any], roles: Iterable[str]) -> bool:
+        given = set(roles)
+        return self.inputs <= given and all(
+            _text(params.get(name)) == value for name, value in self.when.items()
+        )
+
+
+@dataclass(frozen=True)
 class FalRoute:
     model: str  # soraq's model id
-    endpoint: str  # fal's endpoint id
+    endpoint: str  # fal's endpoint id (for a job no variant takes)
     fields: dict[str, FieldMap]
     fixed: dict[str, Any]
     ignored: dict[str, str]  # soraq param → why fal has no counterpart
     price: Price | None
     price_basis: str
+    inputs: dict[str, str] = field(default_factory=dict)  # soraq input role → fal's URL field
+    variants: tuple[Variant, ...] = ()
+    limits: dict[str, frozenset[str]] = field(default_factory=dict)  # param → values fal takes
 
-    def body(self, prompt: str, params: dict[str, Any]) -> dict[str, Any]:
-        """fal's request body for a job: the prompt, each mapped param, the fixed fields."""
-        body: dict[str, Any] = {"prompt": prompt, **self.fixed}
+    def variant(self, params: dict[str, Any], roles: Iterable[str]) -> Variant | None:
+        roles = list(roles)
+        return next((v for v in self.variants if v.matches(params, roles)), None)
+
+    def endpoint_for(self, params: dict[str, Any], roles: Iterable[str]) -> str:
+        chosen = self.variant(params, roles)
+        return chosen.endpoint if chosen is not None else self.endpoint
+
+    def endpoints(self) -> list[str]:
+        return [self.endpoint, *(v.endpoint for v in self.variants)]
+
+    def refusal(self, prompt: str, params: dict[str, Any], roles: Iterable[str]) -> str | None:
+        """Why fal cannot make this job (None: it can): no prompt where fal needs one, a value
+        outside fal's `limits`, or an input fal's endpoints have no field for. Such a job goes
+        to Kie's accounts only."""
+        if not prompt.strip():
+            return f"fal's {self.model} needs a prompt"
+        for name, allowed in self.limits.items():
+            value = params.get(name)
+            if value is not None and _text(value) not in allowed:
+                return f"fal serves {self.model} with {name} {', '.join(sorted(allowed))} only"
+        unmapped = sorted(set(roles) - set(self.inputs))
+        if unmapped:
+            return f"fal's {self.model} takes no {', '.join(unmapped)} input"
+        return None
+
+    def body(
+        self, prompt: str, params: dict[str, Any], images: list[tuple[str, str]] | None = None
+    ) -> dict[str, Any]:
+        """fal's request body for a job: the prompt, each mapped param, each input's URL
+        (by role), the fixed fields."""
+        images = images or []
+        chosen = self.variant(params, (role for role, _ in images))
+        omit = chosen.omit if chosen is not None else frozenset()
+        body: dict[str, Any] = {"prompt": prompt, **self.fixed} if prompt else dict(self.fixed)
         for name, value in params.items():
-            if name in self.fields and value is not None:
+            if name in self.fields and name not in omit and value is not None:
                 self.fields[name].put(body, value)
+        for role, url in images:
+            if role in self.inputs:
+                body[self.inputs[role]] = url
         return body
 
     def usd(self, params: dict[str, Any]) -> float | None:
@@ -72,6 +135,18 @@ def _field(name: str, raw: str | dict[str, Any]) -> FieldMap:
     )
 
 
+def _variant(model: str, raw: dict[str, Any]) -> Variant:
+    known = {"endpoint", "when", "inputs", "omit"}
+    if set(raw) - known:
+        raise ValueError(f"fal route {model}: unknown variant keys {sorted(set(raw) - known)}")
+    return Variant(
+        endpoint=str(raw["endpoint"]).strip("/"),
+        when={str(k): _text(v) for k, v in raw.get("when", {}).items()},
+        inputs=frozenset(str(r) for r in raw.get("inputs", [])),
+        omit=frozenset(str(p) for p in raw.get("omit", [])),
+    )
+
+
 def parse(text: str) -> dict[str, FalRoute]:
     routes = {}
     for raw in tomllib.loads(text).get("routes", []):
@@ -84,7 +159,18 @@ def parse(text: str) -> dict[str, FalRoute]:
             ignored={str(k): str(v) for k, v in raw.get("ignored", {}).items()},
             price=parse_price(f"fal route {model}", raw.get("price")),
             price_basis=str(raw.get("price_basis", "")),
+            inputs={str(k): str(v) for k, v in raw.get("inputs", {}).items()},
+            variants=tuple(_variant(model, v) for v in raw.get("variants", [])),
+            limits={
+                str(k): frozenset(_text(v) for v in values)
+                for k, values in raw.get("limits", {}).items()
+            },
         )
+        apps = {"/".join(e.split("/")[:2]) for e in routes[model].endpoints()}
+        if len(apps) > 1:
+            # fal's status and result URLs name the app only: a job's task id keeps it, and a
+            # webhook is matched to the job by it.
+            raise ValueError(f"fal route {model}: its endpoints span apps {sorted(apps)}")
     return routes
 
 

@@ -130,6 +130,11 @@ class Job(Base):
     # The account the client pinned the job to (`route`, or `failover: false`): admission
     # gives it to that account only, and it waits while that account cannot take it.
     route: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Why fal cannot make this job (catalogue/fal.toml: a value beyond fal's limits, an input
+    # it takes no field for): admission gives it to no fal account. None: fal can.
+    fal_refusal: Mapped[str | None] = mapped_column(String(200), default=None)
+    # fal's price for the job in USD once it is sent to fal (fal bills dollars, not credits).
+    provider_usd: Mapped[float | None] = mapped_column(Float, default=None)
     # When a job at Kie times out (JOB_TIMEOUT from its submission).
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # While a worker holds a stage (uploading, submitting, archiving): until when. A job still

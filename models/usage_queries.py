@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, select
 
 from models.client import Client
 from models.job import Job
@@ -32,6 +32,8 @@ def usage(
     else:
         key = func.coalesce(Client.name, "(none)")
     settled = Job.status.in_(_SETTLED)
+    at_fal = Job.provider_usd.is_not(None)
+    fal_billed = and_(at_fal, Job.status != "failed")
     query = (
         select(
             key.label("key"),
@@ -42,6 +44,14 @@ def usage(
             ),
             func.coalesce(func.sum(case((settled, 0.0), else_=Job.credits_reserved)), 0.0).label(
                 "credits_reserved"
+            ),
+            # Jobs made at fal: the credits they hold against budgets, and fal's own dollars
+            # (nothing for a failed one: fal bills what it made).
+            func.coalesce(func.sum(case((at_fal, Job.credits_reserved), else_=0.0)), 0.0).label(
+                "credits_at_fal"
+            ),
+            func.coalesce(func.sum(case((fal_billed, Job.provider_usd), else_=0.0)), 0.0).label(
+                "usd_fal"
             ),
         )
         .where(Job.created_at >= start, Job.created_at < end)

@@ -52,7 +52,27 @@ FLAGGED = (
 
 @cache
 def endpoints() -> dict[str, dict[str, Any]]:
-    return dict(tomllib.loads(SCHEMAS.read_text())["endpoints"])
+    """fal's schema per endpoint. An entry `like` another is that one's schema with its own
+    `properties` added, `drop`ped ones removed and its own `required` (fal's tiers and
+    text/image endpoints of one model differ in a field or two)."""
+    raw = dict(tomllib.loads(SCHEMAS.read_text())["endpoints"])
+    done: dict[str, dict[str, Any]] = {}
+
+    def resolve(name: str) -> dict[str, Any]:
+        if name not in done:
+            entry = dict(raw[name])
+            base = entry.pop("like", None)
+            if base is not None:
+                parent = resolve(base)
+                dropped = set(entry.pop("drop", []))
+                properties = {
+                    k: v for k, v in parent["properties"].items() if k not in dropped
+                } | dict(entry.pop("properties", {}))
+                entry = {**parent, **entry, "properties": properties}
+            done[name] = entry
+        return done[name]
+
+    return {name: resolve(name) for name in raw}
 
 
 @cache

@@ -95,7 +95,12 @@ class JobUsage(BaseModel):
         "callback.creditsConsumed, recordInfo.consumeCredits (Kie's pages name it either way).",
     )
     usd_estimated: float | None = Field(
-        None, description="credits_charged (else the estimate) × CREDIT_USD_RATE."
+        None,
+        description="credits_charged (else the estimate) × CREDIT_USD_RATE; for a job made "
+        "at fal.ai, fal's own price in dollars (0 once it failed: fal bills what it made).",
+    )
+    usd_source: Literal["credit_rate", "fal"] | None = Field(
+        None, description="Where usd_estimated comes from: Kie credits at CREDIT_USD_RATE, or fal."
     )
 
     @classmethod
@@ -113,12 +118,18 @@ class JobUsage(BaseModel):
                 charged, source = 0.0, "not_submitted"
         basis = charged if charged is not None else job.credits_estimated
         rate = get_settings().credit_usd_rate
+        usd = round(basis * rate, 4) if basis is not None else None
+        usd_source: Literal["credit_rate", "fal"] | None = None if usd is None else "credit_rate"
+        if job.provider_usd is not None:  # made at fal, which bills dollars
+            usd = 0.0 if job.status == JobStatus.FAILED else round(job.provider_usd, 4)
+            usd_source = "fal"
         return cls(
             credits_estimated=job.credits_estimated,
             credits_charged=charged,
             credits_charged_source=source,
             credits_charged_from=job.credits_reported_from if source == "kie" else None,
-            usd_estimated=round(basis * rate, 4) if basis is not None else None,
+            usd_estimated=usd,
+            usd_source=usd_source,
         )
 
 

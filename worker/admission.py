@@ -93,6 +93,7 @@ def fair_order(
     served: frozenset[str] | None = None,
     newest: bool = False,
     account: str | None = None,
+    fal: bool = False,
 ) -> Select:
     """Due queued jobs, interleaved across clients: a client's k-th job ranks
     (k + the jobs it already has in flight) / weight.
@@ -127,6 +128,8 @@ def fair_order(
             *([Job.model.in_(sorted(served))] if served is not None else []),
             # A job pinned to another account (jobs.route) is not this one's to take.
             *([or_(Job.route.is_(None), Job.route == account)] if account is not None else []),
+            # A fal account takes only the jobs fal can make (catalogue/fal.toml's limits).
+            *([Job.fal_refusal.is_(None)] if fal else []),
         )
         .subquery()
     )
@@ -277,7 +280,15 @@ def _admit_to(
             # Only what the balance covers goes to the account: a 402 prevented, not reported.
             # Kie's live catalogue pausing a model holds it back at Kie's accounts only.
             waiting = held() if upstream.provider != "fal" else []
-            order = fair_order(now, room, waiting, upstream.models, probing, upstream.name)
+            order = fair_order(
+                now,
+                room,
+                waiting,
+                upstream.models,
+                probing,
+                upstream.name,
+                fal=upstream.provider == "fal",
+            )
             candidates = list(session.scalars(order))
             admitted = credits.affordable(session, state, candidates, now, settings)
             if candidates and not admitted:

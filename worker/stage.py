@@ -153,7 +153,9 @@ def other_accounts(settings: Settings, name: str, job: Job) -> list[str]:
     none for a job pinned to its account (jobs.route)."""
     if job.route is not None:
         return []
-    return [a.name for a in accounts(settings) if a.name != name and a.serves(job.model)]
+    return [
+        a.name for a in accounts(settings) if a.name != name and a.takes(job.model, job.fal_refusal)
+    ]
 
 
 def retry_or_fail(

@@ -89,21 +89,24 @@ def submit(
     spec = get_catalogue().spec(job.model)
     params = {name: value for name, value in job.input.items() if name in spec.params}
     prompt = job.input.get("prompt") or ""
-    fal = fal_route(settings, job)
-    if fal is not None:
-        # A fal account: fal's endpoint, fal's body (catalogue/fal.toml), fal's webhook.
-        send_to_fal(session, job, outbound, settings, token, fal.endpoint, fal.body(prompt, params))
-        return
-    upstream = outbound.upstreams[spec.upstream]
     # Every input by role: a file's URL, or an earlier task's id (and which of its results).
     images = [
         (i["role"], i["url"] if i.get("url") else i["task_id"])
         for i in job.images or []
         if i.get("url") or i.get("task_id")
     ]
-    indexes = {i["role"]: int(i.get("index") or 0) for i in job.images or [] if i.get("task_id")}
     if not images and job.image_url:
         images = [("first_frame", job.image_url)]
+    fal = fal_route(settings, job)
+    if fal is not None:
+        # A fal account: fal's endpoint for this job, fal's body (catalogue/fal.toml), fal's
+        # webhook, and fal's price in dollars in the job's usage.
+        endpoint = fal.endpoint_for(params, (role for role, _ in images))
+        body = fal.body(prompt, params, images)
+        send_to_fal(session, job, outbound, settings, token, endpoint, body, fal.usd(params))
+        return
+    upstream = outbound.upstreams[spec.upstream]
+    indexes = {i["role"]: int(i.get("index") or 0) for i in job.images or [] if i.get("task_id")}
     body = spec.upstream_input(prompt, params, images, indexes)
     callback = (
         f"{settings.public_url.rstrip('/')}/kie/callback/{job.callback_token}"
@@ -130,6 +133,7 @@ def send_to_fal(
     token: Token,
     endpoint: str,
     body: dict[str, Any],
+    usd: float | None = None,
 ) -> None:
     callback = (
         f"{settings.public_url.rstrip('/')}/fal/webhook/{job.callback_token}"
@@ -137,7 +141,7 @@ def send_to_fal(
         else None
     )
     upstream = outbound.upstreams[FAL]
-    _send(session, job, settings, token, upstream, FAL, endpoint, body, callback)
+    _send(session, job, settings, token, upstream, FAL, endpoint, body, callback, provider_usd=usd)
 
 
 def _send(
@@ -150,8 +154,10 @@ def _send(
     model: str,
     body: dict[str, Any],
     callback: str | None,
+    **columns: Any,
 ) -> None:
-    """The create call itself, and what its answer (or its silence) means for the job."""
+    """The create call itself, and what its answer (or its silence) means for the job
+    (`columns`: more to store with the task id, such as fal's price)."""
     try:
         task_id = upstream_call(
             session,
@@ -210,7 +216,7 @@ def _send(
         JobStatus.SUBMITTING,
         JobStatus.WAITING,
         now=now,
-        reason="Kie accepted the task",
+        reason="fal accepted the request" if family == FAL else "Kie accepted the task",
         kie_task_id=task_id,
         submitted_at=now,
         failures=0,
@@ -221,6 +227,7 @@ def _send(
         stage_lease_until=None,
         # A callback that beat us here makes the first check immediate.
         next_check_at=case((Job.callback_at.is_not(None), now), else_=first_check),
+        **columns,
     )
     if job.livemode:  # the sandbox accepting a test-mode job says nothing of Kie's account
         # An accepted createTask ends any pause of its account.
@@ -243,5 +250,9 @@ def _send(
         )
     session.commit()
     log.info(
-        "job %s submitted to Kie as %s", job.id, task_id, extra=context(job, kie_task_id=task_id)
+        "job %s submitted to %s as %s",
+        job.id,
+        "fal" if family == FAL else "Kie",
+        task_id,
+        extra=context(job, kie_task_id=task_id),
     )

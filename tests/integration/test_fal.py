@@ -20,6 +20,7 @@ from catalogue.fal import fal_routes
 from devstack.stack import free_port, wait_http
 from models.db import make_engine
 from models.job import Job
+from tests.fal_jobs import FAL_JOBS
 from tests.integration.conftest import (
     ADMIN_TOKEN,
     EMBEDDED,
@@ -32,6 +33,7 @@ from tests.integration.conftest import (
 KEYS = {"KIE_A_KEY": "sk-account-a-0123456789", "FAL_F_KEY": "fal-key-f-0123456789abcdef"}
 VEO = "veo3.1-fast/text-to-video"
 KLING = "kling-2.6/text-to-video"
+SEEDANCE = "bytedance/seedance-2"
 
 
 class KieAndFal:
@@ -154,18 +156,34 @@ def test_a_job_pinned_to_fal_goes_through_fals_queue_and_its_signed_webhook(
     assert any("fal" in line and "createTask" in line for line in _history(stack, job["id"]))
 
 
-def test_one_job_of_each_model_fal_serves_succeeds_through_fal(both: KieAndFal) -> None:
-    """Every route in catalogue/fal.toml makes a body fal's schema (in the sandbox) accepts."""
+def test_each_kind_of_job_fal_makes_succeeds_through_fal_and_shows_fals_price(
+    both: KieAndFal,
+) -> None:
+    """Every endpoint catalogue/fal.toml sends to, each with a body fal's schema (in the
+    sandbox) accepts: the models' text jobs, their image and audio inputs, their tiers."""
     stack = both.stack
-    jobs = {
-        model: stack.create(prompt=_unique(f"through fal: {model}"), model=model, route="f")
-        for model in fal_routes()
-    }
-    for model, job in jobs.items():
+    jobs = {}
+    for n, (model, given, roles, _) in enumerate(FAL_JOBS):
+        inputs = [{"role": role, "url": f"https://1.1.1.1/fal/{n}/{role}.png"} for role in roles]
+        body = {"prompt": _unique(f"through fal: {model}"), "model": model, "route": "f", **given}
+        jobs[n] = stack.create(**body, **({"inputs": inputs} if inputs else {}))
+    for n, job in jobs.items():
+        model, given, roles, endpoint = FAL_JOBS[n]
         done = stack.wait(job["id"], timeout=60)
         assert done["status"] == "succeeded", (model, _history(stack, job["id"]))
         made = [c for c in both.calls("f") if c["prompt"] == job["input"]["prompt"]]
-        assert [(c["code"], c["model"]) for c in made] == [(200, fal_routes()[model].endpoint)]
+        assert [(c["code"], c["model"]) for c in made] == [(200, endpoint)], (model, given)
+        route = fal_routes()[model]
+        for role in roles:
+            assert made[0]["input"][route.inputs[role]] == f"https://1.1.1.1/fal/{n}/{role}.png"
+        params = {k: v for k, v in done["input"].items() if k != "prompt"}
+        assert done["usage"]["usd_source"] == "fal"
+        assert done["usage"]["usd_estimated"] == route.usd(params), (model, params)
+    # The usage report counts fal's dollars, not Kie credits at the rate (only this test
+    # makes Hailuo 02 Pro jobs: one, at fal's $0.48).
+    report = stack.api.get("/usage", params={"group_by": "model"}).json()
+    (hailuo,) = [g for g in report["groups"] if g["key"] == "hailuo/02-text-to-video-pro"]
+    assert (hailuo["jobs"], hailuo["usd"]) == (1, 0.48)
 
 
 def test_a_webhook_fal_did_not_sign_is_refused(both: KieAndFal) -> None:
@@ -202,9 +220,22 @@ def test_when_kie_runs_dry_the_jobs_fal_serves_go_to_fal(both: KieAndFal) -> Non
     both.sandboxes["a"].post("/_sandbox/config", json={"account_code": 402})
     try:
         jobs = [stack.create(prompt=_unique(f"dry {i}"), model=VEO)["id"] for i in range(6)]
+        # fal renders Seedance 2 at 480p and 720p only: a 1080p job is not fal's to make.
+        beyond = stack.create(prompt=_unique("1080p"), model=SEEDANCE, resolution="1080p")
         ended = {j: stack.wait(j, timeout=60) for j in jobs}
+        held = stack.api.get(f"/jobs/{beyond['id']}").json()
+        assert (held["status"], held["waiting_reason"]) == ("queued", "kie_insufficient_credits")
+        pinned = stack.api.post(
+            "/jobs",
+            json={"prompt": "a pier", "model": SEEDANCE, "resolution": "1080p", "route": "f"},
+        )
+        assert pinned.status_code == 422
+        assert "fal serves bytedance/seedance-2 with resolution 480p, 720p only" in pinned.text
     finally:
         both.sandboxes["a"].post("/_sandbox/config", json={"account_code": 0})
+    later = stack.wait(beyond["id"], timeout=60)  # a's next probe takes it
+    assert (later["status"], later["account"]) == ("succeeded", "a"), _history(stack, beyond["id"])
+    assert not [c for c in both.calls("f") if c["prompt"] == beyond["input"]["prompt"]]
     assert {job["status"] for job in ended.values()} == {"succeeded"}, [
         _history(stack, j) for j, job in ended.items() if job["status"] != "succeeded"
     ]

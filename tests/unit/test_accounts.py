@@ -327,3 +327,50 @@ def test_a_fal_account_serves_the_models_fal_has_routes_for(tmp_path: Path) -> N
     listed = FAL + 'models = ["hailuo/02-text-to-video-standard"]\n'
     with pytest.raises(ValueError, match="no fal route for hailuo/02-text-to-video-standard"):
         accounts(_settings(tmp_path, listed))
+
+
+KIE_AND_FAL = (
+    TWO[TWO.index('[[accounts]]\nname = "main"') :]
+    + FAL.replace('key_env = "SORAQ_TEST_MAIN_KEY"', 'key_env = "SORAQ_TEST_BACKUP_KEY"')
+    + "priority = 2\n"
+)
+
+
+def test_a_job_fal_cannot_make_cannot_be_pinned_to_fal_and_says_why(tmp_path: Path) -> None:
+    spec = get_catalogue().get("bytedance/seedance-2")
+    why = fal_routes()[spec.id].refusal("x", {"resolution": "1080p"}, [])
+    config = _settings(tmp_path, KIE_AND_FAL)
+    with pytest.raises(InvalidRequest) as pinned:
+        pinned_route(_job(route="fal"), spec, config, [], why)
+    assert pinned.value.message == (
+        "account fal cannot take this job: fal serves bytedance/seedance-2 with resolution "
+        "480p, 720p only; this model's routes are: main"
+    )
+    assert pinned_route(_job(), spec, config, [], why) is None  # main may take it
+    assert pinned_route(_job(failover=False), spec, config, [], why) == "main"
+    # Where only fal serves the model, such a job is refused at once, saying why.
+    with pytest.raises(InvalidRequest) as nowhere:
+        pinned_route(_job(), spec, _settings(tmp_path, FAL), [], why)
+    assert nowhere.value.message.endswith(
+        "serves bytedance/seedance-2 with this request: fal serves bytedance/seedance-2 with "
+        "resolution 480p, 720p only"
+    )
+
+
+def test_a_fal_account_is_given_only_the_jobs_fal_can_make(engine: Engine, tmp_path: Path) -> None:
+    config = _settings(tmp_path, KIE_AND_FAL, account_probe_interval=60)
+    with Session(engine) as session:
+        now = _main_refused(session, config, 4)  # main cannot take any: fal may
+        beyond = session.scalars(select(Job).order_by(Job.created_at).limit(2)).all()
+        for job in beyond:
+            job.fal_refusal = "fal serves it at 720p only"
+        kept = {job.id for job in beyond}
+        session.commit()
+        admitted = admit(session, config, now).admitted
+        session.commit()
+        placed = {
+            job.id: job.account for job in session.scalars(select(Job).where(Job.id.in_(admitted)))
+        }
+    assert set(placed.values()) == {"fal"}
+    assert len(placed) == 2
+    assert not kept & set(placed)  # the two fal cannot make wait for main

@@ -106,6 +106,16 @@ def test_usage_reads_as_the_job_stands() -> None:
     assert reported.usd_estimated == 0.29
     never_sent = JobUsage.of(_job(JobStatus.FAILED, credits_estimated=60, credits_reserved=0))
     assert (never_sent.credits_charged, never_sent.credits_charged_source) == (0, "not_submitted")
+    assert never_sent.usd_source == "credit_rate"
+
+
+def test_a_job_made_at_fal_shows_fals_dollars() -> None:
+    at_fal = {"credits_estimated": 60, "credits_reserved": 60, "provider_usd": 1.2}
+    made = JobUsage.of(_job(JobStatus.SUCCEEDED, **at_fal))
+    assert (made.usd_estimated, made.usd_source) == (1.2, "fal")
+    assert made.credits_charged == 60  # budgets stay in credits
+    failed = JobUsage.of(_job(JobStatus.FAILED, **at_fal))
+    assert (failed.usd_estimated, failed.usd_source) == (0.0, "fal")  # fal bills what it made
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from api.fal_webhooks import MAX_JWKS_BYTES, REFRESH_AT_MOST, FalKeys, KeysUnavailable
 from catalogue.fal import fal_routes
+from tests.fal_jobs import FAL_JOBS
 from upstreams.errors import ExternalError
 from upstreams.fal_queue import error_of, split_task_id, task_id_of, video_urls
 
@@ -184,3 +185,85 @@ def test_a_kling_job_becomes_fals_body() -> None:
         "generate_audio": False,  # fal's default is true: soraq's false is sent
     }
     assert route.usd({"duration": 10, "sound": True}) == 1.4
+
+
+@pytest.mark.parametrize(("model", "given", "roles", "endpoint"), FAL_JOBS)
+def test_each_kind_of_job_fal_makes_goes_to_its_endpoint_with_a_body_its_schema_takes(
+    model: str, given: dict[str, object], roles: list[str], endpoint: str
+) -> None:
+    """The bodies soraq builds, checked against fal's schemas as transcribed for the sandbox
+    (sandbox/fal_schemas.toml): the same check the fal sandbox makes on every submit."""
+    from jsonschema import Draft202012Validator
+
+    from catalogue import get_catalogue
+    from sandbox.fal_queue import endpoints
+
+    route = fal_routes()[model]
+    params = get_catalogue().spec(model).validate({"prompt": "a lighthouse", **given})
+    params.pop("prompt", None)
+    assert route.refusal("a lighthouse", params, roles) is None
+    assert route.endpoint_for(params, roles) == endpoint
+    images = [(role, f"https://files.example/{role}.png") for role in roles]
+    body = route.body("a lighthouse", params, images)
+    errors = [e.message for e in Draft202012Validator(endpoints()[endpoint]).iter_errors(body)]
+    assert errors == [], body
+    for role, url in images:
+        assert body[route.inputs[role]] == url
+    assert (route.usd(params) or 0) > 0
+
+
+def test_every_fal_endpoint_soraq_sends_to_has_a_schema_in_the_sandbox() -> None:
+    from sandbox.fal_queue import endpoints
+
+    sent_to = {e for route in fal_routes().values() for e in route.endpoints()}
+    assert sent_to <= set(endpoints())
+    assert sent_to == {endpoint for *_, endpoint in FAL_JOBS}  # each one tested above
+
+
+def test_a_job_beyond_what_fal_can_make_is_refused_by_its_route() -> None:
+    seedance, kling, wan = (
+        fal_routes()[m]
+        for m in ("bytedance/seedance-2", "kling-3.0/video", "wan/2-7-text-to-video")
+    )
+    assert seedance.refusal("x", {"resolution": "1080p"}, []) == (
+        "fal serves bytedance/seedance-2 with resolution 480p, 720p only"
+    )
+    assert seedance.refusal("x", {"resolution": "720p"}, ["first_frame"]) == (
+        "fal's bytedance/seedance-2 takes no first_frame input"
+    )
+    assert seedance.refusal("", {"resolution": "720p"}, []) == (
+        "fal's bytedance/seedance-2 needs a prompt"
+    )
+    assert kling.refusal("x", {"mode": "4K"}, []) is not None
+    assert kling.refusal("x", {"mode": "pro", "multi_shots": True}, []) is not None
+    assert wan.refusal("x", {"watermark": True}, []) is not None
+    assert wan.refusal("x", {"watermark": False}, ["audio"]) is None
+
+
+def test_fal_prices_follow_the_jobs_values() -> None:
+    routes = fal_routes()
+    assert routes["bytedance/seedance-2"].usd({"resolution": "480p", "duration": 5}) == 0.67
+    assert routes["bytedance/seedance-2"].usd({"resolution": "720p", "duration": -1}) == 4.54
+    assert routes["kling-3.0/video"].usd({"mode": "std", "sound": True, "duration": 5}) == 0.63
+    assert routes["kling-3.0/video"].usd({"mode": "pro", "sound": False, "duration": 10}) == 1.12
+    assert routes["hailuo/2-3-image-to-video-pro"].usd({"resolution": "768P", "duration": 10}) == (
+        0.56
+    )
+    assert routes["hailuo/2-3-image-to-video-pro"].usd({"resolution": "1080P", "duration": 6}) == (
+        0.49
+    )
+    assert routes["wan/2-7-text-to-video"].usd({"resolution": "1080p", "duration": 4}) == 0.6
+
+
+def test_a_route_whose_endpoints_span_fal_apps_is_refused() -> None:
+    from catalogue.fal import parse
+
+    with pytest.raises(ValueError, match="span apps"):
+        parse(
+            """
+[[routes]]
+model = "m"
+endpoint = "fal-ai/one/x"
+variants = [{ when = { mode = "b" }, endpoint = "fal-ai/two/x" }]
+"""
+        )

@@ -947,9 +947,14 @@ export interface components {
             credits_charged_from?: string | null;
             /**
              * Usd Estimated
-             * @description credits_charged (else the estimate) × CREDIT_USD_RATE.
+             * @description credits_charged (else the estimate) × CREDIT_USD_RATE; for a job made at fal.ai, fal's own price in dollars (0 once it failed: fal bills what it made).
              */
             usd_estimated?: number | null;
+            /**
+             * Usd Source
+             * @description Where usd_estimated comes from: Kie credits at CREDIT_USD_RATE, or fal.
+             */
+            usd_source?: ("credit_rate" | "fal") | null;
         };
         /** Stats */
         Stats: {

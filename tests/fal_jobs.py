@@ -1,0 +1,58 @@
+"""The kinds of job fal makes, shared by the unit tests of their bodies and the integration
+test that runs one of each through the fal sandbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# A job of each kind fal can make, by model: (params given, input roles, fal's endpoint).
+FAL_JOBS: list[tuple[str, dict[str, Any], list[str], str]] = [
+    ("veo3.1-fast/text-to-video", {}, [], "fal-ai/veo3.1/fast"),
+    ("kling-2.6/text-to-video", {"sound": True}, [], "fal-ai/kling-video/v2.6/pro/text-to-video"),
+    ("kling-3.0/video", {}, [], "fal-ai/kling-video/v3/pro/text-to-video"),
+    ("kling-3.0/video", {"mode": "std"}, [], "fal-ai/kling-video/v3/standard/text-to-video"),
+    (
+        "kling-3.0/video",
+        {"duration": 12, "aspect_ratio": "9:16"},
+        ["first_frame", "last_frame"],
+        "fal-ai/kling-video/v3/pro/image-to-video",
+    ),
+    (
+        "kling-3.0/video",
+        {"mode": "std", "sound": True},
+        ["first_frame"],
+        "fal-ai/kling-video/v3/standard/image-to-video",
+    ),
+    (
+        "bytedance/seedance-2",
+        {"duration": -1, "aspect_ratio": "adaptive"},
+        [],
+        "bytedance/seedance-2.0/text-to-video",
+    ),  # fmt: skip
+    ("bytedance/seedance-2", {"resolution": "480p"}, [], "bytedance/seedance-2.0/text-to-video"),
+    ("wan/2-6-text-to-video", {"duration": 15, "multi_shots": True}, [], "wan/v2.6/text-to-video"),
+    (
+        "wan/2-7-text-to-video",
+        {"duration": 2, "seed": 7, "negative_prompt": "rain"},
+        ["audio"],
+        "fal-ai/wan/v2.7/text-to-video",
+    ),  # fmt: skip
+    (
+        "hailuo/02-text-to-video-pro",
+        {"prompt_optimizer": False},
+        [],
+        "fal-ai/minimax/hailuo-02/pro/text-to-video",
+    ),  # fmt: skip
+    (
+        "hailuo/2-3-image-to-video-pro",
+        {"duration": 10},
+        ["first_frame"],
+        "fal-ai/minimax/hailuo-2.3/standard/image-to-video",
+    ),  # fmt: skip
+    (
+        "hailuo/2-3-image-to-video-pro",
+        {"resolution": "1080P"},
+        ["first_frame"],
+        "fal-ai/minimax/hailuo-2.3/pro/image-to-video",
+    ),  # fmt: skip
+]
