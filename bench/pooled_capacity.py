@@ -9,6 +9,7 @@ limit (40 per 10 s), with no 429 at either. Counted from the two sandboxes' own 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from collections import Counter
@@ -18,10 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from bench.common import Row, production_stack, verdict
 from core.config import Settings
 from devstack.stack import free_port, wait_http
+from models.db import make_engine
+from models.event import JobEvent
 
 RATE, WINDOW = 20, 10.0
 KEYS = {"a": "sk-bench-account-a-0123456789", "b": "sk-bench-account-b-9876543210"}
@@ -50,7 +55,25 @@ def _accounts_file(folder: Path, ports: dict[str, int]) -> Path:
     return path
 
 
-def run(jobs: int, span: float, folder: Path) -> Pooled:
+def _token_not_free(database_url: str) -> tuple[list[float], int]:
+    """When a job's message ran, its account's token was not free yet: the waits of those
+    sent back to admission (worker.submit: "waiting N s for account …"), and how many waited
+    for their token with a countdown instead ("… token frees in N s")."""
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            back = session.scalars(
+                select(JobEvent.reason).where(JobEvent.reason.like("waiting % for account %"))
+            ).all()
+            deferred = session.scalar(
+                select(func.count()).where(JobEvent.reason.like("% token frees in %"))
+            )
+    finally:
+        engine.dispose()
+    return [float(str(r).split()[1]) for r in back], int(deferred or 0)
+
+
+def run(jobs: int, span: float, folder: Path, dump: Path | None = None) -> Pooled:
     ports = {name: free_port() for name in KEYS}
     limit = f"{RATE}/{WINDOW:g}s"
     overrides = {
@@ -110,6 +133,7 @@ def run(jobs: int, span: float, folder: Path) -> Pooled:
             time.sleep(1)
         for sandbox in sandboxes.values():
             sandbox.close()
+        requeued, deferred = _token_not_free(stack.env["DATABASE_URL"])
     for name in KEYS:
         mine = [c["at"] for c, at in ok if at == name]
         late = sorted(mine[i + RATE] - mine[i] - WINDOW for i in range(len(mine) - RATE))
@@ -121,6 +145,14 @@ def run(jobs: int, span: float, folder: Path) -> Pooled:
                 f"{late[len(late) // 2]:.3f} s, p90 {late[int(len(late) * 0.9)]:.3f} s, "
                 f"min {late[0]:.3f} s; a window's {RATE} creates go out over {spread:.2f} s"
             )
+    if dump is not None:  # every accepted create, (time, account), for a closer look
+        dump.write_text(json.dumps([(c["at"], name) for c, name in ok]))
+    waits = sorted(requeued)
+    print(
+        f"  token not free yet when a job's message ran: {deferred} waited for it, "
+        f"{len(waits)} went back to admission"
+        + (f" (the wait they met p50 {waits[len(waits) // 2]:.3f} s)" if waits else "")
+    )
     first = ok[0][0]["at"]
     kept: list[tuple[dict[str, Any], str]] = [p for p in ok if p[0]["at"] - first <= span]
     seconds = kept[-1][0]["at"] - first
@@ -140,9 +172,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--span", type=float, default=120, help="seconds watched")
     parser.add_argument("--jobs", type=int, default=1200)
+    parser.add_argument("--dump", type=Path, help="write each create's (time, account) here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="soraq-pooled-") as folder:
-        pooled = run(args.jobs, args.span, Path(folder))
+        pooled = run(args.jobs, args.span, Path(folder), args.dump)
     print(
         f"pooled burst of {args.jobs} ({pooled.backend}), two accounts of {RATE}/{WINDOW:g}s: "
         f"{pooled.created} creates in {pooled.seconds:.0f} s = {pooled.rate_used:.1%} of "

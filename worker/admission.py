@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
+from typing import NamedTuple
 
 from sqlalchemy import Float, Select, cast, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -40,7 +41,7 @@ from worker.limiter import Token, check_window, create_window
 # carries a countdown to its own token's instant. The round's own work and the hop to a worker
 # happen before the token frees, not after, and tokens that free milliseconds apart go in one
 # round instead of one wake-up each.
-LEAD_SECONDS = 0.1
+LEAD_SECONDS = 0.3
 COALESCE_SECONDS = 0.15
 HORIZON_SECONDS = LEAD_SECONDS + COALESCE_SECONDS
 
@@ -356,9 +357,29 @@ def _wake_up(
     return delay
 
 
+def create_due_in(session: Session, settings: Settings, name: str | None) -> float:
+    """Seconds until account `name`'s next createTask token frees (0: one is free now): a
+    look, not a take — no lock, no write (the database window's row is read as it stands)."""
+    upstream = account_named(settings, name)
+    window = create_window(settings, upstream)
+    state = (
+        session.get(SchedulerState, upstream.name, populate_existing=True)
+        if window.needs_lock
+        else None
+    ) or SchedulerState(name=upstream.name, creates=[], checks=[])
+    upcoming = window.upcoming(state, utcnow(), 1)
+    return upcoming[0] if upcoming else 0.0
+
+
+class Grant(NamedTuple):
+    wait: float | None  # None: granted; else seconds until the account may take the call
+    token: Token
+    by_window: bool = False  # the wait is the create window's own (not a pause or a probe)
+
+
 def acquire_create(
     session: Session, settings: Settings, job_id: str, name: str | None = DEFAULT_ACCOUNT
-) -> tuple[float | None, Token]:
+) -> Grant:
     """Take one createTask token of account `name`, right before the call: (None, the token)
     when granted, else (the seconds until one frees, None). The caller commits at once (the
     database window holds the scheduler row's lock until then).
@@ -375,11 +396,12 @@ def acquire_create(
         ) or SchedulerState(name=upstream.name)
     now = utcnow()
     if state.paused_until is not None and state.paused_until > now:
-        return (state.paused_until - now).total_seconds(), None
+        return Grant((state.paused_until - now).total_seconds(), None)
     probe = account.probe_wait(state, job_id, now)
     if probe is not None:
-        return probe, None  # the account is refused and this job is not the probe
-    return window.take_one(state, now)
+        return Grant(probe, None)  # the account is refused and this job is not the probe
+    wait, token = window.take_one(state, now)
+    return Grant(wait, token, by_window=wait is not None)
 
 
 def restamp_create(

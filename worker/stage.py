@@ -45,6 +45,9 @@ class UpstreamClients:
     archive_elsewhere: Callable[[str], None] | None = None
     # With several upstream accounts (catalogue.accounts): each one's clients, by name.
     by_account: dict[str, UpstreamClients] = field(default_factory=dict)
+    # Runs a job's next step again in this many seconds (a message with a countdown, never
+    # a sleep): for a job whose createTask token frees a moment after its message ran.
+    advance_later: Callable[[str, float], None] | None = None
 
     def for_account(self, name: str | None) -> UpstreamClients:
         """Account `name`'s clients; these (the first account's) for any other name."""

@@ -23,7 +23,7 @@ from upstreams.base import Upstream
 from upstreams.errors import ExternalError
 from upstreams.fal_queue import FAL
 from worker import account, policy
-from worker.admission import acquire_create, restamp_create
+from worker.admission import acquire_create, create_due_in, restamp_create
 from worker.limiter import Token
 from worker.stage import (
     UpstreamClients,
@@ -38,6 +38,9 @@ from worker.stage import (
 log = logging.getLogger(__name__)
 # A job whose createTask answer was lost, waiting for Kie's callback to name its task.
 ANSWER_LOST = "kie_answer_lost"
+# A token freeing within this many seconds is waited for by the job admitted for it (a
+# message with that countdown); a longer wait sends the job back to admission.
+TOKEN_DUE = 1.0
 
 
 def to_submitting(
@@ -45,6 +48,14 @@ def to_submitting(
 ) -> None:
     # Claim the stage first and take the createTask token last, so that only a Redis round
     # trip lies between the token's time and the call the upstream counts.
+    if expected == JobStatus.QUEUED and job.livemode and outbound.advance_later is not None:
+        # Admission gave this job a token freeing about now; the call before it on that
+        # token may have been answered late (the token is held from the answer). Then the
+        # job runs again at that instant, admitted still — no claim, no write, no history.
+        due = create_due_in(session, settings, job.account)
+        if 0 < due <= TOKEN_DUE:
+            outbound.advance_later(job.id, due)
+            return
     now = utcnow()
     lease = now + timedelta(seconds=settings.submit_lease)
     if not claim_stage(session, job, expected, JobStatus.SUBMITTING, lease, now):
@@ -55,12 +66,30 @@ def to_submitting(
         submit(session, job, outbound, settings)
         return
     try:
-        wait, token = acquire_create(session, settings, job.id, job.account)
+        wait, token, by_window = acquire_create(session, settings, job.id, job.account)
     except Exception:
         session.rollback()
         requeue(session, job, JobStatus.SUBMITTING, 1.0, "the create limit could not be read")
         raise
     session.commit()  # frees the scheduler lock for other workers
+    if wait is not None and by_window and wait <= TOKEN_DUE and expected == JobStatus.QUEUED:
+        if outbound.advance_later is not None:
+            # The token admission gave this job frees a moment later than its message ran
+            # (an answer restamped it): keep the job's admission and account — the token stays
+            # its own in admission's count — and run it again when the token frees, instead
+            # of handing the token back to the queue and to the next dispatcher round.
+            transition(
+                session,
+                job.id,
+                JobStatus.SUBMITTING,
+                JobStatus.QUEUED,
+                reason=f"account {job.account}'s token frees in {wait:.2f} s",
+                next_check_at=utcnow() + timedelta(seconds=wait + settings.claim_lease),
+                stage_lease_until=None,
+            )
+            session.commit()  # the row first, then the message
+            outbound.advance_later(job.id, wait)
+            return
     if wait is not None:
         # The window is full (admissions bunched up in the broker), or the account is paused
         # and this job is not its probe: back to the queue rather than to the upstream — and

@@ -91,6 +91,7 @@ def _clients(
             imgbb=imgbb,
             test_mode=test_mode,
             archive_elsewhere=_to_archive_queue,
+            advance_later=_advance_later,
         )
     kie = KieHTTP(kie_url, kie_key, timeout=settings.kie_timeout)
     # A file of up to 16 MB at a slow link's pace: a longer deadline than a JSON call's.
@@ -102,11 +103,16 @@ def _clients(
         imgbb=imgbb,
         test_mode=test_mode,
         archive_elsewhere=_to_archive_queue,
+        advance_later=_advance_later,
     )
 
 
 def _to_archive_queue(job_id: str) -> None:
     archive_job.apply_async((job_id,))
+
+
+def _advance_later(job_id: str, seconds: float) -> None:
+    advance_job.apply_async((job_id,), countdown=seconds)
 
 
 @signals.worker_init.connect
@@ -158,13 +164,16 @@ def dispatch() -> int:
         session.commit()
     for name in budget.read_balances:
         read_kie_balance.apply_async((name,))
+    # The round's instants are offsets from `now`; the round itself took a while (more with
+    # every account): each countdown starts from here, so it is shortened by that while.
+    spent = (utcnow() - now).total_seconds()
     for wake_in in budget.wakes_in:
         # An account's create window frees a token then: admit at that instant, not at the
         # next tick.
-        dispatch.apply_async(countdown=wake_in, expires=wake_in + 30)
+        dispatch.apply_async(countdown=max(0.0, wake_in - spent), expires=wake_in + 30)
     jobs = [*budget.admitted, *checks]
     # An admitted job whose token frees in a moment reaches its worker at that moment.
-    starts = [*budget.starts_in, *([0.0] * len(checks))]
+    starts = [start - spent for start in budget.starts_in] + [0.0] * len(checks)
     traces = _traces(jobs, set(budget.admitted), now)
     if jobs or deliveries:
         with celery_app.producer_or_acquire() as producer:

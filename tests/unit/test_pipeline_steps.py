@@ -421,3 +421,41 @@ def test_a_hostile_state_word_is_kept_short_and_the_job_keeps_going(
         for e in session.scalars(select(JobEvent).where(JobEvent.job_id == job_id)).all()
     ]
     assert all(len(r) < 100 and "\n" not in r for r in reasons), reasons
+
+
+def test_a_job_whose_token_frees_a_moment_later_waits_for_it_keeping_its_admission(
+    session: Session, settings: Settings
+) -> None:
+    """Its message ran a little before its token freed (the call it follows was answered
+    late): the job keeps its admission and account and runs again with a countdown to that
+    instant — Kie is not called early, and the token does not go back to the next round."""
+    later: list[tuple[str, float]] = []
+    upstreams = kie_upstreams(KIE, "k", timeout=2)
+    clients = UpstreamClients(
+        upstreams,
+        ImgbbClient("https://imgbb.test", "i", timeout=2, expiration=60),
+        advance_later=lambda job_id, seconds: later.append((job_id, seconds)),
+    )
+    # The window is full, and its oldest token frees in under a second (TOKEN_DUE).
+    held = utcnow().timestamp() - settings.create_rate.window + 0.85
+    session.merge(SchedulerState(name="kie", creates=[held] * settings.create_rate.count))
+    session.commit()
+    job_id = new_job(session, "kling-2.6/text-to-video", account="kie")
+    with respx.mock():  # no route: a call to Kie would raise
+        advance(session, job_id, clients, settings)
+    job = reload(session, job_id)
+    assert job.kie_task_id is None
+    assert job.failures == 0
+    assert (job.status, job.account) == (JobStatus.QUEUED, "kie")
+    assert job.admitted_at is not None  # still admitted: the token stays this job's
+    ((again, seconds),) = later
+    assert again == job_id
+    assert 0 < seconds <= 0.9  # less the time this test took to get there
+    # A token further off than a moment sends the job back to admission, as before.
+    session.merge(SchedulerState(name="kie", creates=[utcnow().timestamp()] * 20))
+    session.commit()
+    session.execute(update(Job).where(Job.id == job_id).values(next_check_at=utcnow()))
+    session.commit()
+    advance(session, job_id, clients, settings)
+    assert reload(session, job_id).admitted_at is None
+    assert len(later) == 1
