@@ -10,7 +10,8 @@
   sha256(body)`, hex, in `X-Fal-Webhook-*` headers, with the public key at
   `GET /fal/.well-known/jwks.json` (fal's is at rest.alpha.fal.ai);
 - errors as fal answers them: HTTP statuses with `{"detail": …}`. The same fault keywords as
-  Kie's ([kie:fail], [kie:slow=N], [kie:500x2], [kie:429], [kie:nocallback], …), the account
+  Kie's ([kie:fail], [kie:slow=N], [kie:500x2], [kie:429], [kie:nocallback], [kie:lostreply],
+  …), the account
   switch (`account_code` 401 or 402: a locked user) and the schema (sandbox/fal_schemas.toml).
 """
 
@@ -32,7 +33,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from jsonschema import Draft202012Validator
 
 from core.config import parse_rate
@@ -295,6 +296,18 @@ def routes(sb: Sandbox) -> APIRouter:
             pending = asyncio.create_task(send_webhook(request_id, task, task.callback_url))
             sb.background.add(pending)
             pending.add_done_callback(sb.background.discard)
+        if active("lostreply"):
+            # fal queued the request (its webhook will come), but its answer never arrives whole.
+            record(
+                "createTask",
+                prompt=prompt,
+                code="lostreply",
+                model=endpoint,
+                input=body,
+                callback_url=task.callback_url,
+                task_id=request_id,
+            )
+            return PlainTextResponse('{"request_id": "', media_type="application/json")
         base = f"{request.base_url}fal/{app}/requests/{request_id}"
         return answer(
             200,

@@ -17,6 +17,7 @@ from sqlalchemy import case, update
 from sqlalchemy.orm import Session
 
 from catalogue import get_catalogue
+from catalogue.fal import fal_routes
 from core.config import Settings
 from models.job import Job, JobStatus
 from models.lifecycle import adopt_task, record_event
@@ -75,6 +76,12 @@ def adopt(
         now=now,
         deadline=now + timedelta(seconds=settings.job_timeout),
     ):
+        route = fal_routes().get(job.model) if family == FAL else None
+        if route is not None:  # fal bills the request in dollars, as if its answer had come
+            params = {name: value for name, value in job.input.items() if name in spec.params}
+            session.execute(
+                update(Job).where(Job.id == job.id).values(provider_usd=route.usd(params))
+            )
         session.commit()
         log.warning(
             "job %s adopted task %s after its createTask answer was lost",

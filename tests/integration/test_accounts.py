@@ -8,34 +8,29 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from devstack.stack import free_port, wait_http
-from models.db import make_engine
-from models.job import Job
+from tests.integration.accounts_stack import (
+    AccountSandboxes,
+    sandbox_ports,
+    stack_with_accounts,
+)
 from tests.integration.conftest import (
     ADMIN_TOKEN,
     EMBEDDED,
     PRODUCTION,
     Services,
     Stack,
-    running_stack,
 )
 
 KEYS = {"KIE_A_KEY": "sk-account-a-0123456789", "KIE_B_KEY": "sk-account-b-9876543210"}
 
 
-def _accounts_file(folder: Path, ports: dict[str, int]) -> Path:
-    path = folder / "upstreams.toml"
-    path.write_text(
-        "".join(
-            f"""
+def _accounts(ports: dict[str, int]) -> str:
+    return "".join(
+        f"""
 [[accounts]]
 name = "{name}"
 provider = "kie-compatible"
@@ -45,42 +40,20 @@ create_rate = "36/1s"
 max_in_flight = 100
 priority = {priority}
 """
-            for priority, (name, port) in enumerate(ports.items(), start=1)
-        )
+        for priority, (name, port) in enumerate(ports.items(), start=1)
     )
-    return path
 
 
-class TwoAccounts:
-    def __init__(self, stack: Stack, ports: dict[str, int]) -> None:
-        self.stack = stack
-        self.sandboxes = {
-            name: httpx.Client(
-                base_url=f"http://127.0.0.1:{port}",
-                timeout=10,
-                headers=stack.local.sandbox_headers,
-            )
-            for name, port in ports.items()
-        }
-
+class TwoAccounts(AccountSandboxes):
     def created(self) -> dict[str, Counter[str]]:
         """Tasks each account's sandbox made, by prompt (refused calls are not tasks)."""
-        found = {}
-        for name, sandbox in self.sandboxes.items():
-            calls = sandbox.get("/_sandbox/calls").json()["calls"]
-            found[name] = Counter(
-                c["prompt"] for c in calls if c["endpoint"] == "createTask" and c["code"] == 200
-            )
-        return found
+        return {
+            name: Counter(c["prompt"] for c in self.calls(name) if c["code"] == 200)
+            for name in self.sandboxes
+        }
 
     def accounts_of(self, job_ids: list[str]) -> dict[str, str | None]:
-        engine = make_engine(self.stack.env["DATABASE_URL"])
-        try:
-            with Session(engine) as session:
-                rows = session.execute(select(Job.id, Job.account).where(Job.id.in_(job_ids)))
-                return {row.id: row.account for row in rows}
-        finally:
-            engine.dispose()
+        return {job_id: job.account for job_id, job in self.rows(job_ids).items()}
 
 
 @pytest.fixture(scope="module", params=[EMBEDDED, PRODUCTION])
@@ -90,22 +63,18 @@ def two(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[TwoAccounts]:
     folder = tmp_path_factory.mktemp("accounts")
-    ports = {"a": free_port(), "b": free_port()}
-    upstreams = _accounts_file(folder, ports)
-    with running_stack(request.param, services, folder, UPSTREAMS_FILE=str(upstreams), **KEYS) as s:
-        for name, port in ports.items():
-            env = {"SANDBOX_ACCOUNT_KEY": KEYS[f"KIE_{name.upper()}_KEY"]}
-            s.local.start(f"sandbox-{name}", "sandbox", "--port", str(port), env=env)
-        for port in ports.values():
-            wait_http(f"http://127.0.0.1:{port}/healthz")
-        yield TwoAccounts(s, ports)
+    ports = sandbox_ports("a", "b")
+    keys = {name: (port, KEYS[f"KIE_{name.upper()}_KEY"]) for name, port in ports.items()}
+    with stack_with_accounts(
+        request.param, services, folder, _accounts(ports), keys, **KEYS
+    ) as stack:
+        yield TwoAccounts(stack, ports)
 
 
 def _calls(two: TwoAccounts, name: str, job_id: str) -> list[dict[str, object]]:
     """Account `name`'s createTask calls for the job (its callback URL names it)."""
     token = two.stack.api.get(f"/jobs/{job_id}").json()["input"]["prompt"]
-    calls = two.sandboxes[name].get("/_sandbox/calls").json()["calls"]
-    return [c for c in calls if c["endpoint"] == "createTask" and c["prompt"] == token]
+    return [c for c in two.calls(name) if c["prompt"] == token]
 
 
 def _history(stack: Stack, job_id: str) -> list[str]:

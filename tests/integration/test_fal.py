@@ -11,23 +11,18 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from catalogue.fal import fal_routes
-from devstack.stack import free_port, wait_http
-from models.db import make_engine
 from models.job import Job
 from tests.fal_jobs import FAL_JOBS
+from tests.integration.accounts_stack import AccountSandboxes, sandbox_ports, stack_with_accounts
 from tests.integration.conftest import (
     ADMIN_TOKEN,
     EMBEDDED,
     PRODUCTION,
     Services,
     Stack,
-    running_stack,
 )
 
 KEYS = {"KIE_A_KEY": "sk-account-a-0123456789", "FAL_F_KEY": "fal-key-f-0123456789abcdef"}
@@ -36,29 +31,9 @@ KLING = "kling-2.6/text-to-video"
 SEEDANCE = "bytedance/seedance-2"
 
 
-class KieAndFal:
-    def __init__(self, stack: Stack, ports: dict[str, int]) -> None:
-        self.stack = stack
-        self.sandboxes = {
-            name: httpx.Client(
-                base_url=f"http://127.0.0.1:{port}", timeout=10, headers=stack.local.sandbox_headers
-            )
-            for name, port in ports.items()
-        }
-
-    def calls(self, name: str, endpoint: str = "createTask") -> list[dict[str, Any]]:
-        log = self.sandboxes[name].get("/_sandbox/calls").json()["calls"]
-        return [c for c in log if c["endpoint"] == endpoint]
-
+class KieAndFal(AccountSandboxes):
     def row(self, job_id: str) -> Job:
-        engine = make_engine(self.stack.env["DATABASE_URL"])
-        try:
-            with Session(engine) as session:
-                job = session.scalars(select(Job).where(Job.id == job_id)).one()
-                session.expunge(job)
-                return job
-        finally:
-            engine.dispose()
+        return self.rows([job_id])[job_id]
 
 
 @pytest.fixture(scope="module", params=[EMBEDDED, PRODUCTION])
@@ -67,11 +42,8 @@ def both(
     services: Services | None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[KieAndFal]:
-    folder = tmp_path_factory.mktemp("fal")
-    ports = {"a": free_port(), "f": free_port()}
-    upstreams = folder / "upstreams.toml"
-    upstreams.write_text(
-        f"""
+    ports = sandbox_ports("a", "f")
+    accounts = f"""
 [[accounts]]
 name = "a"
 provider = "kie-compatible"
@@ -88,28 +60,18 @@ key_env = "FAL_F_KEY"
 create_rate = "36/1s"
 priority = 2
 """
-    )
-    jwks = f"http://127.0.0.1:{ports['f']}/fal/.well-known/jwks.json"
-    with running_stack(
+    keys = {"a": (ports["a"], KEYS["KIE_A_KEY"]), "f": (ports["f"], KEYS["FAL_F_KEY"])}
+    with stack_with_accounts(
         request.param,
         services,
-        folder,
-        UPSTREAMS_FILE=str(upstreams),
-        FAL_JWKS_URL=jwks,
+        tmp_path_factory.mktemp("fal"),
+        accounts,
+        keys,
+        FAL_JWKS_URL=f"http://127.0.0.1:{ports['f']}/fal/.well-known/jwks.json",
         CATALOGUE_CHECK_INTERVAL="1",  # Kie's live catalogue (account a's) read every second
         **KEYS,
-    ) as s:
-        s.local.start(
-            "sandbox-a", "sandbox", "--port", str(ports["a"]),
-            env={"SANDBOX_ACCOUNT_KEY": KEYS["KIE_A_KEY"]},
-        )  # fmt: skip
-        s.local.start(
-            "sandbox-f", "sandbox", "--port", str(ports["f"]),
-            env={"SANDBOX_ACCOUNT_KEY": KEYS["FAL_F_KEY"]},
-        )  # fmt: skip
-        for port in ports.values():
-            wait_http(f"http://127.0.0.1:{port}/healthz")
-        yield KieAndFal(s, ports)
+    ) as stack:
+        yield KieAndFal(stack, ports)
 
 
 def _unique(text: str) -> str:
@@ -184,6 +146,20 @@ def test_each_kind_of_job_fal_makes_succeeds_through_fal_and_shows_fals_price(
     report = stack.api.get("/usage", params={"group_by": "model"}).json()
     (hailuo,) = [g for g in report["groups"] if g["key"] == "hailuo/02-text-to-video-pro"]
     assert (hailuo["jobs"], hailuo["usd"]) == (1, 0.48)
+
+
+def test_a_lost_submit_answer_is_adopted_from_fals_signed_webhook(both: KieAndFal) -> None:
+    """fal queued the request but its answer was lost: the job waits, never submits again,
+    and takes the request fal's signed webhook names — billed at fal's price."""
+    stack = both.stack
+    prompt = _unique("the answer is lost [kie:lostreply] [kie:slow=2]")
+    job = stack.create(prompt=prompt, model=VEO, route="f")
+    done = stack.wait(job["id"], timeout=60)
+    assert done["status"] == "succeeded", _history(stack, job["id"])
+    assert [c["code"] for c in both.calls("f") if c["prompt"] == prompt] == ["lostreply"]
+    assert any("adopted" in line for line in _history(stack, job["id"]))
+    assert done["usage"]["usd_source"] == "fal"
+    assert done["usage"]["usd_estimated"] == 1.2  # 8 s at $0.15
 
 
 def test_a_webhook_fal_did_not_sign_is_refused(both: KieAndFal) -> None:
