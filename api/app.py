@@ -43,6 +43,12 @@ def _send_check(job_id: str) -> None:
     celery_app.send_task("soraq.check_now", (job_id,), retry=False, expires=60)
 
 
+def _send_upstream_cancel(job_id: str) -> None:
+    from broker.app import celery_app
+
+    celery_app.send_task("soraq.cancel_upstream", (job_id,), retry=False, expires=300)
+
+
 async def _open_connections(engine: AsyncEngine, at_most: int = 5) -> None:
     async def one() -> None:
         async with engine.connect() as connection:
@@ -71,7 +77,9 @@ def create_app() -> FastAPI:
             max_held=settings.max_held,
             key_check_interval=settings.auth_cache_seconds,
         )
-        app.state.nudger = Nudger(_send_nudge, send_check=_send_check)
+        app.state.nudger = Nudger(
+            _send_nudge, send_check=_send_check, send_cancel=_send_upstream_cancel
+        )
         # Key changes are announced on Redis (a listening thread), else through a file that
         # every request stats.
         on_redis = settings.resolved_broker_url.startswith("redis")

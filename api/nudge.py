@@ -22,9 +22,11 @@ class Nudger:
         send: Callable[[], object],
         min_interval: float = 0.25,
         send_check: Callable[[str], object] | None = None,
+        send_cancel: Callable[[str], object] | None = None,
     ) -> None:
         self._send = send
         self._send_check = send_check
+        self._send_cancel = send_cancel
         self._min_interval = min_interval
         self._again = False
         self._task: asyncio.Task[None] | None = None
@@ -65,6 +67,17 @@ class Nudger:
             log.warning("could not send job %s's check (%s); the sweep will", job_id, exc)
             return False
         return True
+
+    async def cancel_upstream(self, job_id: str) -> None:
+        """Have a worker cancel a canceled job's request at its provider (fal). Best effort:
+        a miss leaves fal to run the request; the job is canceled either way."""
+        if self._send_cancel is None:
+            return
+        send = self._send_cancel
+        try:
+            await anyio.to_thread.run_sync(lambda: send(job_id))
+        except Exception as exc:
+            log.warning("could not send job %s's upstream cancel (%s)", job_id, exc)
 
     async def drain(self) -> None:
         if self._task is not None:

@@ -58,6 +58,7 @@ from models.lifecycle import AT_KIE, NEW_DELIVERIES, TERMINAL, transition
 from models.one_trip import can_send_together, commit_together
 from models.spend import add_spend, add_spend_for_new_job, day_of, sync_spend
 from models.webhook import WebhookDelivery
+from upstreams.fal_queue import is_fal_task
 from views.jobs import PRIORITIES
 
 # Built once: on the API's hottest path, building a statement costs more than running it.
@@ -313,6 +314,7 @@ async def cancel_job(
             return job
         if status in TERMINAL:
             raise JobFinished(f"job {job_id} already {status.value}")
+        at_fal = is_fal_task(job.kie_task_id or "")  # (read before the commit expires it)
         moved = await session.run_sync(
             transition, job_id, status, JobStatus.CANCELED, reason=f"canceled by {by}"
         )
@@ -322,6 +324,9 @@ async def cancel_job(
         session.sync_session.info.pop(NEW_DELIVERIES, None)
         if moved:
             nudger.nudge()  # its completion webhook, if any, is due now
+            if at_fal:
+                # fal runs (and bills) a request until told otherwise; Kie has no cancel.
+                await nudger.cancel_upstream(job_id)
             return await get_job(session, job_id, client_id)
     raise Conflict("the job kept changing; try again")
 

@@ -214,7 +214,9 @@ def routes(sb: Sandbox) -> APIRouter:
         if isinstance(task, Response):
             return task if task.status_code != 404 else JSONResponse({"status": "NOT_FOUND"}, 404)
         if task.finished(time.time()):
+            record("cancel", task_id=request_id, code=400)
             return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
+        record("cancel", task_id=request_id, code=202)
         return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202)
 
     @router.post("/fal/{endpoint:path}")

@@ -183,6 +183,23 @@ class FalQueue:
             )
         return TaskInfo(state="success", progress=100, video_urls=urls, upstream_state="completed")
 
+    def cancel(self, task_id: str) -> str:
+        """Ask fal to drop a request it has not started (fal bills what it runs): its answer,
+        `cancellation_requested` or `already_completed` (too late: nothing to save)."""
+        app, request_id = split_task_id(task_id)
+        try:
+            response = self._http.put(f"/{app}/requests/{request_id}/cancel")
+        except httpx.TransportError as exc:
+            raise from_transport_error("fal", exc) from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        word = state_word(body.get("status") if isinstance(body, dict) else None)
+        if response.status_code in (200, 202) or word == "already_completed":
+            return word or "cancellation_requested"
+        raise error_of(response)
+
     def callback_task_id(self, payload: Any) -> str | None:
         """The request id a fal webhook names (its task id is `fal:{app}:{request_id}`)."""
         if not isinstance(payload, dict):
@@ -203,6 +220,10 @@ def video_urls(output: Any) -> list[str]:
         if isinstance(url, str) and url.lower().startswith(("https://", "http://")):
             urls.append(url[:2048])
     return urls
+
+
+def is_fal_task(task_id: str) -> bool:
+    return task_id.startswith(PREFIX)
 
 
 def family_of(task_id: str, family: str) -> str:

@@ -23,10 +23,12 @@ from models.base import utcnow
 from models.db import get_engine, get_session_factory, session_scope
 from models.erasure import erase_finished_before
 from models.idempotency import IdempotencyKey
+from models.job import Job, JobStatus
 from models.job_queries import claim_due, claim_due_deliveries, job_traces
 from models.lifecycle import NEW_DELIVERIES
 from upstreams import KieHTTP, kie_upstreams
-from upstreams.fal_queue import FalQueue
+from upstreams.errors import ExternalError
+from upstreams.fal_queue import FAL, FalQueue, is_fal_task
 from upstreams.imgbb import ImgbbClient
 from upstreams.kie_catalogue import KieCatalogue
 from upstreams.kie_files import KieFileUpload
@@ -35,6 +37,7 @@ from worker.admission import acquire_check, admit, record_checks
 from worker.archive import archive_now
 from worker.media_sweep import clear_abandoned_downloads, expire_media
 from worker.pipeline import UpstreamClients, advance
+from worker.stage import upstream_call
 from worker.warmup import warm_up
 
 log = logging.getLogger(__name__)
@@ -212,6 +215,26 @@ def check_now(job_id: str) -> None:
     with session_scope() as session:
         if acquire_check(session, settings, job_id):
             advance(session, job_id, upstream_clients(), settings)
+
+
+@celery_app.task(name="soraq.cancel_upstream")
+def cancel_upstream(job_id: str) -> None:
+    """A job canceled while its request waited at fal: cancel it there too, so that fal does
+    not run (and bill) it. Best effort, once: fal cancels only what has not started, and the
+    job is canceled for its client either way."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        task_id = job.kie_task_id if job is not None else None
+        if job is None or job.status != JobStatus.CANCELED or not is_fal_task(task_id or ""):
+            return
+        upstream = upstream_clients().for_account(job.account).upstreams.get(FAL)
+        if not isinstance(upstream, FalQueue) or task_id is None:
+            return
+        try:
+            upstream_call(session, job, "cancel", FAL, lambda: upstream.cancel(task_id))
+        except ExternalError as exc:
+            log.warning("job %s: fal did not take its cancel (%s)", job_id, exc.code)
+        session.commit()
 
 
 @celery_app.task(name="soraq.kie_balance")

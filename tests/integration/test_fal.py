@@ -162,6 +162,24 @@ def test_a_lost_submit_answer_is_adopted_from_fals_signed_webhook(both: KieAndFa
     assert done["usage"]["usd_estimated"] == 1.2  # 8 s at $0.15
 
 
+def test_a_job_canceled_while_at_fal_is_canceled_at_fal_too(both: KieAndFal) -> None:
+    stack = both.stack
+    prompt = _unique("canceled at fal [kie:slow=20]")
+    job = stack.create(prompt=prompt, model=VEO, route="f")
+    _until(lambda: stack.api.get(f"/jobs/{job['id']}").json()["status"] != "queued")
+    _until(lambda: both.row(job["id"]).kie_task_id is not None)
+    canceled = stack.api.post(f"/jobs/{job['id']}/cancel")
+    assert canceled.status_code == 200, canceled.text
+    assert canceled.json()["status"] == "canceled"
+    request_id = (both.row(job["id"]).kie_task_id or "").rsplit(":", 1)[-1]
+    _until(lambda: [c["code"] for c in both.calls("f", "cancel") if c["task_id"] == request_id])
+    assert [c["code"] for c in both.calls("f", "cancel") if c["task_id"] == request_id] == [202]
+    assert any(
+        "'endpoint': 'cancel'" in line and "'upstream': 'fal'" in line
+        for line in _history(stack, job["id"])
+    )
+
+
 def test_a_webhook_fal_did_not_sign_is_refused(both: KieAndFal) -> None:
     stack = both.stack
     job = stack.create(prompt=_unique("unsigned"), model=VEO, route="f")

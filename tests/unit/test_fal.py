@@ -267,3 +267,27 @@ endpoint = "fal-ai/one/x"
 variants = [{ when = { mode = "b" }, endpoint = "fal-ai/two/x" }]
 """
         )
+
+
+def test_a_cancel_asks_fal_to_drop_the_request_and_reads_its_answer() -> None:
+    from upstreams.fal_queue import FalQueue
+
+    seen: list[tuple[str, str]] = []
+    answers = {
+        "r-1": httpx.Response(202, json={"status": "CANCELLATION_REQUESTED"}),
+        "r-2": httpx.Response(400, json={"status": "ALREADY_COMPLETED"}),
+        "r-3": httpx.Response(401, json={"detail": "Invalid Key authorization header"}),
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path))
+        return answers[request.url.path.split("/")[-2]]
+
+    fal = FalQueue("https://queue.fal.test", "k", timeout=2, transport=httpx.MockTransport(handler))
+    app = "fal-ai/kling-video/v3/pro/text-to-video"
+    assert fal.cancel(task_id_of(app, "r-1")) == "cancellation_requested"
+    assert fal.cancel(task_id_of(app, "r-2")) == "already_completed"  # too late: no error
+    with pytest.raises(ExternalError) as refused:
+        fal.cancel(task_id_of(app, "r-3"))
+    assert refused.value.code == "fal_unauthorized"
+    assert seen[0] == ("PUT", "/fal-ai/kling-video/requests/r-1/cancel")  # the app path only
