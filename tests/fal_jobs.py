@@ -8,6 +8,19 @@ from typing import Any
 # A job of each kind fal can make, by model: (params given, input roles, fal's endpoint).
 FAL_JOBS: list[tuple[str, dict[str, Any], list[str], str]] = [
     ("veo3.1-fast/text-to-video", {}, [], "fal-ai/veo3.1/fast"),
+    ("veo3.1/text-to-video", {"resolution": "4k", "duration": 4}, [], "fal-ai/veo3.1"),
+    (
+        "veo3.1-fast/image-to-video",
+        {"aspect_ratio": "Auto"},
+        ["first_frame"],
+        "fal-ai/veo3.1/fast/image-to-video",
+    ),  # fmt: skip
+    (
+        "veo3.1/image-to-video",
+        {"aspect_ratio": "9:16"},
+        ["first_frame"],
+        "fal-ai/veo3.1/image-to-video",
+    ),  # fmt: skip
     ("kling-2.6/text-to-video", {"sound": True}, [], "fal-ai/kling-video/v2.6/pro/text-to-video"),
     ("kling-3.0/video", {}, [], "fal-ai/kling-video/v3/pro/text-to-video"),
     ("kling-3.0/video", {"mode": "std"}, [], "fal-ai/kling-video/v3/standard/text-to-video"),

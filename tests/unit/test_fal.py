@@ -238,6 +238,10 @@ def test_a_job_beyond_what_fal_can_make_is_refused_by_its_route() -> None:
     assert kling.refusal("x", {"mode": "pro", "multi_shots": True}, []) is not None
     assert wan.refusal("x", {"watermark": True}, []) is not None
     assert wan.refusal("x", {"watermark": False}, ["audio"]) is None
+    veo = fal_routes()["veo3.1/image-to-video"]
+    assert veo.refusal("x", {}, ["first_frame", "last_frame"]) == (
+        "fal's veo3.1/image-to-video takes no last_frame input"
+    )
 
 
 def test_fal_prices_follow_the_jobs_values() -> None:
