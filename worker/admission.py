@@ -362,11 +362,15 @@ def create_due_in(session: Session, settings: Settings, name: str | None) -> flo
     look, not a take — no lock, no write (the database window's row is read as it stands)."""
     upstream = account_named(settings, name)
     window = create_window(settings, upstream)
-    state = (
-        session.get(SchedulerState, upstream.name, populate_existing=True)
+    # A detached copy of the database window's log: reading the window prunes the log it is
+    # given, and the session must never write a log it read without the row's lock back
+    # over tokens other workers took meanwhile.
+    creates = (
+        session.scalar(select(SchedulerState.creates).where(SchedulerState.name == upstream.name))
         if window.needs_lock
         else None
-    ) or SchedulerState(name=upstream.name, creates=[], checks=[])
+    )
+    state = SchedulerState(name=upstream.name, creates=list(creates or []), checks=[])
     upcoming = window.upcoming(state, utcnow(), 1)
     return upcoming[0] if upcoming else 0.0
 
