@@ -111,12 +111,16 @@ def pinned_route(
     return None if request.failover else serving[0]
 
 
+MAX_REFUSAL = 200
+
+
 def fal_refusal_of(
     model_id: str, prompt: str, params: dict[str, Any], roles: set[str]
 ) -> str | None:
     """Why fal cannot make this job (None: it can, or fal has no route for the model)."""
     route = fal_routes().get(model_id)
-    return route.refusal(prompt, params, roles) if route is not None else None
+    why = route.refusal(prompt, params, roles) if route is not None else None
+    return why[:MAX_REFUSAL] if why is not None else None  # jobs.fal_refusal's length
 
 
 def served_by_fal(settings: Settings, model_id: str) -> bool:

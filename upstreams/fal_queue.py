@@ -228,4 +228,4 @@ def is_fal_task(task_id: str) -> bool:
 
 def family_of(task_id: str, family: str) -> str:
     """The family that reads a task: fal's for a fal task id, else the model's own."""
-    return FAL if task_id.startswith(PREFIX) else family
+    return FAL if is_fal_task(task_id) else family

@@ -19,7 +19,7 @@ from api.fal_webhooks import KeysUnavailable, keys_at
 from api.inbound import MAX_CALLBACK_BYTES, read_limited
 from catalogue.fal import fal_routes
 from models.job import JobStatus
-from upstreams.fal_queue import PREFIX, task_id_of
+from upstreams.fal_queue import task_id_of
 
 router = APIRouter(tags=["fal"], include_in_schema=False)
 
@@ -52,7 +52,7 @@ async def fal_webhook(
     known = job.kie_task_id
     # The signed request must be this job's own (or, before its id is known, the job must be
     # waiting for one): a valid signature for another request is no reason to look at it.
-    if known is not None and (not known.startswith(PREFIX) or known != task_id):
+    if known is not None and known != task_id:  # (task_id is a fal task id: fal:{app}:…)
         raise Unauthorized("the webhook names another request")
     if known is None and job.status not in (JobStatus.SUBMITTING, JobStatus.FAILED):
         raise Unauthorized("the job has no request to hear about")

@@ -295,3 +295,16 @@ def test_a_cancel_asks_fal_to_drop_the_request_and_reads_its_answer() -> None:
         fal.cancel(task_id_of(app, "r-3"))
     assert refused.value.code == "fal_unauthorized"
     assert seen[0] == ("PUT", "/fal-ai/kling-video/requests/r-1/cancel")  # the app path only
+
+
+def test_a_refusal_fits_the_column_it_is_kept_in() -> None:
+    """However long a route's limits, the stored reason fits jobs.fal_refusal (200)."""
+    from api.account_routes import MAX_REFUSAL, fal_refusal_of
+    from models.job import Job
+
+    assert Job.__table__.c.fal_refusal.type.length == MAX_REFUSAL
+    roles = {f"role_{i:03d}_with_a_long_name" for i in range(20)}
+    why = fal_refusal_of("kling-3.0/video", "x", {"mode": "pro"}, roles)
+    assert why is not None
+    assert why.startswith("fal's kling-3.0/video takes no role_000")
+    assert len(why) == MAX_REFUSAL

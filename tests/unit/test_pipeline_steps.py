@@ -459,3 +459,25 @@ def test_a_job_whose_token_frees_a_moment_later_waits_for_it_keeping_its_admissi
     advance(session, job_id, clients, settings)
     assert reload(session, job_id).admitted_at is None
     assert len(later) == 1
+
+
+def test_a_look_at_the_window_writes_nothing_back(session: Session, settings: Settings) -> None:
+    """Reading the create window prunes the log it is given: the look before a claim must
+    never write that log (read without the row's lock) back over tokens taken meanwhile."""
+    from worker.admission import create_due_in
+
+    now = utcnow().timestamp()
+    stale, fresh = now - 60.0, now - 0.2  # one token long out of the window, one in it
+    session.merge(SchedulerState(name="kie", creates=[stale, fresh]))
+    session.commit()
+    assert create_due_in(session, settings, "kie") == 0.0  # room: 19 of 20 free
+    # Meanwhile another worker takes a token (under the row's lock, in its own session).
+    with Session(session.get_bind()) as other:
+        row = other.get(SchedulerState, "kie")
+        assert row is not None
+        row.creates = [*row.creates, now]
+        other.commit()
+    session.commit()  # whatever the look left in this session
+    row = session.get(SchedulerState, "kie", populate_existing=True)
+    assert row is not None
+    assert row.creates == [stale, fresh, now]  # nothing pruned, nothing lost
