@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import NamedTuple
 
-from sqlalchemy import Float, Select, cast, func, or_, select, update
+from sqlalchemy import Float, Select, cast, func, literal_column, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from catalogue.accounts import DEFAULT_ACCOUNT, Account, account_named, accounts
@@ -134,12 +134,29 @@ def fair_order(
         )
         .subquery()
     )
+    columns = (queue.c.id, queue.c.turn, queue.c.created_at, queue.c.route)
     if newest:
         # A refused account's probe: a job pinned to it (it can go nowhere else), else the
         # job that has waited least (the longest waiting go to accounts that work).
         pinned_first = queue.c.route.is_(None)  # False sorts first
-        return select(queue.c.id).order_by(pinned_first, queue.c.created_at.desc()).limit(limit)
-    return select(queue.c.id).order_by(queue.c.turn, queue.c.created_at).limit(limit)
+        return select(*columns).order_by(pinned_first, queue.c.created_at.desc()).limit(limit)
+    return select(*columns).order_by(queue.c.turn, queue.c.created_at).limit(limit)
+
+
+class Candidate(NamedTuple):
+    id: str
+    turn: float
+    created_at: datetime
+    route: str | None
+
+
+def _in_order(rows: list[Candidate], newest: bool) -> list[str]:
+    """fair_order's order again, in Python: the rows of several accounts' queries come back
+    from one UNION, whose order SQL does not keep."""
+    if newest:
+        rows = sorted(rows, key=lambda r: r.created_at, reverse=True)
+        return [r.id for r in sorted(rows, key=lambda r: r.route is None)]
+    return [r.id for r in sorted(rows, key=lambda r: (r.turn, r.created_at, r.id))]
 
 
 def admit_test_mode(session: Session, now: datetime, settings: Settings) -> list[str]:
@@ -215,10 +232,16 @@ def admit(session: Session, settings: Settings, now: datetime) -> Budget:
         # No account can take them: jobs held past their JOB_TIMEOUT fail with the reason.
         account.expire_waiting(session, states[0], now, settings)
     held = cache(lambda: held_models(session, now, settings))  # once a sweep, when needed
-    rounds = [
-        _admit_to(session, settings, now, a, state, held)
-        for a, state in zip(every, states, strict=True)
+    plans = [
+        _plan(session, settings, now, a, state) for a, state in zip(every, states, strict=True)
     ]
+    candidates = _candidates(session, now, plans, held)
+    taken: set[str] = set()
+    rounds = []
+    for plan, theirs in zip(plans, candidates, strict=True):
+        round_ = _admit_to(session, settings, now, plan, [j for j in theirs if j not in taken])
+        taken.update(round_.admitted)
+        rounds.append(round_)
     admitted = [job for round_ in rounds for job in round_.admitted]
     starts = [start for round_ in rounds for start in round_.starts_in]
     wakes = [round_.wake_in for round_ in rounds if round_.wake_in is not None]
@@ -244,71 +267,113 @@ def coalesced(wakes: list[float]) -> list[float]:
     return kept
 
 
+@dataclass
+class _Plan:
+    """One account's room in this round, before any job is chosen."""
+
+    upstream: Account
+    state: SchedulerState
+    paused: bool = False
+    room: int = 0
+    probing: bool = False  # refused: this round's one job is its probe
+    window_bound: bool = False  # the create window, not in-flight room, is what limits it
+    frees: list[float] = field(default_factory=list)  # seconds until each free token frees
+
+
+def _plan(
+    session: Session, settings: Settings, now: datetime, upstream: Account, state: SchedulerState
+) -> _Plan:
+    plan = _Plan(
+        upstream, state, paused=state.paused_until is not None and state.paused_until > now
+    )
+    if plan.paused:
+        return plan
+    pending = _pending_admissions(session, now, upstream.name)
+    # Admitted jobs not yet at their call have the soonest tokens; the rest are ours.
+    window = create_window(settings, upstream)
+    plan.frees = window.upcoming(state, now, pending + settings.sweep_batch)[pending:]
+    window_room = sum(1 for wait in plan.frees if wait <= HORIZON_SECONDS)
+    plan.room = min(
+        window_room,
+        upstream.max_in_flight - in_flight(session, upstream.name) - pending,
+        settings.sweep_batch,
+    )
+    plan.window_bound = plan.room == window_room
+    plan.probing = state.account_reason is not None and state.account_reason != credits.LOW_CREDITS
+    if plan.probing:
+        # The account is refused: one probe per interval, nothing else — with the job
+        # that has waited least, so that the longest waiting go to accounts that work.
+        plan.room = 1 if plan.room > 0 and account.take_probe(state, now, settings) else 0
+    return plan
+
+
+def _candidates(
+    session: Session, now: datetime, plans: list[_Plan], held: Callable[[], list[str]]
+) -> list[list[str]]:
+    """Each account's candidates, in its order, from ONE statement: under READ COMMITTED every
+    statement sees its own snapshot, and with a query per account a job committed between
+    two of them would be seen by the later account only — which would take it although an
+    account before it by priority had room. An account's list is long enough to keep its
+    room after the accounts before it take theirs out of it."""
+    members = []
+    before = 0  # how many jobs the accounts before this one may take
+    for k, plan in enumerate(plans):
+        if plan.room <= 0:
+            continue
+        upstream = plan.upstream
+        fal = upstream.provider == "fal"
+        # Kie's live catalogue pausing a model holds it back at Kie's accounts only.
+        query = fair_order(
+            now,
+            plan.room + before,
+            held() if not fal else [],
+            upstream.models,
+            plan.probing,
+            upstream.name,
+            fal=fal,
+        ).subquery()
+        members.append(select(*query.c, literal_column(str(k)).label("k")))
+        before += plan.room
+    lists: list[list[Candidate]] = [[] for _ in plans]
+    if members:
+        statement = members[0] if len(members) == 1 else union_all(*members)
+        for *row, k in session.execute(statement):
+            lists[k].append(Candidate(*row))
+    return [_in_order(rows, plan.probing) for rows, plan in zip(lists, plans, strict=True)]
+
+
 def _admit_to(
-    session: Session,
-    settings: Settings,
-    now: datetime,
-    upstream: Account,
-    state: SchedulerState,
-    held: Callable[[], list[str]],
+    session: Session, settings: Settings, now: datetime, plan: _Plan, candidates: list[str]
 ) -> Budget:
     """One account's round: the jobs it takes now (given to it), when to wake up for it, and
     whether this dispatcher reads its balance."""
+    upstream, state = plan.upstream, plan.state
     admitted: list[str] = []
-    paused = state.paused_until is not None and state.paused_until > now
-    lease = timedelta(seconds=settings.claim_lease)
-    window_bound = False
-    frees: list[float] = []  # seconds until each create token not yet spoken for frees
-    if not paused:
-        pending = _pending_admissions(session, now, upstream.name)
-        # Admitted jobs not yet at their call have the soonest tokens; the rest are ours.
-        window = create_window(settings, upstream)
-        frees = window.upcoming(state, now, pending + settings.sweep_batch)[pending:]
-        window_room = sum(1 for wait in frees if wait <= HORIZON_SECONDS)
-        room = min(
-            window_room,
-            upstream.max_in_flight - in_flight(session, upstream.name) - pending,
-            settings.sweep_batch,
+    candidates = candidates[: plan.room]
+    if candidates:
+        # Only what the balance covers goes to the account: a 402 prevented, not reported.
+        admitted = credits.affordable(session, state, candidates, now, settings)
+        if not admitted:
+            credits.pause_low(session, state, now, settings)
+        elif state.account_reason == credits.LOW_CREDITS:
+            credits.resume_low(session, state)
+        elif state.account_reason is not None:
+            state.account_probe_job = admitted[0]
+    if admitted:
+        dialect = session.get_bind().dialect.name
+        lease = timedelta(seconds=settings.claim_lease)
+        session.execute(
+            update(Job)
+            .where(in_lock_order(dialect, Job.id.in_(admitted), Job.status == JobStatus.QUEUED))
+            .values(next_check_at=now + lease, admitted_at=now, account=upstream.name)
+            .execution_options(synchronize_session=False)
         )
-        window_bound = room == window_room
-        low = state.account_reason == credits.LOW_CREDITS
-        probing = state.account_reason is not None and not low
-        if probing:
-            # The account is refused: one probe per interval, nothing else — with the job
-            # that has waited least, so that the longest waiting go to accounts that work.
-            room = 1 if room > 0 and account.take_probe(state, now, settings) else 0
-        if room > 0:
-            # Only what the balance covers goes to the account: a 402 prevented, not reported.
-            # Kie's live catalogue pausing a model holds it back at Kie's accounts only.
-            waiting = held() if upstream.provider != "fal" else []
-            order = fair_order(
-                now,
-                room,
-                waiting,
-                upstream.models,
-                probing,
-                upstream.name,
-                fal=upstream.provider == "fal",
-            )
-            candidates = list(session.scalars(order))
-            admitted = credits.affordable(session, state, candidates, now, settings)
-            if candidates and not admitted:
-                credits.pause_low(session, state, now, settings)
-            elif admitted and low:
-                credits.resume_low(session, state)
-            elif state.account_reason is not None and admitted:
-                state.account_probe_job = admitted[0]
-        if admitted:
-            dialect = session.get_bind().dialect.name
-            session.execute(
-                update(Job)
-                .where(in_lock_order(dialect, Job.id.in_(admitted), Job.status == JobStatus.QUEUED))
-                .values(next_check_at=now + lease, admitted_at=now, account=upstream.name)
-                .execution_options(synchronize_session=False)
-            )
     reads = [upstream.name] if credits.claim_balance_read(state, now, settings) else []
+    frees = plan.frees
     following = frees[len(admitted)] if len(frees) > len(admitted) else None
-    wake_in = _wake_up(session, state, settings, now, paused, window_bound, admitted, following)
+    wake_in = _wake_up(
+        session, state, settings, now, plan.paused, plan.window_bound, admitted, following
+    )
     return Budget(admitted, 0, state, reads, wake_in, starts_in=frees[: len(admitted)])
 
 

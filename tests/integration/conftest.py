@@ -147,6 +147,19 @@ def services(request: pytest.FixtureRequest) -> Iterator[Services | None]:
         redis.close()
 
 
+@pytest.fixture
+def postgres_url(services: Services | None) -> str:
+    """A migrated PostgreSQL database of this test's own, for tests of what only concurrent
+    transactions on Postgres show (no stack runs on it)."""
+    if services is None:
+        pytest.skip("PostgreSQL is not installed on this machine")
+    from models.migrate import migrate
+
+    url = services.postgres.create_database(f"bare_{next(_databases)}")
+    migrate(url)
+    return url
+
+
 def _shout(request: pytest.FixtureRequest, line: str) -> None:
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:

@@ -7,7 +7,6 @@ settles as a rolled-back insert's hole that never will."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -19,17 +18,11 @@ from models.client import Client
 from models.db import async_session_factory, make_async_engine, make_engine
 from models.event import JobEvent
 from models.job import Job
-from models.migrate import migrate
-from tests.integration.conftest import Services
 
 
 @pytest.fixture
-def database(services: Services | None) -> Iterator[tuple[str, Engine, str]]:
-    if services is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    url = services.postgres.create_database(f"horizon_{int(time.time() * 1000)}")
-    migrate(url)
-    engine = make_engine(url)
+def database(postgres_url: str) -> Iterator[tuple[str, Engine, str]]:
+    engine = make_engine(postgres_url)
     with Session(engine) as session:
         client = Client(name="horizon", key_hash="1" * 64, key_prefix="sk_hori")
         session.add(client)
@@ -38,7 +31,7 @@ def database(services: Services | None) -> Iterator[tuple[str, Engine, str]]:
         session.add(job)
         session.commit()
         job_id = job.id
-    yield url, engine, job_id
+    yield postgres_url, engine, job_id
     engine.dispose()
 
 

@@ -17,17 +17,11 @@ from models.client import Client
 from models.db import make_engine
 from models.job import Job, JobStatus
 from models.lifecycle import cancel_open_jobs, fail, transition
-from models.migrate import migrate
-from tests.integration.conftest import Services
 
 
 @pytest.fixture
-def engine(services: Services | None) -> Iterator[Engine]:
-    if services is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    url = services.postgres.create_database(f"lock_order_{int(time.time() * 1000)}")
-    migrate(url)
-    engine = make_engine(url)
+def engine(postgres_url: str) -> Iterator[Engine]:
+    engine = make_engine(postgres_url)
     yield engine
     engine.dispose()
 

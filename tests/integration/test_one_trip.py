@@ -4,7 +4,6 @@ or nothing, and the connection as SQLAlchemy expects it afterwards."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from datetime import timedelta
 from typing import Any
 
@@ -18,11 +17,7 @@ from models.db import make_async_engine
 from models.event import JobEvent
 from models.job import Job, JobStatus, new_callback_token
 from models.job_queries import BudgetCheck, insert_job_within_limit
-from models.migrate import migrate
 from models.one_trip import can_send_together, commit_together
-from tests.integration.conftest import Services
-
-_names = itertools.count()
 
 
 def _new_job(job_id: str) -> tuple[Any, dict[str, Any]]:
@@ -53,20 +48,11 @@ def _note(job_id: str) -> tuple[Any, dict[str, Any]]:
     return insert(JobEvent).values(**values, reason="note", detail=None), {}
 
 
-@pytest.fixture
-def database_url(services: Services | None) -> str:
-    if services is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    url = services.postgres.create_database(f"one_trip_{next(_names)}")
-    migrate(url)
-    return url
-
-
-def test_statements_commit_together_or_not_at_all(database_url: str) -> None:
+def test_statements_commit_together_or_not_at_all(postgres_url: str) -> None:
     lock = (CLIENT_LOCK, {"client_id": "anyone"})
 
     async def scenario() -> None:
-        engine = make_async_engine(database_url)
+        engine = make_async_engine(postgres_url)
         try:
             async with engine.connect() as connection:
                 assert can_send_together(connection)
@@ -90,9 +76,9 @@ def test_statements_commit_together_or_not_at_all(database_url: str) -> None:
     asyncio.run(scenario())
 
 
-def test_an_open_transaction_is_not_committed_behind_its_back(database_url: str) -> None:
+def test_an_open_transaction_is_not_committed_behind_its_back(postgres_url: str) -> None:
     async def scenario() -> bool:
-        engine = make_async_engine(database_url)
+        engine = make_async_engine(postgres_url)
         try:
             async with engine.connect() as connection:
                 await connection.execute(select(1))  # the transaction is open now
@@ -103,9 +89,9 @@ def test_an_open_transaction_is_not_committed_behind_its_back(database_url: str)
     assert asyncio.run(scenario()) is False
 
 
-def test_statements_that_need_python_side_defaults_are_refused(database_url: str) -> None:
+def test_statements_that_need_python_side_defaults_are_refused(postgres_url: str) -> None:
     async def scenario() -> None:
-        engine = make_async_engine(database_url)
+        engine = make_async_engine(postgres_url)
         try:
             async with engine.connect() as connection:
                 bare = insert(JobEvent).values(job_id="job_a", kind="admin")  # `at` defaults
@@ -118,10 +104,10 @@ def test_statements_that_need_python_side_defaults_are_refused(database_url: str
 
 
 def test_a_connection_lost_midway_leaves_the_pool_and_answers_as_unavailable(
-    database_url: str,
+    postgres_url: str,
 ) -> None:
     async def scenario() -> tuple[bool, int]:
-        engine = make_async_engine(database_url)
+        engine = make_async_engine(postgres_url)
         try:
             async with engine.connect() as connection:
                 backend = await connection.scalar(text("SELECT pg_backend_pid()"))
@@ -142,7 +128,7 @@ def test_a_connection_lost_midway_leaves_the_pool_and_answers_as_unavailable(
 
 
 def test_post_jobs_commits_its_job_reservation_and_history_in_one_round_trip(
-    database_url: str,
+    postgres_url: str,
 ) -> None:
     """The API's own insert (api.service) takes the one-trip path on PostgreSQL, a budgeted
     job's reservation with it; a refused job leaves no row and reserves nothing."""
@@ -175,7 +161,7 @@ def test_post_jobs_commits_its_job_reservation_and_history_in_one_round_trip(
         )
 
     async def scenario() -> tuple[bool, list[Any]]:
-        engine = make_async_engine(database_url)
+        engine = make_async_engine(postgres_url)
         sessions = async_session_factory(engine)
         try:
             async with engine.begin() as connection:
