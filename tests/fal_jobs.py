@@ -68,4 +68,40 @@ FAL_JOBS: list[tuple[str, dict[str, Any], list[str], str]] = [
         ["first_frame"],
         "fal-ai/minimax/hailuo-2.3/pro/image-to-video",
     ),  # fmt: skip
+    (
+        "kling-2.6/image-to-video",
+        {"duration": 10, "sound": True},
+        ["first_frame"],
+        "fal-ai/kling-video/v2.6/pro/image-to-video",
+    ),
+    (
+        "wan/2-6-image-to-video",
+        {"resolution": "720p", "duration": 10},
+        ["first_frame"],
+        "wan/v2.6/image-to-video",
+    ),
+    (
+        "wan/2-7-image-to-video",
+        {"duration": 8, "prompt_extend": False},
+        ["first_frame", "last_frame", "driving_audio"],
+        "fal-ai/wan/v2.7/image-to-video",
+    ),
+    (
+        "hailuo/02-text-to-video-standard",
+        {"duration": 10},
+        [],
+        "fal-ai/minimax/hailuo-02/standard/text-to-video",
+    ),
+    (
+        "hailuo/02-image-to-video-pro",
+        {},
+        ["first_frame", "last_frame"],
+        "fal-ai/minimax/hailuo-02/pro/image-to-video",
+    ),
+    (
+        "hailuo/02-image-to-video-standard",
+        {"resolution": "512P"},
+        ["first_frame"],
+        "fal-ai/minimax/hailuo-02/standard/image-to-video",
+    ),
 ]

@@ -323,9 +323,9 @@ def test_a_fal_account_serves_the_models_fal_has_routes_for(tmp_path: Path) -> N
     assert fal.provider == "fal"
     assert fal.models == frozenset(fal_routes())
     assert fal.serves("veo3.1-fast/text-to-video")
-    assert not fal.serves("hailuo/02-text-to-video-standard")  # no route in catalogue/fal.toml
-    listed = FAL + 'models = ["hailuo/02-text-to-video-standard"]\n'
-    with pytest.raises(ValueError, match="no fal route for hailuo/02-text-to-video-standard"):
+    assert not fal.serves("kling/v2-1-master-text-to-video")  # no route in catalogue/fal.toml
+    listed = FAL + 'models = ["kling/v2-1-master-text-to-video"]\n'
+    with pytest.raises(ValueError, match="no fal route for kling/v2-1-master-text-to-video"):
         accounts(_settings(tmp_path, listed))
 
 
