@@ -104,4 +104,17 @@ FAL_JOBS: list[tuple[str, dict[str, Any], list[str], str]] = [
         ["first_frame"],
         "fal-ai/minimax/hailuo-02/standard/image-to-video",
     ),
+    (
+        "bytedance/seedance-2",
+        {"aspect_ratio": "9:16"},
+        ["first_frame", "last_frame"],
+        "bytedance/seedance-2.0/image-to-video",
+    ),
+    ("bytedance/seedance-2-fast", {}, [], "bytedance/seedance-2.0/fast/text-to-video"),
+    (
+        "bytedance/seedance-2-fast",
+        {"resolution": "480p", "duration": 4},
+        ["first_frame"],
+        "bytedance/seedance-2.0/fast/image-to-video",
+    ),
 ]

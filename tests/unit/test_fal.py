@@ -228,9 +228,10 @@ def test_a_job_beyond_what_fal_can_make_is_refused_by_its_route() -> None:
     assert seedance.refusal("x", {"resolution": "1080p"}, []) == (
         "fal serves bytedance/seedance-2 with resolution 480p, 720p only"
     )
-    assert seedance.refusal("x", {"resolution": "720p"}, ["first_frame"]) == (
-        "fal's bytedance/seedance-2 takes no first_frame input"
+    assert seedance.refusal("x", {"resolution": "720p"}, ["reference"]) == (
+        "fal's bytedance/seedance-2 takes no reference input"
     )
+    assert seedance.refusal("x", {"resolution": "720p"}, ["first_frame", "last_frame"]) is None
     assert seedance.refusal("", {"resolution": "720p"}, []) == (
         "fal's bytedance/seedance-2 needs a prompt"
     )
