@@ -477,8 +477,9 @@ def restamp_create(
     session: Session, settings: Settings, token: Token, name: str | None = DEFAULT_ACCOUNT
 ) -> None:
     """The createTask this token was taken for has been answered (or has failed): Kie counted
-    it at some moment before now, so the token is held from now. Our window then never frees
-    a token before Kie's does, and the dispatcher can admit at the very instant it frees.
+    it at some moment before now, so the token is held one window from now (without the
+    margin that covers a call still in flight). Our window then never frees a token before
+    Kie's does, and the dispatcher can admit at the very instant it frees.
     Commits (the database window locks the scheduler row)."""
     if token is None:
         return

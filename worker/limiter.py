@@ -8,7 +8,10 @@ create token is taken right before the call and *restamped* when the answer (or 
 comes back: from then on it is held from a time no earlier than Kie's count, and our window
 never frees a token before Kie's does — which lets the dispatcher admit at the very instant a
 token frees (worker.admission's timed wake-up). A small absolute margin on top covers a call
-still in flight when its token is the oldest (a createTask that takes most of the window).
+still in flight when its token is the oldest (a createTask that takes most of the window); an
+answered call's token needs none — the answer is already a bound on Kie's count —, so a
+restamp holds it exactly one window from the answer (every token's reuse would otherwise come
+the margin late, window after window).
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ class Window(Protocol):
         """Take one token: (None, the token) or (seconds until one frees, None)."""
 
     def restamp(self, state: SchedulerState, token: Token, now: datetime) -> None:
-        """The call this token was for has been answered: hold the token from now, an upper
-        bound of when the upstream counted the call."""
+        """The call this token was for has been answered: hold the token one window from
+        now, an upper bound of when the upstream counted the call (never less than it holds
+        the token already)."""
 
 
 class DatabaseWindow:
@@ -56,7 +60,7 @@ class DatabaseWindow:
     needs_lock = True
 
     def __init__(self, rate: Rate, log: Log, margin: float = 0.0) -> None:
-        self.rate, self.log = rate, log
+        self.rate, self.log, self.margin = rate, log, margin
         self.window = rate.window + margin
 
     def _recent(self, state: SchedulerState, now: datetime) -> list[float]:
@@ -85,7 +89,8 @@ class DatabaseWindow:
     def restamp(self, state: SchedulerState, token: Token, now: datetime) -> None:
         recent = list(getattr(state, self.log))
         if isinstance(token, float) and token in recent:
-            recent[recent.index(token)] = max(token, now.timestamp())
+            # Held for `window` (margin included) from this stamp: the window alone from now.
+            recent[recent.index(token)] = max(token, now.timestamp() - self.margin)
             setattr(state, self.log, sorted(recent))
 
     def take(self, state: SchedulerState, now: datetime, amount: int = 1) -> float | None:
@@ -99,13 +104,15 @@ class DatabaseWindow:
         return None
 
 
-# A token moved to Redis' time now, if it is still in the window. ARGV: member, window_ms.
+# A token moved to Redis' time now less the margin (it is then held the window alone from
+# now), if it is still in the window and that is later. ARGV: member, window_ms, margin_ms.
 _RESTAMP_SCRIPT = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local target = now - tonumber(ARGV[3])
 local stamp = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if stamp and tonumber(stamp) < now then
-    redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+if stamp and tonumber(stamp) < target then
+    redis.call('ZADD', KEYS[1], 'XX', target, ARGV[1])
     redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 end
 return 0
@@ -181,6 +188,7 @@ class RedisWindow:
     def __init__(self, broker_url: str, rate: Rate, key: str, margin: float = 0.0) -> None:
         self.rate, self.key = rate, key
         self.window_ms = round((rate.window + margin) * 1000)
+        self.margin_ms = round(margin * 1000)
         client = redis.Redis.from_url(broker_url)
         self.script = client.register_script(_WINDOW_SCRIPT)
         self.restamp_script = client.register_script(_RESTAMP_SCRIPT)
@@ -202,7 +210,7 @@ class RedisWindow:
 
     def restamp(self, state: SchedulerState, token: Token, now: datetime) -> None:
         if isinstance(token, str):
-            self.restamp_script(keys=[self.key], args=[token, self.window_ms])
+            self.restamp_script(keys=[self.key], args=[token, self.window_ms, self.margin_ms])
 
     def room(self, state: SchedulerState, now: datetime) -> int:
         return self._run(0)[1]

@@ -116,6 +116,33 @@ def test_a_token_restamped_when_its_call_is_answered_frees_that_much_later(
         assert window.room(row, answered) == 0
 
 
+def test_the_margin_holds_a_call_in_flight_and_not_an_answered_one(redis_url: str) -> None:
+    """The margin covers a call still on its way when its token is the oldest; once the call
+    is answered, the answer bounds Kie's count and the token is held one window from it —
+    never less than it was held already (a reply faster than the margin moves nothing)."""
+    windows: list[tuple[RedisWindow | DatabaseWindow, bool]] = [
+        (RedisWindow(redis_url, Rate(1, 10), "test:margin", margin=0.2), False),
+        (DatabaseWindow(Rate(1, 10), "creates", margin=0.2), False),
+        (RedisWindow(redis_url, Rate(1, 10), "test:margin-fast", margin=0.5), True),
+        (DatabaseWindow(Rate(1, 10), "creates", margin=0.5), True),
+    ]
+    for window, within_margin in windows:
+        row = state()
+        sent = utcnow()
+        wait, token = window.take_one(row, sent)
+        assert wait is None
+        (in_flight,) = window.upcoming(row, sent, 1)
+        assert 10.0 < in_flight <= 10.5  # the window and the margin
+        time.sleep(0.3)  # the call's round trip
+        answered = utcnow()
+        window.restamp(row, token, answered)
+        (free_in,) = window.upcoming(row, answered, 1)
+        if within_margin:
+            assert 10.1 < free_in <= 10.2, free_in  # still the send's 10.5 s
+        else:
+            assert 9.9 < free_in <= 10.0, free_in  # the window alone, from the answer
+
+
 def test_both_windows_list_when_each_coming_token_frees(redis_url: str) -> None:
     """What the dispatcher's coalesced wake-up reads: every token freeing soon, in order."""
     now = utcnow()
