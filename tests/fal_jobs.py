@@ -117,4 +117,16 @@ FAL_JOBS: list[tuple[str, dict[str, Any], list[str], str]] = [
         ["first_frame"],
         "bytedance/seedance-2.0/fast/image-to-video",
     ),
+    (
+        "kling/v2-5-turbo-text-to-video-pro",
+        {"duration": 10, "aspect_ratio": "1:1", "negative_prompt": "fog", "cfg_scale": 0.7},
+        [],
+        "fal-ai/kling-video/v2.5-turbo/pro/text-to-video",
+    ),
+    (
+        "kling/v2-5-turbo-image-to-video-pro",
+        {},
+        ["first_frame", "last_frame"],
+        "fal-ai/kling-video/v2.5-turbo/pro/image-to-video",
+    ),
 ]
