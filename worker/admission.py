@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Float, Select, cast, func, literal_column, or_, select, union_all, update
 from sqlalchemy.orm import Session
@@ -134,29 +134,17 @@ def fair_order(
         )
         .subquery()
     )
-    columns = (queue.c.id, queue.c.turn, queue.c.created_at, queue.c.route)
+    return select(queue).order_by(*_order(queue.c, newest)).limit(limit)
+
+
+def _order(columns: Any, newest: bool) -> tuple[Any, ...]:
+    """fair_order's order, for its queue and for the rows read from it (one definition)."""
     if newest:
         # A refused account's probe: a job pinned to it (it can go nowhere else), else the
         # job that has waited least (the longest waiting go to accounts that work).
-        pinned_first = queue.c.route.is_(None)  # False sorts first
-        return select(*columns).order_by(pinned_first, queue.c.created_at.desc()).limit(limit)
-    return select(*columns).order_by(queue.c.turn, queue.c.created_at).limit(limit)
-
-
-class Candidate(NamedTuple):
-    id: str
-    turn: float
-    created_at: datetime
-    route: str | None
-
-
-def _in_order(rows: list[Candidate], newest: bool) -> list[str]:
-    """fair_order's order again, in Python: the rows of several accounts' queries come back
-    from one UNION, whose order SQL does not keep."""
-    if newest:
-        rows = sorted(rows, key=lambda r: r.created_at, reverse=True)
-        return [r.id for r in sorted(rows, key=lambda r: r.route is None)]
-    return [r.id for r in sorted(rows, key=lambda r: (r.turn, r.created_at, r.id))]
+        pinned_first = columns.route.is_(None)  # False sorts first
+        return (pinned_first, columns.created_at.desc(), columns.id)
+    return (columns.turn, columns.created_at, columns.id)
 
 
 def admit_test_mode(session: Session, now: datetime, settings: Settings) -> list[str]:
@@ -332,14 +320,16 @@ def _candidates(
             upstream.name,
             fal=fal,
         ).subquery()
-        members.append(select(*query.c, literal_column(str(k)).label("k")))
+        # A UNION keeps no order: each row carries its place in its account's list.
+        place = func.row_number().over(order_by=_order(query.c, plan.probing))
+        members.append(select(query.c.id, literal_column(str(k)).label("k"), place))
         before += plan.room
-    lists: list[list[Candidate]] = [[] for _ in plans]
+    lists: list[list[tuple[int, str]]] = [[] for _ in plans]
     if members:
         statement = members[0] if len(members) == 1 else union_all(*members)
-        for *row, k in session.execute(statement):
-            lists[k].append(Candidate(*row))
-    return [_in_order(rows, plan.probing) for rows, plan in zip(lists, plans, strict=True)]
+        for job_id, k, at in session.execute(statement):
+            lists[k].append((at, job_id))
+    return [[job_id for _, job_id in sorted(rows)] for rows in lists]
 
 
 def _admit_to(
