@@ -31,6 +31,9 @@ def settings(**values: object) -> Settings:
 
 def queue(session: Session, jobs: dict[str, int], weights: dict[str, int] | None = None) -> None:
     start = utcnow() - timedelta(minutes=1)
+    # One clock for every client's jobs, in the order given: jobs that tie on their turn go
+    # oldest first, and no two jobs share an instant (a tie there falls to the random job id).
+    serial = 0
     for name, count in jobs.items():
         client = Client(
             id=f"cl_{name}",
@@ -41,7 +44,8 @@ def queue(session: Session, jobs: dict[str, int], weights: dict[str, int] | None
         )
         session.add(client)
         for i in range(count):
-            created = start + timedelta(milliseconds=i)
+            created = start + timedelta(milliseconds=serial)
+            serial += 1
             session.add(
                 Job(
                     client_id=client.id,
