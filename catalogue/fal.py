@@ -147,9 +147,56 @@ def _variant(model: str, raw: dict[str, Any]) -> Variant:
     )
 
 
+ROUTE_KEYS = frozenset(
+    {"model", "endpoint", "like", "drop_fields", "fields", "fixed", "ignored", "inputs"}
+    | {"variants", "limits", "price", "price_basis"}
+)
+
+
+def _resolved(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each route's table with its `like` laid under it: a route `like` another model's is
+    that route with its own keys over it — its own `fields` added to (or replacing) the
+    other's, less those it names in `drop_fields`; any other key it gives replaces the
+    other's whole. The text and image endpoints of one fal model differ in a key or two."""
+    by_model: dict[str, dict[str, Any]] = {}
+    for raw in tables:
+        model = str(raw.get("model", "?"))
+        if set(raw) - ROUTE_KEYS:
+            raise ValueError(f"fal route {model}: unknown keys {sorted(set(raw) - ROUTE_KEYS)}")
+        if "endpoint" not in raw:  # never inherited: two models, one endpoint, is a slip
+            raise ValueError(f"fal route {model}: no endpoint of its own")
+        if model in by_model:
+            raise ValueError(f"fal route {model}: a second route of the model")
+        by_model[model] = raw
+    done: dict[str, dict[str, Any]] = {}
+
+    def resolve(model: str, seen: tuple[str, ...]) -> dict[str, Any]:
+        if model in seen:
+            loop = " → ".join((*seen, model))
+            raise ValueError(f"fal route {seen[0]}: `like` goes round: {loop}")
+        if model not in done:
+            entry = dict(by_model[model])
+            base = entry.pop("like", None)
+            dropped = set(entry.pop("drop_fields", []))
+            if base is not None:
+                if str(base) not in by_model:
+                    raise ValueError(f"fal route {model}: like {base!r}, which has no route")
+                parent = resolve(str(base), (*seen, model))
+                fields = {
+                    k: v for k, v in parent.get("fields", {}).items() if k not in dropped
+                } | dict(entry.pop("fields", {}))
+                entry = {**parent, **entry, "fields": fields}
+            elif dropped:
+                raise ValueError(f"fal route {model}: drop_fields without like")
+            done[model] = entry
+        return done[model]
+
+    return [resolve(model, ()) for model in by_model]
+
+
 def parse(text: str) -> dict[str, FalRoute]:
     routes = {}
-    for raw in tomllib.loads(text).get("routes", []):
+    for raw in _resolved(tomllib.loads(text).get("routes", [])):
         model = str(raw["model"])
         routes[model] = FalRoute(
             model=model,

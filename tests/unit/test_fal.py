@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -272,6 +273,61 @@ endpoint = "fal-ai/one/x"
 variants = [{ when = { mode = "b" }, endpoint = "fal-ai/two/x" }]
 """
         )
+
+
+LIKE = """
+[[routes]]
+model = "text"
+endpoint = "fal-ai/m/text"
+fields.aspect_ratio = "aspect_ratio"
+fields.duration = { field = "duration", text = true }
+fixed = { generate_audio = true }
+price = { per_second = 0.1 }
+
+[[routes]]
+model = "image"
+like = "text"
+endpoint = "fal-ai/m/image"
+drop_fields = ["aspect_ratio"]
+fields.seed = "seed"
+inputs = { first_frame = "image_url" }
+"""
+
+
+def test_a_route_like_another_takes_its_keys_under_its_own() -> None:
+    from catalogue.fal import parse
+
+    routes = parse(LIKE)
+    image = routes["image"]
+    assert (image.endpoint, sorted(image.fields)) == ("fal-ai/m/image", ["duration", "seed"])
+    assert (image.fixed, image.inputs) == ({"generate_audio": True}, {"first_frame": "image_url"})
+    assert image.usd({"duration": 5}) == routes["text"].usd({"duration": 5}) == 0.5
+    assert image.body("p", {"duration": 5, "seed": 7, "aspect_ratio": "16:9"}) == {
+        "prompt": "p",
+        "duration": "5",
+        "seed": 7,
+        "generate_audio": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (('like = "text"', 'like = "sound"'), "like 'sound', which has no route"),
+        (('model = "text"', 'model = "text"\nlike = "image"'), "goes round: text → image → text"),
+        (('endpoint = "fal-ai/m/image"\n', ""), "image: no endpoint of its own"),
+        (('model = "image"', 'model = "text"'), "a second route of the model"),
+        (("drop_fields", "drop_field"), "unknown keys ['drop_field']"),
+        (('like = "text"\n', ""), "drop_fields without like"),
+    ],
+)
+def test_a_wrong_route_table_is_refused_naming_the_route(
+    change: tuple[str, str], said: str
+) -> None:
+    from catalogue.fal import parse
+
+    with pytest.raises(ValueError, match=re.escape(said)):
+        parse(LIKE.replace(*change, 1))
 
 
 def test_a_cancel_asks_fal_to_drop_the_request_and_reads_its_answer() -> None:
