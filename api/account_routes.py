@@ -56,6 +56,7 @@ def routes(model_id: str, every: tuple[Account, ...], health: Health) -> list[di
                 # Jobs with other values, or other inputs, go to Kie's accounts only.
                 "limits": {name: sorted(values) for name, values in fal.limits.items()},
                 "inputs": sorted(fal.inputs),
+                "prompt_max": fal.prompt_max,  # None: as long as the model takes
             }
         shown.append(route)
     return shown

@@ -72,6 +72,7 @@ class FalRoute:
     inputs: dict[str, str] = field(default_factory=dict)  # soraq input role → fal's URL field
     variants: tuple[Variant, ...] = ()
     limits: dict[str, frozenset[str]] = field(default_factory=dict)  # param → values fal takes
+    prompt_max: int | None = None  # fal's longest prompt, where Kie takes longer ones
 
     def variant(self, params: dict[str, Any], roles: Iterable[str]) -> Variant | None:
         roles = list(roles)
@@ -90,6 +91,8 @@ class FalRoute:
         to Kie's accounts only."""
         if not prompt.strip():
             return f"fal's {self.model} needs a prompt"
+        if self.prompt_max is not None and len(prompt) > self.prompt_max:
+            return f"fal's {self.model} takes prompts of up to {self.prompt_max} characters"
         for name, allowed in self.limits.items():
             value = params.get(name)
             if value is not None and _text(value) not in allowed:
@@ -149,7 +152,7 @@ def _variant(model: str, raw: dict[str, Any]) -> Variant:
 
 ROUTE_KEYS = frozenset(
     {"model", "endpoint", "like", "drop_fields", "fields", "fixed", "ignored", "inputs"}
-    | {"variants", "limits", "price", "price_basis"}
+    | {"variants", "limits", "prompt_max", "price", "price_basis"}
 )
 
 
@@ -212,6 +215,7 @@ def parse(text: str) -> dict[str, FalRoute]:
                 str(k): frozenset(_text(v) for v in values)
                 for k, values in raw.get("limits", {}).items()
             },
+            prompt_max=int(raw["prompt_max"]) if "prompt_max" in raw else None,
         )
         apps = {"/".join(e.split("/")[:2]) for e in routes[model].endpoints()}
         if len(apps) > 1:

@@ -129,4 +129,23 @@ FAL_JOBS: list[tuple[str, dict[str, Any], list[str], str]] = [
         ["first_frame", "last_frame"],
         "fal-ai/kling-video/v2.5-turbo/pro/image-to-video",
     ),
+    (
+        "kling/v2-1-master-text-to-video",
+        {"duration": 10, "aspect_ratio": "9:16", "cfg_scale": 0.3},
+        [],
+        "fal-ai/kling-video/v2.1/master/text-to-video",
+    ),
+    (
+        "kling/v2-1-master-image-to-video",
+        {"negative_prompt": "blur"},
+        ["first_frame"],
+        "fal-ai/kling-video/v2.1/master/image-to-video",
+    ),
+    (
+        "kling/v2-1-pro",
+        {"duration": 10},
+        ["first_frame"],
+        "fal-ai/kling-video/v2.1/pro/image-to-video",
+    ),
+    ("kling/v2-1-standard", {}, ["first_frame"], "fal-ai/kling-video/v2.1/standard/image-to-video"),
 ]

@@ -207,10 +207,10 @@ def test_a_webhook_fal_did_not_sign_is_refused(both: KieAndFal) -> None:
 
 def test_a_model_fal_does_not_serve_cannot_be_pinned_to_it(both: KieAndFal) -> None:
     refused = both.stack.api.post(
-        "/jobs", json={"prompt": "x", "model": "kling/v2-1-master-text-to-video", "route": "f"}
+        "/jobs", json={"prompt": "x", "model": "grok-imagine/text-to-video", "route": "f"}
     )
     assert refused.status_code == 422
-    assert "account f does not serve kling/v2-1-master-text-to-video" in refused.text
+    assert "account f does not serve grok-imagine/text-to-video" in refused.text
 
 
 def test_when_kie_runs_dry_the_jobs_fal_serves_go_to_fal(both: KieAndFal) -> None:

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from api.account_routes import pinned_route
+from api.account_routes import pinned_route, routes
 from api.schemas import JobCreate
 from catalogue import get_catalogue
 from catalogue.accounts import DEFAULT_ACCOUNT, accounts
@@ -323,10 +323,17 @@ def test_a_fal_account_serves_the_models_fal_has_routes_for(tmp_path: Path) -> N
     assert fal.provider == "fal"
     assert fal.models == frozenset(fal_routes())
     assert fal.serves("veo3.1-fast/text-to-video")
-    assert not fal.serves("kling/v2-1-master-text-to-video")  # no route in catalogue/fal.toml
-    listed = FAL + 'models = ["kling/v2-1-master-text-to-video"]\n'
-    with pytest.raises(ValueError, match="no fal route for kling/v2-1-master-text-to-video"):
+    assert not fal.serves("grok-imagine/text-to-video")  # no route in catalogue/fal.toml
+    listed = FAL + 'models = ["grok-imagine/text-to-video"]\n'
+    with pytest.raises(ValueError, match="no fal route for grok-imagine/text-to-video"):
         accounts(_settings(tmp_path, listed))
+    # GET /models shows what fal cannot make: Kling 2.1's longer prompts stay with Kie.
+    (shown,) = routes("kling/v2-1-pro", (fal,), ((fal.name, None, False),))
+    assert (shown["upstream_model"], shown["inputs"], shown["prompt_max"]) == (
+        "fal-ai/kling-video/v2.1/pro/image-to-video",
+        ["first_frame"],
+        2500,
+    )
 
 
 KIE_AND_FAL = (

@@ -221,6 +221,31 @@ def test_every_fal_endpoint_soraq_sends_to_has_a_schema_in_the_sandbox() -> None
     assert sent_to == {endpoint for *_, endpoint in FAL_JOBS}  # each one tested above
 
 
+@pytest.mark.parametrize(("model", "given", "roles", "endpoint"), FAL_JOBS)
+def test_the_longest_prompt_kie_takes_fits_fals_schema_or_stays_with_kie(
+    model: str, given: dict[str, object], roles: list[str], endpoint: str
+) -> None:
+    """A prompt soraq accepts never meets fal's 422 (a failed job): a route whose fal
+    endpoint takes shorter prompts than Kie says so (`prompt_max`), and refuses longer ones."""
+    from jsonschema import Draft202012Validator
+
+    from catalogue import get_catalogue
+    from sandbox.fal_queue import endpoints
+
+    route = fal_routes()[model]
+    longest = get_catalogue().spec(model).prompt_max_length
+    params = get_catalogue().spec(model).validate({"prompt": "a lighthouse", **given})
+    params.pop("prompt", None)
+    for prompt in ("p" * longest, "p" * (route.prompt_max or longest)):
+        if route.refusal(prompt, params, roles) is None:
+            body = route.body(prompt, params, [(r, "https://files.example/i.png") for r in roles])
+            assert Draft202012Validator(endpoints()[endpoint]).is_valid(body), len(prompt)
+    if route.prompt_max is not None:
+        assert route.refusal("p" * (route.prompt_max + 1), params, roles) == (
+            f"fal's {model} takes prompts of up to {route.prompt_max} characters"
+        )
+
+
 def test_a_job_beyond_what_fal_can_make_is_refused_by_its_route() -> None:
     seedance, kling, wan = (
         fal_routes()[m]
@@ -244,6 +269,9 @@ def test_a_job_beyond_what_fal_can_make_is_refused_by_its_route() -> None:
     assert veo.refusal("x", {}, ["first_frame", "last_frame"]) == (
         "fal's veo3.1/image-to-video takes no last_frame input"
     )
+    kling_pro = fal_routes()["kling/v2-1-pro"]  # fal's page lists no tail frame
+    assert kling_pro.refusal("x", {}, ["first_frame", "last_frame"]) is not None
+    assert kling_pro.refusal("x" * 2501, {}, ["first_frame"]) is not None  # Kie takes 5000
 
 
 def test_fal_prices_follow_the_jobs_values() -> None:
