@@ -55,17 +55,25 @@ class Horizon:
         self._holes: dict[int, Seen] = {}  # by the hole's first id
         self._pending = False  # ids beyond the horizon exist (a hole holds them back)
         self._read_at = 0.0
+        self._read_started = 0.0  # when the last read began: it saw every commit before this
         self._lock = asyncio.Lock()
 
-    async def current(self, fresh: bool = False) -> tuple[int, bool]:
+    async def current(self, fresh: bool = False, since: float | None = None) -> tuple[int, bool]:
         """(the horizon, whether visible events wait beyond it). A caller that gets
         `pending` looks again shortly: holes settle without a notification. `fresh`: read
         now, not a result up to `min_interval` old — for a caller that has just seen
-        something commit and must not get a horizon from before it."""
+        something commit and must not get a horizon from before it. `since` (a monotonic
+        instant, such as when a notification woke the caller): a result from a read begun
+        at or after it — every caller woken by one notification shares one read, and none
+        gets a horizon from before the commit that woke it (it would read nothing, and
+        sleep until the next notification or its recheck with the event undelivered)."""
         async with self._lock:
-            stale = time.monotonic() - self._read_at >= self._min_interval
-            if self._settled is None or fresh or stale:
+            now = time.monotonic()
+            stale = now - self._read_at >= self._min_interval
+            behind = since is not None and self._read_started < since
+            if self._settled is None or fresh or stale or behind:
                 await self._advance()
+                self._read_started = now
             assert self._settled is not None
             return self._settled, self._pending
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -47,10 +48,12 @@ class Waiter:
     def __init__(self, hub: EventHub, keys: tuple[str, ...], hold: Hold | None = None) -> None:
         self._hub, self.keys, self.hold = hub, keys, hold
         self._flag = asyncio.Event()
+        self.woke_at: float | None = None  # monotonic: when something last woke it
         if hold is not None:
             hold.waiters.add(self)
 
     def wake(self) -> None:
+        self.woke_at = time.monotonic()
         self._flag.set()
 
     async def wait(self, timeout: float) -> None:
@@ -129,12 +132,15 @@ class EventHub:
         postgres = self._url.get_backend_name() == "postgresql"
         self._horizon = Horizon(sessionmaker) if postgres else None
 
-    async def horizon(self, fresh: bool = False) -> tuple[int | None, bool]:
+    async def horizon(
+        self, fresh: bool = False, since: float | None = None
+    ) -> tuple[int | None, bool]:
         """(the highest event id streams may read up to — None: any —, whether events wait
-        beyond it); `fresh`: read after this call began (Horizon.current)."""
+        beyond it); `fresh`: read after this call began; `since`: read at or after that
+        instant (Horizon.current)."""
         if self._horizon is None:
             return None, False
-        return await self._horizon.current(fresh)
+        return await self._horizon.current(fresh, since)
 
     def hold(self, client_id: str, key_hash: str = "") -> Hold:
         """One of the client's places for a held request or an open stream in this process,

@@ -169,7 +169,7 @@ async def job_stream(
             ended = await _has_ended(sessionmaker, job_id)
             # Ended: the horizon must be read after that, or one cached from just before the
             # terminal event committed would hide it — and the stream would end without it.
-            upto, pending = await hub.horizon(fresh=ended)
+            upto, pending = await hub.horizon(fresh=ended, since=waiter.woke_at)
             for event in await _read(sessionmaker, after, job_id=job_id, upto=upto):
                 after = int(event["id"])
                 yield event
@@ -206,7 +206,8 @@ async def client_stream(
             last_event_id = horizon
         after = last_event_id
         while not hold.revoked:
-            upto, pending = await hub.horizon()
+            # Woken by a commit: a horizon read before it would hide the event that woke us.
+            upto, pending = await hub.horizon(since=waiter.woke_at)
             for event in await _read(sessionmaker, after, client_id=client_id, upto=upto):
                 after = int(event["id"])
                 yield event

@@ -7,6 +7,7 @@ settles as a rolled-back insert's hole that never will."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -86,6 +87,20 @@ def test_a_hole_holds_the_horizon_until_its_insert_commits_or_settles(
             newest = _insert(connection, job_id)
         assert await horizon.current() == (kept, False)
         assert await horizon.current(fresh=True) == (newest, False)
+
+        # A caller a notification woke after a commit gets a horizon read since that instant,
+        # never one cached from before the commit (it would read nothing and sleep with the
+        # event undelivered); callers woken by the same notification share that one read.
+        with engine.begin() as connection:
+            woken = _insert(connection, job_id)
+        woke_at = time.monotonic()  # a notification comes after its commit
+        assert await horizon.current() == (newest, False)  # cached: the new event is hidden
+        reads = horizon._read_at
+        assert await horizon.current(since=woke_at) == (woken, False)
+        shared = horizon._read_at
+        assert shared > reads
+        assert await horizon.current(since=woke_at) == (woken, False)
+        assert horizon._read_at == shared  # no second read for the same wake-up
         await async_engine.dispose()
 
     asyncio.run(scenario())

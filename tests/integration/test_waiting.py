@@ -34,11 +34,12 @@ def read_events(
     last_event_id: str | None = None,
     stop_after: int = 10_000,
     until: Callable[[dict[str, Any]], bool] = lambda event: False,
+    into: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The stream's events as dicts (id, event, data), until it closes, `stop_after` events or
-    one that matches `until`."""
+    one that matches `until`; each is appended to `into` as it comes, if given."""
     headers = {"last-event-id": last_event_id} if last_event_id else {}
-    events: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = [] if into is None else into
     with api.stream("GET", path, headers=headers, timeout=60) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -127,7 +128,8 @@ def test_the_client_stream_sees_its_own_jobs_and_no_one_elses(stack: Stack) -> N
     def listen() -> None:
         ended = lambda e: e["event"] == "completed" and e["data"]["job_id"] == mine.get("id")  # noqa: E731
         try:
-            seen.extend(read_events(client, "/jobs/events", stop_after=200, until=ended))
+            # Into `seen` as they come: a failure shows what had arrived by then.
+            read_events(client, "/jobs/events", stop_after=200, until=ended, into=seen)
         except Exception as exc:  # anything, or the thread dies and the failure says nothing
             broken.append(repr(exc))
 
