@@ -48,7 +48,10 @@ class Waiter:
     def __init__(self, hub: EventHub, keys: tuple[str, ...], hold: Hold | None = None) -> None:
         self._hub, self.keys, self.hold = hub, keys, hold
         self._flag = asyncio.Event()
-        self.woke_at: float | None = None  # monotonic: when something last woke it
+        # Monotonic: when something last woke it — first, its subscribing: a read must see
+        # every commit before that instant (later ones wake it), so a cached event horizon
+        # from before it must not be used (Horizon.current's `since`).
+        self.woke_at = time.monotonic()
         if hold is not None:
             hold.waiters.add(self)
 

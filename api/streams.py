@@ -28,6 +28,7 @@ MAX_WAIT = 60  # seconds a `Prefer: wait` may hold a request (RFC 7240's wait, c
 HEARTBEAT = 15  # seconds between comment lines on an idle stream
 RECHECK = 30.0  # seconds a waiter sleeps without news before it reads anyway
 SETTLING = 0.25  # …and while events wait behind a hole in the ids (api.event_horizon)
+PAGE = 500  # events per read; after a full page the next is read at once, not after a wait
 T = TypeVar("T")
 
 
@@ -133,7 +134,9 @@ async def _read(
     async with sessionmaker() as session:
         rows = (
             await session.execute(
-                public_events(after=after, job_id=job_id, client_id=client_id, upto=upto)
+                public_events(
+                    after=after, job_id=job_id, client_id=client_id, upto=upto, limit=PAGE
+                )
             )
         ).all()
         out = []
@@ -170,11 +173,14 @@ async def job_stream(
             # Ended: the horizon must be read after that, or one cached from just before the
             # terminal event committed would hide it — and the stream would end without it.
             upto, pending = await hub.horizon(fresh=ended, since=waiter.woke_at)
-            for event in await _read(sessionmaker, after, job_id=job_id, upto=upto):
+            events = await _read(sessionmaker, after, job_id=job_id, upto=upto)
+            for event in events:
                 after = int(event["id"])
                 yield event
                 if event["event"] == "completed":
                     return
+            if len(events) == PAGE:
+                continue  # more are there already (a stream resumed far back): read them now
             if ended and not pending:
                 return  # resumed after the terminal event: nothing more will come
             await waiter.wait(SETTLING if pending else RECHECK)
@@ -199,7 +205,7 @@ async def client_stream(
         if last_event_id is None:
             # "From now on" starts at the horizon, not the newest id: an event with a lower
             # id whose transaction is still committing is news too.
-            horizon, _ = await hub.horizon()
+            horizon, _ = await hub.horizon(since=waiter.woke_at)
             if horizon is None:
                 async with sessionmaker() as session:
                     horizon = await _newest_event_id(session)
@@ -208,10 +214,12 @@ async def client_stream(
         while not hold.revoked:
             # Woken by a commit: a horizon read before it would hide the event that woke us.
             upto, pending = await hub.horizon(since=waiter.woke_at)
-            for event in await _read(sessionmaker, after, client_id=client_id, upto=upto):
+            events = await _read(sessionmaker, after, client_id=client_id, upto=upto)
+            for event in events:
                 after = int(event["id"])
                 yield event
-            await waiter.wait(SETTLING if pending else RECHECK)
+            if len(events) < PAGE:  # else more are there already: read them now
+                await waiter.wait(SETTLING if pending else RECHECK)
 
 
 async def _newest_event_id(session: AsyncSession) -> int:

@@ -156,6 +156,52 @@ def test_the_client_stream_sees_its_own_jobs_and_no_one_elses(stack: Stack) -> N
     assert stack.api.get("/jobs/job_000000000000000000000000/events").status_code == 404
 
 
+def test_a_stream_resumed_far_back_reads_its_backlog_page_after_page(stack: Stack) -> None:
+    """More than a page (api.streams.PAGE) of events behind the reader's Last-Event-ID: both
+    streams send them all at once — no 30-s pause between pages, and a finished job's stream
+    does not end after the first page."""
+    from sqlalchemy import insert
+
+    from api.streams import PAGE
+    from models.db import make_engine
+    from models.event import JobEvent
+
+    client = _other_client(stack)
+    created = client.post("/jobs", json={"prompt": unique("Backlog")})
+    assert created.status_code == 202, created.text
+    job_id = created.json()["id"]
+    history = read_events(client, f"/jobs/{job_id}/events")  # ends with the job
+    assert history[-1]["event"] == "completed"
+    # Progress rows after the job's end stand in for a long backlog (no notification
+    # comes for them once the streams below are open: nothing wakes them between pages).
+    engine = make_engine(stack.env["DATABASE_URL"])
+    try:
+        with engine.begin() as connection:
+            rows = [
+                {"job_id": job_id, "kind": "progress", "detail": {"progress": n % 100}}
+                for n in range(PAGE + 100)
+            ]
+            connection.execute(insert(JobEvent), rows)
+    finally:
+        engine.dispose()
+    last = history[-1]["id"]
+    caught_up: list[dict[str, Any]] = []
+
+    def listen() -> None:
+        read_events(
+            client, "/jobs/events", last_event_id=last, stop_after=PAGE + 100, into=caught_up
+        )
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    listener.join(timeout=20)  # a pause between pages would be RECHECK, 30 s
+    assert len(caught_up) == PAGE + 100, len(caught_up)
+    assert [e["event"] for e in caught_up] == ["progress"] * (PAGE + 100)
+    # The finished job's own stream, resumed there, sends the whole backlog, then ends.
+    resumed = read_events(client, f"/jobs/{job_id}/events", last_event_id=last)
+    assert [int(e["id"]) for e in resumed] == [int(e["id"]) for e in caught_up]
+
+
 def _new_client(stack: Stack) -> tuple[str, str]:
     name = f"held-{uuid.uuid4().hex[:6]}"
     key, _ = stack.local.create_client(name)
