@@ -54,7 +54,6 @@ class Horizon:
         self._settled: int | None = None  # every id up to here is visible or never will be
         self._holes: dict[int, Seen] = {}  # by the hole's first id
         self._pending = False  # ids beyond the horizon exist (a hole holds them back)
-        self._read_at = 0.0
         self._read_started = 0.0  # when the last read began: it saw every commit before this
         self._lock = asyncio.Lock()
 
@@ -69,7 +68,7 @@ class Horizon:
         sleep until the next notification or its recheck with the event undelivered)."""
         async with self._lock:
             now = time.monotonic()
-            stale = now - self._read_at >= self._min_interval
+            stale = now - self._read_started >= self._min_interval
             behind = since is not None and self._read_started < since
             if self._settled is None or fresh or stale or behind:
                 await self._advance()
@@ -86,7 +85,6 @@ class Horizon:
                 await session.execute(events_after_with_snapshot(self._settled, SCAN_LIMIT))
             ).all()
         now = time.monotonic()
-        self._read_at = now
         settled, walked, blocked = self._settled, self._settled, False
         for row in rows:
             if row.id > walked + 1:  # a hole: ids walked+1 … row.id-1 are not visible

@@ -95,12 +95,12 @@ def test_a_hole_holds_the_horizon_until_its_insert_commits_or_settles(
             woken = _insert(connection, job_id)
         woke_at = time.monotonic()  # a notification comes after its commit
         assert await horizon.current() == (newest, False)  # cached: the new event is hidden
-        reads = horizon._read_at
+        reads = horizon._read_started
         assert await horizon.current(since=woke_at) == (woken, False)
-        shared = horizon._read_at
+        shared = horizon._read_started
         assert shared > reads
         assert await horizon.current(since=woke_at) == (woken, False)
-        assert horizon._read_at == shared  # no second read for the same wake-up
+        assert horizon._read_started == shared  # no second read for the same wake-up
         await async_engine.dispose()
 
     asyncio.run(scenario())

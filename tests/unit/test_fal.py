@@ -211,6 +211,18 @@ def test_each_kind_of_job_fal_makes_goes_to_its_endpoint_with_a_body_its_schema_
     for role, url in images:
         assert body[route.inputs[role]] == url
     assert (route.usd(params) or 0) > 0
+    # A prompt soraq accepts never meets fal's 422 (a failed job): the longest Kie takes fits
+    # fal's schema, or the route's `prompt_max` keeps it with Kie.
+    validator = Draft202012Validator(endpoints()[endpoint])
+    longest = "p" * get_catalogue().spec(model).prompt_max_length
+    if route.refusal(longest, params, roles) is None:
+        assert validator.is_valid(route.body(longest, params, images)), len(longest)
+    else:
+        assert route.prompt_max is not None
+        assert validator.is_valid(route.body("p" * route.prompt_max, params, images))
+        assert route.refusal(longest, params, roles) == (
+            f"fal's {model} takes prompts of up to {route.prompt_max} characters"
+        )
 
 
 def test_every_fal_endpoint_soraq_sends_to_has_a_schema_in_the_sandbox() -> None:
@@ -219,31 +231,6 @@ def test_every_fal_endpoint_soraq_sends_to_has_a_schema_in_the_sandbox() -> None
     sent_to = {e for route in fal_routes().values() for e in route.endpoints()}
     assert sent_to <= set(endpoints())
     assert sent_to == {endpoint for *_, endpoint in FAL_JOBS}  # each one tested above
-
-
-@pytest.mark.parametrize(("model", "given", "roles", "endpoint"), FAL_JOBS)
-def test_the_longest_prompt_kie_takes_fits_fals_schema_or_stays_with_kie(
-    model: str, given: dict[str, object], roles: list[str], endpoint: str
-) -> None:
-    """A prompt soraq accepts never meets fal's 422 (a failed job): a route whose fal
-    endpoint takes shorter prompts than Kie says so (`prompt_max`), and refuses longer ones."""
-    from jsonschema import Draft202012Validator
-
-    from catalogue import get_catalogue
-    from sandbox.fal_queue import endpoints
-
-    route = fal_routes()[model]
-    longest = get_catalogue().spec(model).prompt_max_length
-    params = get_catalogue().spec(model).validate({"prompt": "a lighthouse", **given})
-    params.pop("prompt", None)
-    for prompt in ("p" * longest, "p" * (route.prompt_max or longest)):
-        if route.refusal(prompt, params, roles) is None:
-            body = route.body(prompt, params, [(r, "https://files.example/i.png") for r in roles])
-            assert Draft202012Validator(endpoints()[endpoint]).is_valid(body), len(prompt)
-    if route.prompt_max is not None:
-        assert route.refusal("p" * (route.prompt_max + 1), params, roles) == (
-            f"fal's {model} takes prompts of up to {route.prompt_max} characters"
-        )
 
 
 def test_a_job_beyond_what_fal_can_make_is_refused_by_its_route() -> None:
@@ -270,8 +257,13 @@ def test_a_job_beyond_what_fal_can_make_is_refused_by_its_route() -> None:
         "fal's veo3.1/image-to-video takes no last_frame input"
     )
     kling_pro = fal_routes()["kling/v2-1-pro"]  # fal's page lists no tail frame
-    assert kling_pro.refusal("x", {}, ["first_frame", "last_frame"]) is not None
-    assert kling_pro.refusal("x" * 2501, {}, ["first_frame"]) is not None  # Kie takes 5000
+    assert kling_pro.refusal("x", {}, ["first_frame", "last_frame"]) == (
+        "fal's kling/v2-1-pro takes no last_frame input"
+    )
+    assert kling_pro.refusal("x" * 2500, {}, ["first_frame"]) is None
+    assert kling_pro.refusal("x" * 2501, {}, ["first_frame"]) == (  # Kie takes 5000
+        "fal's kling/v2-1-pro takes prompts of up to 2500 characters"
+    )
 
 
 def test_fal_prices_follow_the_jobs_values() -> None:
